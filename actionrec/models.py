@@ -1,0 +1,156 @@
+"""Pretrained weights by name: fetch, convert, cache and load them; derive each model's preprocessing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ActionrecError
+from .i3d import I3D, I3D_KINETICS400
+from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
+from .weights import (
+    WeightsSpec,
+    atomic_save_safetensors,
+    download,
+    extract_member,
+    home_dir,
+    load_numpy_pickle,
+    sha256_file,
+    weights_path,
+)
+
+PRETRAINED: dict[str, WeightsSpec] = {I3D_KINETICS400.name: I3D_KINETICS400}
+
+
+def get_spec(name: str) -> WeightsSpec:
+    if name not in PRETRAINED:
+        raise ActionrecError(f"unknown weights {name!r}; choose one of: {', '.join(PRETRAINED)} (see `actionrec weights list`)")
+    return PRETRAINED[name]
+
+
+def create_model(spec: WeightsSpec, **kwargs) -> nn.Module:
+    """The architecture of `spec`, with random weights."""
+    if spec.arch == "i3d":
+        return I3D(num_classes=len(spec.categories), **kwargs)
+    raise ActionrecError(f"{spec.name}: unknown architecture {spec.arch!r}")
+
+
+def _say(message: str) -> None:
+    print(f"actionrec: {message}", file=sys.stderr)
+
+
+def _convert_original(spec: WeightsSpec, original: Path) -> dict[str, torch.Tensor]:
+    """The published checkpoint file -> our state dict, checked key by key and loaded strictly once."""
+    digest = sha256_file(original)
+    if digest != spec.member_sha256:
+        raise ActionrecError(
+            f"{original}: sha256 {digest[:12]}... is not that of the published {spec.name} checkpoint "
+            f"({spec.member_sha256[:12]}...); the file is altered, truncated or another model: fetch it again"
+        )
+    variables = load_numpy_pickle(original)
+    model = create_model(spec)
+    try:
+        state = i3d_checkpoint_filter_fn(variables, model)
+        model.load_state_dict(state, strict=True)
+    except (ValueError, RuntimeError) as err:
+        raise ActionrecError(f"{original}: does not fit {spec.arch} ({err}); this is not the {spec.name} checkpoint") from None
+    return model.state_dict()
+
+
+def fetch_weights(name: str, source: str | os.PathLike | None = None, force: bool = False) -> Path:
+    """Make sure the converted weights `name` are in the cache and return their path.
+
+    `source` is a local copy of the published archive (`.tar.gz`), of the checkpoint inside it, of our converted
+    `.safetensors`, or a URL; by default the published URL is downloaded (checksummed) once.
+    """
+    spec = get_spec(name)
+    dest = weights_path(spec)
+    if source is None and not force and dest.exists():
+        verify_weights(spec, dest)
+        return dest
+    downloads = home_dir() / "downloads"
+    with tempfile.TemporaryDirectory(dir=_mkdir(home_dir())) as tmp:
+        if source is None or str(source).startswith(("http://", "https://")):
+            url = spec.url if source is None else str(source)
+            _say(f"downloading {spec.name} from {url}")
+            archive = download(url, downloads / Path(url).name, spec.url_sha256 if url == spec.url else None)
+            source_path = archive
+        else:
+            source_path = Path(source).expanduser()
+            if not source_path.is_file():
+                raise ActionrecError(f"{source_path}: no such file; pass the {Path(spec.url).name} archive, the checkpoint inside it, or a converted .safetensors")
+        if source_path.suffix == ".safetensors":
+            verify_weights(spec, source_path)
+            shutil.copyfile(source_path, Path(tmp) / "w.safetensors")
+            os.replace(Path(tmp) / "w.safetensors", _mkdir(dest.parent) / dest.name)
+            _say(f"{spec.name}: copied {source_path} to {dest}")
+            return dest
+        if source_path.name.endswith((".tar.gz", ".tgz", ".tar")):
+            source_path = extract_member(source_path, spec.member, Path(tmp) / "checkpoint")
+        _say(f"converting {spec.name} to {dest}")
+        state = _convert_original(spec, source_path)
+        atomic_save_safetensors(state, dest, metadata={"weights": spec.name, "format": "actionrec"})
+    if source is None:
+        shutil.rmtree(downloads, ignore_errors=True)
+    verify_weights(spec, dest)
+    return dest
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def verify_weights(spec: WeightsSpec, path: Path) -> None:
+    """Refuse a converted file whose checksum is not the one we produce."""
+    if spec.sha256 and sha256_file(path) != spec.sha256:
+        raise ActionrecError(
+            f"{path}: checksum is not that of the converted {spec.name} weights; the file is altered or truncated: "
+            f"delete it and run `actionrec weights fetch {spec.name}`"
+        )
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The pretrained model `name` in eval mode, fetched and converted on first use. `model.spec` is its WeightsSpec."""
+    from safetensors.torch import load_file
+
+    spec = get_spec(name)
+    path = weights_path(spec)
+    if not path.exists():
+        _say(f"{spec.name} weights are not cached yet: fetching them once (use `actionrec weights fetch {spec.name} --from FILE` offline)")
+    path = fetch_weights(name)
+    model = create_model(spec)
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model.spec = spec
+    return model.eval().to(device)
+
+
+def preprocess(frames: np.ndarray, spec: WeightsSpec) -> torch.Tensor:
+    """uint8 RGB frames (T, H, W, 3) -> the network input (3, T, crop, crop) in the spec's value range.
+
+    The shorter side is resized to `spec.resize` (skipped when it already is), then centre-cropped to `spec.crop`.
+    """
+    import cv2
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    if min(h, w) != spec.resize:
+        scale = spec.resize / min(h, w)
+        size = (max(spec.resize, round(w * scale)), max(spec.resize, round(h * scale)))
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        frames = np.stack([cv2.resize(f, size, interpolation=interpolation) for f in frames])
+        h, w = frames.shape[1:3]
+    top, left = (h - spec.crop) // 2, (w - spec.crop) // 2
+    clip = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + spec.crop, left : left + spec.crop]))
+    clip = clip.permute(3, 0, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean).view(3, 1, 1, 1)
+    std = torch.tensor(spec.std).view(3, 1, 1, 1)
+    return clip.sub_(mean).div_(std)
