@@ -69,6 +69,7 @@ I3D_KINETICS400 = WeightsSpec(
     sha256="ea42928b484630210abf03dc4d2028e816f81c5af86eb508376fbc808f6fcc6d",  # our converted safetensors file
     categories=kinetics400_labels(),
     clip_len=16,
+    predict_frames=64,
     fps=25.0,
     resize=256,
     crop=224,

@@ -129,6 +129,8 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
     model = create_model(spec)
     model.load_state_dict(load_file(str(path)), strict=True)
     model.spec = spec
+    model.name = spec.name
+    model.categories = spec.categories
     return model.eval().to(device)
 
 

@@ -35,7 +35,8 @@ class WeightsSpec:
     member_sha256: str  # sha256 of that checkpoint
     sha256: str  # sha256 of our converted safetensors file ("" when it depends on the user's file)
     categories: tuple[str, ...]  # output classes, in output order
-    clip_len: int  # frames per clip the model was trained with (the study samples 16)
+    clip_len: int  # frames per training clip (the study samples 16)
+    predict_frames: int  # frames per window when predicting (I3D is convolutional in time: 64 beat 16 on real clips)
     fps: float | None  # frame rate clips are resampled to (None: keep the video's frames)
     resize: int  # shorter side is resized to this before the crop
     crop: int  # square centre crop fed to the network

@@ -1,0 +1,23 @@
+"""actionrec: recognise human actions in videos by transfer learning from pretrained 3D CNNs."""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from .errors import ActionrecError
+from .models import PRETRAINED, fetch_weights, load_pretrained, preprocess
+from .predict import Prediction, predict
+
+__version__ = "0.1.0"
+__all__ = ["ActionrecError", "PRETRAINED", "Prediction", "fetch_weights", "load_model", "predict", "preprocess"]
+
+
+def load_model(name_or_run_dir: str | os.PathLike, device: str = "cpu") -> nn.Module:
+    """A pretrained model by weights name (e.g. "i3d-kinetics400"), in eval mode.
+
+    The model has `forward_features(x)` for x (B, 3, T, H, W) in its value range, `forward_head`,
+    `reset_classifier(n)`, and carries `.spec` (its WeightsSpec) and `.categories` (its output classes).
+    """
+    return load_pretrained(str(name_or_run_dir), device=device)
