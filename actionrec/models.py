@@ -134,10 +134,11 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
     return model.eval().to(device)
 
 
-def preprocess(frames: np.ndarray, spec: WeightsSpec) -> torch.Tensor:
+def preprocess(frames: np.ndarray, spec: WeightsSpec, crop_shift: tuple[float, float] = (0.0, 0.0), flip: bool = False) -> torch.Tensor:
     """uint8 RGB frames (T, H, W, 3) -> the network input (3, T, crop, crop) in the spec's value range.
 
-    The shorter side is resized to `spec.resize` (skipped when it already is), then centre-cropped to `spec.crop`.
+    The shorter side is resized to `spec.resize` (skipped when it already is), then cropped to `spec.crop`: centred,
+    or shifted by `crop_shift` (fractions in [-1, 1] of the free margin, (dy, dx)) for augmentation; `flip` mirrors it.
     """
     import cv2
 
@@ -150,9 +151,12 @@ def preprocess(frames: np.ndarray, spec: WeightsSpec) -> torch.Tensor:
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         frames = np.stack([cv2.resize(f, size, interpolation=interpolation) for f in frames])
         h, w = frames.shape[1:3]
-    top, left = (h - spec.crop) // 2, (w - spec.crop) // 2
-    clip = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + spec.crop, left : left + spec.crop]))
-    clip = clip.permute(3, 0, 1, 2).float().div_(255.0)
+    top = round((h - spec.crop) / 2 * (1 + crop_shift[0]))
+    left = round((w - spec.crop) / 2 * (1 + crop_shift[1]))
+    frames = frames[:, top : top + spec.crop, left : left + spec.crop]
+    if flip:
+        frames = frames[:, :, ::-1]
+    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div_(255.0)
     mean = torch.tensor(spec.mean).view(3, 1, 1, 1)
     std = torch.tensor(spec.std).view(3, 1, 1, 1)
     return clip.sub_(mean).div_(std)

@@ -61,7 +61,7 @@ def predict_iter(
 ) -> Iterator[Prediction]:
     """Yield a Prediction per readable video, in order. A video that cannot be read goes to `on_error(video, message)`
     (or raises when `on_error` is None). The next video is decoded while the model runs."""
-    frames = frames or model.spec.predict_frames
+    frames = frames or getattr(model, "predict_frames", model.spec.predict_frames)
     labels = tuple(model.categories)
     name = model_name(model)
     device = next(model.parameters()).device
