@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import ActionrecError
 
@@ -40,6 +41,90 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="+", help="class folders root, UCF101 root, CSV manifest (path,label[,group][,split]), or several")
+    p.add_argument("--classes", default=None, help="comma-separated class subset, e.g. BabyCrawling,IceDancing,SkateBoarding")
+    p.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="UCF101 official split (default: %(default)s)")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: $ACTIONREC_HOME/features)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _say(quiet: bool):
+    return (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import report
+    from .datasets import load_dataset, make_splits
+    from .train import TrainConfig, train
+
+    samples = load_dataset(args.data, classes=args.classes, split=args.split, test_dir=args.test)
+    config = TrainConfig(
+        backbone=args.backbone, weights=args.weights, frames=args.frames, views=args.views, epochs=args.epochs, lr=args.lr,
+        weight_decay=args.weight_decay, dropout=args.dropout, batch_size=args.batch_size, patience=args.patience,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+        unfreeze=tuple(args.unfreeze.split(",")) if args.unfreeze else None,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+    )
+    splits = make_splits(samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+    if not args.quiet:
+        print(splits.summary(), file=sys.stderr)
+    metrics = train(splits, args.out, config, cache_root=args.cache, say=_say(args.quiet), progress=not args.quiet)
+    print(report.summary_text(metrics))
+    print(f"run: {args.out}  (report: {args.out}/report.html)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import report
+    from .datasets import load_dataset
+    from .train import evaluate_run, load_run
+
+    classes = args.classes or ",".join(load_run(args.run).categories)
+    samples = load_dataset(args.data, classes=classes, split=args.split)
+    if any(s.split == "test" for s in samples):
+        samples = [s for s in samples if s.split == "test"]
+    metrics = evaluate_run(args.run, samples, cache_root=args.cache, say=_say(args.quiet), progress=not args.quiet)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{metrics['clips']} clips: accuracy {metrics['test_accuracy']:.3f}, loss {metrics['test_loss']:.3f}")
+        for label, m in metrics["per_class"].items():
+            print(f"  {label}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} support {m['support']}")
+    return 1 if metrics["skipped"] else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import compare_table
+
+    print(compare_table(args.runs, markdown=args.markdown))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import report
+    from .datasets import load_dataset, make_splits
+    from .demo import write_demo_dataset
+    from .predict import predict_iter
+    from .train import TrainConfig, load_run, train
+    from .weights import home_dir
+
+    data = Path(args.data) if args.data else home_dir() / "demo-data"
+    print(f"demo: writing a labelled set of synthetic videos to {data}", file=sys.stderr)
+    write_demo_dataset(data)
+    splits = make_splits(load_dataset(data), seed=0)
+    print(splits.summary(), file=sys.stderr)
+    metrics = train(splits, args.out, TrainConfig(), say=_say(args.quiet), progress=not args.quiet)
+    print(report.summary_text(metrics))
+    model = load_run(args.out)
+    print("predictions on three held-out clips:")
+    for pred in predict_iter([s.path for s in splits.test[:: max(len(splits.test) // 3, 1)][:3]], model):
+        label, prob = pred.top(1)[0]
+        print(f"  {Path(pred.video).name}: {label} {prob:.3f}")
+    print(f"run: {args.out}  (open {args.out}/report.html)")
+    return 0
+
+
 def cmd_weights_list(args: argparse.Namespace) -> int:
     from .models import PRETRAINED
     from .weights import weights_path
@@ -69,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="per-class probabilities for videos", description="Top-K actions of each video.")
     p.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, webm, mov, gif) or folders of frames")
-    p.add_argument("--model", default="i3d-kinetics400", help="pretrained weights name (default: %(default)s)")
+    p.add_argument("--model", "--run", dest="model", default="i3d-kinetics400",
+                   help="pretrained weights name or a trained run directory (default: %(default)s)")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per video per line on stdout")
     p.add_argument("--frames", type=int, default=None, help="frames per window (default: the model's; 64 for I3D)")
@@ -77,6 +163,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-clip", action="store_true", help="the study's way: one central clip of the model's training length (16)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default: %(default)s)")
     p.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("train", help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
+    _dataset_args(t)
+    t.add_argument("--test", default=None, help="a folder of test videos (one sub-folder per class) instead of a held-out fraction")
+    t.add_argument("--out", default="runs/latest", help="run directory to write (default: %(default)s)")
+    t.add_argument("--backbone", default="i3d", choices=("i3d",), help="(default: %(default)s)")
+    t.add_argument("--weights", default=None, help="pretrained weights name (default: the backbone's)")
+    t.add_argument("--frames", type=int, default=16, help="frames per clip (default: %(default)s, the study's)")
+    t.add_argument("--views", type=int, default=1, help="clips per training video, 1 central + augmented (default: %(default)s)")
+    t.add_argument("--epochs", type=int, default=20, help="head epochs (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=None, help="head learning rate (default: the backbone's)")
+    t.add_argument("--weight-decay", type=float, default=1e-4, help="L2 (default: %(default)s)")
+    t.add_argument("--dropout", type=float, default=0.5, help="before the head (default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    t.add_argument("--patience", type=int, default=5, help="early stopping on validation loss; 0 = off (default: %(default)s)")
+    t.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs, 0 = none (default: %(default)s)")
+    t.add_argument("--finetune-lr", type=float, default=None, help="(default: the backbone's)")
+    t.add_argument("--unfreeze", default=None, help="blocks to fine-tune (default for i3d: Mixed_5b,Mixed_5c)")
+    t.add_argument("--val-fraction", type=float, default=0.2, help="of training, for validation (default: %(default)s)")
+    t.add_argument("--test-fraction", type=float, default=0.2, help="held out when the data has no test set (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a trained run on labelled videos")
+    e.add_argument("run", help="run directory")
+    _dataset_args(e)
+    e.add_argument("--json", action="store_true", help="metrics as one JSON object")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("compare", help="runs side by side (accuracy, loss, time, per-class F1, size)")
+    c.add_argument("runs", nargs="+", help="run directories")
+    c.add_argument("--markdown", action="store_true", help="a Markdown table")
+    c.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser("demo", help="the whole workflow on a built-in synthetic dataset, in minutes")
+    d.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
+    d.add_argument("--data", default=None, help="where to write the demo videos (default: $ACTIONREC_HOME/demo-data)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
 
     w = sub.add_parser("weights", help="list or fetch pretrained weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)

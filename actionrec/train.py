@@ -434,3 +434,34 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu") -> nn.Module:
     model.predict_frames = config["frames"]
     model.run_config = config
     return model.eval().to(device)
+
+
+def evaluate_run(run_dir: str | os.PathLike, samples, cache_root: str | os.PathLike | None = None,
+                 say: Callable[[str], None] = lambda m: print(m, file=sys.stderr), progress: bool = True) -> dict:
+    """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`."""
+    from . import report
+
+    model = load_run(run_dir)
+    classes = list(model.categories)
+    unknown = sorted({s.label for s in samples} - set(classes))
+    if unknown:
+        raise ActionrecError(f"{run_dir}: was not trained on {', '.join(unknown)}; it knows {', '.join(classes)} (pass --classes to select)")
+    cut = model.run_config["cut_endpoint"]
+    cache = FeatureCache(model, cut, Sampling(frames=model.run_config["frames"], seed=model.run_config["train_config"]["seed"]), root=cache_root)
+    skipped: list[dict] = []
+
+    def on_error(video: str, message: str) -> None:
+        skipped.append({"video": video, "error": message})
+        say(f"skipped: {message}")
+
+    t0 = time.perf_counter()
+    bar = _progress_bar(len(samples), "features", progress)
+    entries = cache.extract([s.path for s in samples], on_error=on_error, progress=bar.update)
+    bar.close()
+    kept = [s for s in samples if (s.path, 0) in entries]
+    data = _Activations([entries[(s.path, 0)] for s in kept], [classes.index(s.label) for s in kept])
+    loss, acc, pred = _evaluate(model, cut, data, 64)
+    per_class, confusion = report.per_class_metrics(data.labels.numpy(), pred, classes)
+    return {"run": str(run_dir), "classes": classes, "clips": len(kept), "test_loss": loss, "test_accuracy": acc,
+            "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped,
+            "timing": {"total": time.perf_counter() - t0, "backbone_clips": cache.backbone_calls}}
