@@ -1,0 +1,702 @@
+"""Evaluation metrics, plots, an HTML report per run and a side-by-side comparison of runs.
+
+A training run writes RUN/metrics.json; everything here reads that file (or plain label arrays) and
+needs only numpy and matplotlib (imported lazily, Agg backend, never a display).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ActionrecError
+
+__all__ = [
+    "compare_table",
+    "load_metrics",
+    "macro_f1",
+    "per_class_metrics",
+    "plot_confusion",
+    "plot_curves",
+    "summary_text",
+    "write_report",
+]
+
+METRICS_FILE = "metrics.json"
+_TIMING_ORDER = ("decode", "features", "head", "finetune", "evaluate", "total")
+_SPLIT_ORDER = ("train", "val", "test")
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics
+
+
+def _as_indices(y: Any, classes: list[str], what: str) -> np.ndarray:
+    """Labels given as class indices or class names -> int64 indices into `classes`."""
+    arr = np.asarray(y)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind in "USO":
+        index = {name: i for i, name in enumerate(classes)}
+        try:
+            return np.array([index[v] if isinstance(v, str) else int(v) for v in arr.tolist()], dtype=np.int64)
+        except KeyError as e:
+            raise ValueError(f"{what} contains {e.args[0]!r}, which is not one of the classes") from None
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{what} must hold class indices (integers) or class names")
+    elif arr.dtype.kind not in "iub":
+        raise ValueError(f"{what} must hold class indices (integers) or class names, got dtype {arr.dtype}")
+    idx = arr.astype(np.int64)
+    bad = (idx < 0) | (idx >= len(classes))
+    if bad.any():
+        raise ValueError(f"{what} contains index {int(idx[bad][0])}, outside 0..{len(classes) - 1}")
+    return idx
+
+
+def per_class_metrics(y_true: Any, y_pred: Any, classes: Sequence[str]) -> tuple[dict[str, dict], list[list[int]]]:
+    """Per-class precision, recall, F1 and support, and the confusion matrix.
+
+    y_true / y_pred: class indices (ints) or class names, one per test item. Returns
+    ({class: {"precision", "recall", "f1", "support"}}, confusion) where confusion[i][j] counts items
+    of true class i predicted as class j, both in `classes` order. A ratio whose denominator is zero
+    (a class never predicted, or absent from y_true) is 0.0.
+    """
+    classes = [str(c) for c in classes]
+    if len(set(classes)) != len(classes):
+        raise ValueError("class names must be unique")
+    t = _as_indices(y_true, classes, "y_true")
+    p = _as_indices(y_pred, classes, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} labels but y_pred has {p.size}")
+    n = len(classes)
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (t, p), 1)
+    tp = np.diag(cm).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    support = cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
+    recall = np.divide(tp, support.astype(np.float64), out=np.zeros(n), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n), where=denom > 0)
+    per_class = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(classes)
+    }
+    return per_class, cm.tolist()
+
+
+def macro_f1(per_class: Mapping[str, Mapping[str, Any]]) -> float:
+    """Unweighted mean of the per-class F1 scores (0.0 for no classes)."""
+    scores = [float(v.get("f1") or 0.0) for v in per_class.values()]
+    return float(np.mean(scores)) if scores else 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a unique temp file beside `path`, then os.replace it (readers never see half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, unlike mkstemp's 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * float(x):.1f} %" if _is_num(x) else "-"
+
+
+def _dec(x: Any, digits: int = 3) -> str:
+    return f"{float(x):.{digits}f}" if _is_num(x) else "-"
+
+
+def _count(x: Any) -> str:
+    """12300000 -> '12.3 M', 3075 -> '3,075'."""
+    if not _is_num(x):
+        return "-"
+    x = float(x)
+    if abs(x) >= 1e9:
+        return f"{x / 1e9:.2f} G"
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.1f} M"
+    return f"{int(round(x)):,}"
+
+
+def _dur(seconds: Any) -> str:
+    if not _is_num(seconds):
+        return "-"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        m, r = divmod(int(round(s)), 60)
+        return f"{m} min {r:02d} s"
+    h, r = divmod(int(round(s)), 3600)
+    return f"{h} h {r // 60:02d} min"
+
+
+def _text(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    return json.dumps(x, sort_keys=True, default=str)
+
+
+def _ordered(keys: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    keys = list(keys)
+    return [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
+
+
+def _class_order(metrics: Mapping[str, Any]) -> list[str]:
+    """The run's classes: `classes` first, then any extra names met in per_class / split counts."""
+    names: list[str] = []
+    for source in (metrics.get("classes") or [], (metrics.get("per_class") or {}).keys(),
+                   ((metrics.get("splits") or {}).get("counts") or {}).keys()):
+        for name in source:
+            name = str(name)
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _split_totals(metrics: Mapping[str, Any]) -> dict[str, int]:
+    counts = (metrics.get("splits") or {}).get("counts") or {}
+    totals: dict[str, int] = {}
+    for per_split in counts.values():
+        if isinstance(per_split, Mapping):
+            for split, n in per_split.items():
+                if _is_num(n):
+                    totals[split] = totals.get(split, 0) + int(n)
+    return totals
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def load_metrics(run_dir: str | os.PathLike) -> dict:
+    """RUN/metrics.json as a dict (run_dir may also be the metrics.json file itself)."""
+    run_dir = Path(run_dir)
+    path = run_dir if run_dir.is_file() else run_dir / METRICS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ActionrecError(f"{path}: not found; run `actionrec train` first (it writes metrics.json into the run directory)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ActionrecError(f"{path}: cannot read it ({e}); run `actionrec train` first to rewrite it") from None
+    try:
+        metrics = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ActionrecError(f"{path}: broken JSON ({e.msg} at line {e.lineno}); run `actionrec train` first to rewrite it") from None
+    if not isinstance(metrics, dict):
+        raise ActionrecError(f"{path}: expected a JSON object, got {type(metrics).__name__}; run `actionrec train` first to rewrite it")
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# plots
+
+
+def _new_figure(figsize: tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    raw = buf.getvalue()
+    try:  # a 256-colour palette keeps plots (few colours) visually identical at a third of the size
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as im:
+            no_dither = getattr(getattr(Image, "Dither", Image), "NONE", 0)
+            pal = im.convert("RGB").quantize(colors=256, dither=no_dither)
+            out = io.BytesIO()
+            pal.save(out, format="PNG", optimize=True)
+        small = out.getvalue()
+        return small if len(small) < len(raw) else raw
+    except Exception:  # Pillow missing or failing: the matplotlib PNG is still valid, only larger
+        return raw
+
+
+def _val(entry: Mapping[str, Any], key: str, scale: float = 1.0) -> float:
+    v = entry.get(key)
+    return float(v) * scale if _is_num(v) else float("nan")
+
+
+def _curves_png(history: Sequence[Mapping[str, Any]], best_epoch: Mapping[str, Any] | None = None) -> bytes:
+    history = [h for h in history if isinstance(h, Mapping)]
+    fig = _new_figure((10, 4))
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    if not history:
+        for ax in (ax_acc, ax_loss):
+            ax.text(0.5, 0.5, "no training history recorded", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        return _png_bytes(fig)
+
+    epochs = [h.get("epoch") for h in history]
+    if all(_is_num(e) for e in epochs) and all(b > a for a, b in zip(epochs, epochs[1:])):
+        xs = [float(e) for e in epochs]
+    else:  # e.g. epochs numbered from 1 again in each phase: plot them one after another
+        xs = [float(i + 1) for i in range(len(history))]
+    phases = [str(h.get("phase") or "") for h in history]
+
+    if best_epoch is None:  # not given: the epoch of best val accuracy (lowest val loss on ties) per phase
+        best_epoch = {}
+        for phase in dict.fromkeys(phases):
+            rows = [h for h in history if str(h.get("phase") or "") == phase and _is_num(h.get("val_acc"))]
+            if rows:
+                best = max(rows, key=lambda h: (h["val_acc"], -_val(h, "val_loss") if _is_num(h.get("val_loss")) else 0.0))
+                best_epoch[phase] = best.get("epoch")
+
+    panels = ((ax_acc, "acc", 100.0, "accuracy (%)"), (ax_loss, "loss", 1.0, "loss"))
+    for ax, key, scale, ylabel in panels:
+        ax.plot(xs, [_val(h, f"train_{key}", scale) for h in history], "-", color="C0", label="train", linewidth=1.6)
+        ax.plot(xs, [_val(h, f"val_{key}", scale) for h in history], "--", color="C1", label="val", linewidth=1.6)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(ylabel.split(" ")[0])
+        ax.grid(True, alpha=0.3)
+
+    # where fine-tuning starts: the first change of phase (normally head -> finetune)
+    start = next((i for i in range(1, len(phases)) if phases[i] != phases[i - 1]), None)
+    if start is not None:
+        x0 = (xs[start - 1] + xs[start]) / 2
+        for ax, *_ in panels:
+            ax.axvline(x0, color="0.35", linestyle=":", linewidth=1.2, label="fine-tuning starts" if phases[start] == "finetune" else f"{phases[start] or 'next phase'} starts")
+            ax.axvspan(x0, xs[-1] + 0.5, color="0.5", alpha=0.07, linewidth=0)
+
+    markers = ("*", "D", "o", "s")
+    for k, (phase, ep) in enumerate((best_epoch or {}).items()):
+        idx = [i for i, h in enumerate(history) if h.get("epoch") == ep and phases[i] == str(phase)]
+        idx = idx or [i for i, h in enumerate(history) if h.get("epoch") == ep]
+        if not idx:
+            continue
+        i = idx[0]
+        for ax, key, scale, _ in panels:
+            y = _val(history[i], f"val_{key}", scale)
+            if math.isfinite(y):
+                ax.plot([xs[i]], [y], linestyle="none", marker=markers[k % len(markers)], markersize=11 if k == 0 else 8,
+                        color="C3", markeredgecolor="black", markeredgewidth=0.6, zorder=5,
+                        label=f"best {phase} (epoch {ep})")
+    for ax, *_ in panels:
+        ax.legend(fontsize=8, loc="best")
+    return _png_bytes(fig)
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                best_epoch: Mapping[str, Any] | None = None) -> Path:
+    """PNG of accuracy and loss per epoch (train solid, val dashed), a dotted line where fine-tuning starts
+    and the best epoch of each phase marked (from `best_epoch`, else the best val accuracy per phase)."""
+    path = Path(path)
+    _atomic_write(path, _curves_png(history, best_epoch))
+    return path
+
+
+def _short(label: str, limit: int = 22) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
+
+
+def _confusion_png(cm: Sequence[Sequence[Any]], classes: Sequence[str]) -> bytes:
+    m = np.asarray(cm, dtype=np.int64) if len(cm) else np.zeros((0, 0), dtype=np.int64)
+    n = len(classes)
+    if m.shape != (n, n):
+        raise ValueError(f"confusion matrix has shape {m.shape} but there are {n} classes")
+    labels = [_short(str(c)) for c in classes]
+    longest = max((len(s) for s in labels), default=0)
+    side = float(np.clip(2.2 + 0.36 * n + 0.06 * longest, 4.0, 9.0))
+    fig = _new_figure((side + 1.2, side))
+    ax = fig.subplots()
+    if n == 0:
+        ax.text(0.5, 0.5, "no classes", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return _png_bytes(fig)
+    vmax = max(int(m.max()), 1)
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest", aspect="equal")
+    cell_font = float(np.clip(150 / n, 5, 12))
+    if m.max() >= 1000:
+        cell_font = max(5.0, cell_font * 0.8)
+    for i in range(n):
+        for j in range(n):
+            v = int(m[i, j])
+            color = "white" if v > 0.55 * vmax else ("0.6" if v == 0 else "black")
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=cell_font, color=color)
+    tick_font = float(np.clip(170 / max(n, 1), 6, 10))
+    rotate = n > 4 or longest > 8
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(labels, fontsize=tick_font, rotation=45 if rotate else 0, ha="right" if rotate else "center",
+                       rotation_mode="anchor")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(labels, fontsize=tick_font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (test set)")
+    ax.tick_params(length=0)
+    cb = fig.colorbar(im, ax=ax, shrink=0.8)
+    cb.set_label("clips")
+    return _png_bytes(fig)
+
+
+def plot_confusion(cm: Sequence[Sequence[Any]], classes: Sequence[str], path: str | os.PathLike) -> Path:
+    """PNG heat map of the confusion matrix (rows true, columns predicted) with the counts in the cells."""
+    path = Path(path)
+    _atomic_write(path, _confusion_png(cm, classes))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# terminal summary
+
+
+def summary_text(metrics: Mapping[str, Any]) -> str:
+    """A few lines for the terminal: test accuracy/loss, before/after fine-tuning, per-class F1, time per phase."""
+    lines = []
+    head = f"{metrics.get('run') or 'run'}: {metrics.get('backbone') or '?'} ({metrics.get('weights') or '?'})"
+    lines.append(head)
+    lines.append(f"  test accuracy {_pct(metrics.get('test_accuracy'))}, test loss {_dec(metrics.get('test_loss'))}")
+    before, after = metrics.get("head_test_accuracy"), metrics.get("test_accuracy")
+    if _is_num(before):
+        delta = f" ({100 * (float(after) - float(before)):+.1f} points)" if _is_num(after) else ""
+        lines.append(f"  head only {_pct(before)} -> fine-tuned {_pct(after)}{delta}")
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        parts = [f"{name} {_dec((per_class.get(name) or {}).get('f1'), 2)}" for name in _class_order(metrics) if name in per_class]
+        lines.append(f"  F1 (macro {_dec(macro_f1(per_class), 3)}): " + ", ".join(parts))
+    timing = metrics.get("timing") or {}
+    if timing:
+        lines.append("  time: " + ", ".join(f"{k} {_dur(timing[k])}" for k in _ordered(timing.keys(), _TIMING_ORDER)))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# comparison of runs
+
+
+def compare_table(run_dirs: Sequence[str | os.PathLike], markdown: bool = False) -> str:
+    """Side-by-side comparison of runs (one column per run), as aligned plain text or Markdown."""
+    if isinstance(run_dirs, (str, os.PathLike)):
+        run_dirs = [run_dirs]
+    if not run_dirs:
+        raise ActionrecError("no run directories given; pass one or more directories written by `actionrec train`")
+    runs = [(str(d), load_metrics(d)) for d in run_dirs]
+
+    classes: list[str] = []
+    for _, m in runs:
+        for c in _class_order(m):
+            if c not in classes:
+                classes.append(c)
+
+    def model(m: Mapping[str, Any]) -> Mapping[str, Any]:
+        return m.get("model") or {}
+
+    def timing(m: Mapping[str, Any], key: str) -> str:
+        return _dur((m.get("timing") or {}).get(key))
+
+    def params(m: Mapping[str, Any]) -> str:
+        return f"{_count(model(m).get('parameters'))} / {_count(model(m).get('trainable_parameters'))}"
+
+    def f1_of(m: Mapping[str, Any], name: str) -> str:
+        entry = (m.get("per_class") or {}).get(name)
+        return _dec(entry.get("f1"), 3) if isinstance(entry, Mapping) else "-"
+
+    def clips(m: Mapping[str, Any]) -> str:
+        totals = _split_totals(m)
+        return " / ".join(str(totals[s]) if s in totals else "-" for s in _SPLIT_ORDER)
+
+    def gflops(m: Mapping[str, Any]) -> str:
+        g = model(m).get("gflops_per_clip")
+        return f"{float(g):.1f}" if _is_num(g) else "-"
+
+    rows: list[tuple[str, list[str]]] = [
+        ("backbone", [_text(m.get("backbone")) for _, m in runs]),
+        ("weights", [_text(m.get("weights")) for _, m in runs]),
+        ("input (CxTxHxW)", [_text(model(m).get("input")) for _, m in runs]),
+        ("parameters (total / trainable)", [params(m) for _, m in runs]),
+        ("GFLOPs per clip", [gflops(m) for _, m in runs]),
+        ("test accuracy", [_pct(m.get("test_accuracy")) for _, m in runs]),
+        ("test loss", [_dec(m.get("test_loss")) for _, m in runs]),
+        ("accuracy before fine-tuning", [_pct(m.get("head_test_accuracy")) for _, m in runs]),
+        ("macro F1", [_dec(macro_f1(m.get("per_class") or {})) if m.get("per_class") else "-" for _, m in runs]),
+    ]
+    rows += [(f"F1 {name}", [f1_of(m, name) for _, m in runs]) for name in classes]
+    rows += [(f"time {k}", [timing(m, k) for _, m in runs]) for k in ("features", "head", "finetune", "total")]
+    rows.append(("clips train / val / test", [clips(m) for _, m in runs]))
+
+    header = ["", *[name for name, _ in runs]]
+    body = [[label, *values] for label, values in rows]
+    if markdown:
+        def cell(s: str) -> str:
+            return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+        out = ["| " + " | ".join(cell(c) for c in header) + " |",
+               "|---|" + "---:|" * len(runs)]
+        out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in body]
+        return "\n".join(out)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]).rstrip()
+
+    out = [line(header), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in body]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML report
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
+       padding: 0 1em; color: #1d1d1f; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.1em; }
+h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+.sub { color: #555; margin-top: 0; }
+.cards { display: flex; flex-wrap: wrap; gap: 1em; margin: 1em 0; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.6em 1em; min-width: 9em; background: #fafafa; }
+.card .v { font-size: 1.6em; font-weight: 600; }
+.card .k { color: #555; font-size: 0.85em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; }
+th { background: #f3f3f3; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.total td { font-weight: 600; background: #f7f7f7; }
+table.cm td { text-align: right; min-width: 2.2em; font-variant-numeric: tabular-nums; }
+table.cm td.diag { font-weight: 700; outline: 1px solid #3a6; }
+table.cm th.corner { font-weight: normal; color: #555; font-size: 0.85em; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5em 0; }
+code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.9em; }
+td pre { margin: 0; white-space: pre-wrap; word-break: break-word; }
+.muted { color: #777; }
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(_text(x), quote=True)
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _kv_table(items: Mapping[str, Any]) -> str:
+    if not items:
+        return '<p class="muted">not recorded</p>'
+    rows = []
+    for k, v in items.items():
+        value = f"<pre>{_e(v)}</pre>" if isinstance(v, (dict, list)) else _e(v)
+        rows.append(f"<tr><th>{_e(k)}</th><td>{value}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _section_headline(m: Mapping[str, Any]) -> str:
+    cards = [("test accuracy", _pct(m.get("test_accuracy"))), ("test loss", _dec(m.get("test_loss")))]
+    before = m.get("head_test_accuracy")
+    if _is_num(before):
+        cards.append(("accuracy before fine-tuning", _pct(before)))
+        if _is_num(m.get("test_accuracy")):
+            cards.append(("gain from fine-tuning", f"{100 * (float(m['test_accuracy']) - float(before)):+.1f} pts"))
+    else:
+        cards.append(("accuracy before fine-tuning", "n/a (no fine-tuning)"))
+    if m.get("per_class"):
+        cards.append(("macro F1", _dec(macro_f1(m["per_class"]))))
+    best = m.get("best_epoch") or {}
+    if isinstance(best, Mapping) and best:
+        cards.append(("best epoch", ", ".join(f"{k} {v}" for k, v in best.items())))
+    parts = [f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
+             for k, v in cards]
+    return '<div class="cards">' + "".join(parts) + "</div>"
+
+
+def _section_timing(m: Mapping[str, Any]) -> str:
+    timing = m.get("timing") or {}
+    if not isinstance(timing, Mapping) or not timing:
+        return '<p class="muted">not recorded</p>'
+    total = timing.get("total")
+    rows = []
+    for k in _ordered(timing.keys(), _TIMING_ORDER):
+        v = timing[k]
+        share = f"{100 * float(v) / float(total):.0f} %" if _is_num(v) and _is_num(total) and float(total) > 0 and k != "total" else ""
+        cls = ' class="total"' if k == "total" else ""
+        rows.append(f"<tr{cls}><td>{_e(k)}</td><td class=\"n\">{_dec(v, 1)}</td><td class=\"n\">{_dur(v)}</td>"
+                    f"<td class=\"n\">{share}</td></tr>")
+    return "<table><tr><th>phase</th><th>seconds</th><th>time</th><th>share</th></tr>" + "".join(rows) + "</table>"
+
+
+def _section_splits(m: Mapping[str, Any], classes: list[str]) -> str:
+    splits = m.get("splits") or {}
+    out = [f"<p>{_e(splits.get('policy'))}</p>" if splits.get("policy") else '<p class="muted">split policy not recorded</p>']
+    counts = splits.get("counts") or {}
+    if counts:
+        names = []
+        for per in counts.values():
+            if isinstance(per, Mapping):
+                names += [s for s in per if s not in names]
+        names = _ordered(names, _SPLIT_ORDER)
+        head = "<tr><th>class</th>" + "".join(f"<th>{_e(s)}</th>" for s in names) + "<th>all</th></tr>"
+        rows = []
+        for c in [c for c in classes if c in counts]:
+            per = counts[c] if isinstance(counts[c], Mapping) else {}
+            vals = [per.get(s) for s in names]
+            total = sum(int(v) for v in vals if _is_num(v))
+            rows.append(f"<tr><td>{_e(c)}</td>" + "".join(f'<td class="n">{_e(v)}</td>' for v in vals)
+                        + f'<td class="n">{total}</td></tr>')
+        totals = _split_totals(m)
+        rows.append('<tr class="total"><td>all</td>' + "".join(f'<td class="n">{totals.get(s, 0)}</td>' for s in names)
+                    + f'<td class="n">{sum(totals.values())}</td></tr>')
+        out.append("<table>" + head + "".join(rows) + "</table>")
+    return "".join(out)
+
+
+def _section_per_class(m: Mapping[str, Any], classes: list[str]) -> str:
+    per_class = m.get("per_class") or {}
+    if not per_class:
+        return '<p class="muted">not recorded</p>'
+    rows = []
+    sup_total = 0
+    weighted = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    for c in [c for c in classes if c in per_class]:
+        e = per_class[c] if isinstance(per_class[c], Mapping) else {}
+        sup = e.get("support")
+        rows.append(f"<tr><td>{_e(c)}</td><td class=\"n\">{_dec(e.get('precision'))}</td><td class=\"n\">{_dec(e.get('recall'))}</td>"
+                    f"<td class=\"n\">{_dec(e.get('f1'))}</td><td class=\"n\">{_e(sup)}</td></tr>")
+        if _is_num(sup):
+            sup_total += int(sup)
+            for k in weighted:
+                weighted[k] += float(e.get(k) or 0.0) * int(sup)
+    n = len(per_class)
+    macro = {k: sum(float((v or {}).get(k) or 0.0) for v in per_class.values()) / n for k in weighted}
+    rows.append(f'<tr class="total"><td>macro average</td><td class="n">{_dec(macro["precision"])}</td>'
+                f'<td class="n">{_dec(macro["recall"])}</td><td class="n">{_dec(macro["f1"])}</td><td class="n">{sup_total}</td></tr>')
+    if sup_total:
+        rows.append(f'<tr class="total"><td>weighted average</td>'
+                    + "".join(f'<td class="n">{_dec(weighted[k] / sup_total)}</td>' for k in ("precision", "recall", "f1"))
+                    + f'<td class="n">{sup_total}</td></tr>')
+    head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+    return "<table>" + head + "".join(rows) + "</table>"
+
+
+def _section_confusion_table(cm: np.ndarray, classes: list[str]) -> str:
+    head = '<tr><th class="corner">true \\ predicted</th>' + "".join(f"<th>{_e(c)}</th>" for c in classes) + "</tr>"
+    rows = []
+    for i, c in enumerate(classes):
+        total = int(cm[i].sum())
+        cells = []
+        for j in range(len(classes)):
+            v = int(cm[i, j])
+            alpha = 0.65 * v / total if total else 0.0
+            cls = ' class="diag"' if i == j else ""
+            style = f' style="background: rgba(40, 110, 190, {alpha:.2f})"' if v else ""
+            cells.append(f"<td{cls}{style}>{v}</td>")
+        rows.append(f"<tr><th>{_e(c)}</th>{''.join(cells)}</tr>")
+    return '<table class="cm">' + head + "".join(rows) + "</table>"
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """Read RUN/metrics.json, (re)write RUN/curves.png and RUN/confusion.png and one self-contained RUN/report.html."""
+    run_dir = Path(run_dir)
+    m = load_metrics(run_dir)
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    mpath = run_dir / METRICS_FILE
+    classes = _class_order(m)
+
+    history = m.get("history") or []
+    if not isinstance(history, list):
+        raise ActionrecError(f"{mpath}: 'history' is not a list; run `actionrec train` first to rewrite it")
+    best = m.get("best_epoch") if isinstance(m.get("best_epoch"), Mapping) else None
+    curves = _curves_png(history, best)
+    _atomic_write(run_dir / "curves.png", curves)
+
+    cm_section = '<p class="muted">not recorded</p>'
+    raw_cm = m.get("confusion_matrix")
+    if raw_cm is not None:
+        cm_classes = [str(c) for c in (m.get("classes") or [])]
+        try:
+            cm = np.asarray(raw_cm, dtype=np.int64)
+            if cm.shape != (len(cm_classes), len(cm_classes)):
+                raise ValueError(f"shape {cm.shape} for {len(cm_classes)} classes")
+        except (TypeError, ValueError) as e:
+            raise ActionrecError(f"{mpath}: confusion_matrix does not match 'classes' ({e}); "
+                                 "run `actionrec train` first to rewrite it") from None
+        png = _confusion_png(cm.tolist(), cm_classes)
+        _atomic_write(run_dir / "confusion.png", png)
+        cm_section = _img(png, "confusion matrix") + _section_confusion_table(cm, cm_classes)
+
+    run_name = m.get("run") or run_dir.name
+    title = f"actionrec report: {_text(run_name)}"
+    model = m.get("model") or {}
+    model_rows = {
+        "backbone": m.get("backbone"), "weights": m.get("weights"),
+        "parameters": _count(model.get("parameters")) + (f" ({int(model['parameters']):,})" if _is_num(model.get("parameters")) else ""),
+        "trainable parameters": _count(model.get("trainable_parameters")),
+        "input (CxTxHxW)": model.get("input"),
+        "GFLOPs per clip": model.get("gflops_per_clip"),
+        "classes": len(classes),
+    }
+    model_rows.update({k: v for k, v in model.items()
+                       if k not in ("parameters", "trainable_parameters", "input", "gflops_per_clip")})
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="sub">backbone <b>{_e(m.get("backbone"))}</b>, weights <b>{_e(m.get("weights"))}</b>, '
+        f"{len(classes)} classes: {', '.join(_e(c) for c in classes)}</p>",
+        "<h2>Test results</h2>", _section_headline(m),
+        "<h2>Training time</h2>", _section_timing(m),
+        "<h2>Data splits</h2>", _section_splits(m, classes),
+        "<h2>Training curves</h2>", _img(curves, "accuracy and loss per epoch"),
+        "<h2>Per-class precision, recall and F1 (test set)</h2>", _section_per_class(m, classes),
+        "<h2>Confusion matrix (test set; rows true, columns predicted)</h2>", cm_section,
+        "<h2>Model</h2>", _kv_table(model_rows),
+        "<h2>Training options</h2>", _kv_table(m.get("config") or {}),
+        "<h2>Versions</h2>", _kv_table(m.get("versions") or {}),
+        f'<p class="muted">Generated by actionrec from {_e(str(mpath))}.</p>',
+        "</body></html>",
+    ]
+    out = run_dir / "report.html"
+    _atomic_write(out, ("\n".join(parts) + "\n").encode("utf-8"))
+    return out
