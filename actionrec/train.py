@@ -232,7 +232,6 @@ def train(
     )
     bar.close()
     timing["features"] = time.perf_counter() - t0
-    timing["backbone_clips"] = cache.backbone_calls
 
     def activations(samples, all_views: bool) -> _Activations:
         paths, labels = [], []
@@ -362,7 +361,7 @@ def train(
         "model": {"parameters": total_params, "trainable_parameters": trainable,
                   "input": f"3x{cfg.frames}x{model.spec.crop}x{model.spec.crop}"},
         "config": asdict(cfg),
-        "feature_cache": cache.describe(),
+        "feature_cache": {**cache.describe(), "backbone_clips": cache.backbone_calls},
         "versions": config_json["versions"],
     }
     save_run(model, out, config_json, trained_modules)
@@ -464,4 +463,4 @@ def evaluate_run(run_dir: str | os.PathLike, samples, cache_root: str | os.PathL
     per_class, confusion = report.per_class_metrics(data.labels.numpy(), pred, classes)
     return {"run": str(run_dir), "classes": classes, "clips": len(kept), "test_loss": loss, "test_accuracy": acc,
             "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped,
-            "timing": {"total": time.perf_counter() - t0, "backbone_clips": cache.backbone_calls}}
+            "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
