@@ -56,3 +56,55 @@ def test_reset_classifier_and_final_endpoint_validation():
     with pytest.raises(ValueError, match="Mixed_5c"):
         I3D(final_endpoint="Mixed_6a")
     assert ENDPOINTS[0] == "Conv3d_1a_7x7" and ENDPOINTS[-1] == "Logits"
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return np.load(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def golden_batch(golden):
+    from i3d_golden_input import golden_input
+
+    x = golden_input()  # (2, 16, 224, 224, 3) in [-1, 1], flax layout
+    assert x.shape == tuple(golden["synthetic_input_shape"])
+    assert float(x.astype(np.float64).sum()) == pytest.approx(float(golden["synthetic_input_sum"]), abs=1e-6)
+    return torch.from_numpy(x).permute(0, 4, 1, 2, 3).contiguous()
+
+
+def test_port_matches_the_reference_flax_model_in_float64(i3d_kinetics, golden, golden_batch):
+    """float64 on both sides isolates port errors from rounding: the logits agree to 1e-6."""
+    model = I3D().double().eval()
+    model.load_state_dict(i3d_kinetics.state_dict())
+    with torch.no_grad():
+        acts = model.forward_until(golden_batch[:1].double(), "Mixed_4f")
+        logits = model(golden_batch.double()).numpy()
+    np.testing.assert_allclose(logits, golden["synthetic_logits_f64"], atol=1e-6, rtol=0)
+    mixed_4f = acts[0].permute(1, 2, 3, 0).numpy()  # flax layout (T, H, W, C)
+    assert mixed_4f.mean() == pytest.approx(float(golden["endpoint_Mixed_4f_mean"]), abs=1e-9)
+    np.testing.assert_allclose(mixed_4f[0, 0, 0, :4], golden["endpoint_Mixed_4f_first"].ravel(), atol=1e-9)
+
+
+def test_port_matches_the_reference_in_float32(i3d_kinetics, golden, golden_batch):
+    with torch.no_grad():
+        logits = i3d_kinetics(golden_batch).numpy()
+    np.testing.assert_allclose(logits, golden["synthetic_logits_f32"], atol=1e-4, rtol=0)
+
+
+def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_kinetics, golden):
+    """DeepMind's preprocessed sample, fed as is (79 frames): our decoder gives the reference's exact frames and logits."""
+    import hashlib
+
+    from actionrec.video import probe, read_clips, ClipSpan
+
+    path = realclips / "cricket_shot_224.gif"
+    info = probe(path)
+    (clip,) = read_clips(path, [ClipSpan(np.arange(info.num_frames), 0.0, info.duration, False)])
+    assert clip.frames.shape == tuple(golden["cricket_frames_shape"])
+    assert hashlib.sha256(clip.frames.tobytes()).hexdigest() == str(golden["cricket_frames_sha256"])
+    x = torch.from_numpy(clip.frames).permute(3, 0, 1, 2).float().div(255).mul(2).sub(1)
+    with torch.no_grad():
+        logits = i3d_kinetics(x[None]).numpy()
+    np.testing.assert_allclose(logits, golden["cricket_logits_f32"], atol=1e-4, rtol=0)
+    assert i3d_kinetics.categories[int(logits.argmax())] == "playing cricket"
