@@ -1,0 +1,138 @@
+"""End to end on small real video files: train -> run dir -> evaluate -> predict -> compare; the cache; bad data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actionrec.cli import main
+
+pytestmark = pytest.mark.usefixtures("i3d_kinetics")  # the real pretrained backbone, fetched once
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> Path:
+    from actionrec.demo import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("data") / "demo", clips_per_class=9, frames=24)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def run(demo_data, cache_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "first"
+    args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "2", "--quiet"]
+    assert main(args) == 0
+    return out
+
+
+def test_run_directory_holds_model_metrics_plots_and_report(run):
+    for name in ("model.safetensors", "config.json", "metrics.json", "curves.png", "confusion.png", "report.html"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    classes = metrics["classes"]
+    assert classes == ["Bouncing", "Sliding", "Spinning", "Zooming"]
+    phases = [row["phase"] for row in metrics["history"]]
+    assert phases[0] == "head" and phases[-1] == "finetune" and phases.count("finetune") <= 2
+    for row in metrics["history"]:
+        assert {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "phase"} <= set(row)
+    assert set(metrics["per_class"]) == set(classes)
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (4, 4) and cm.sum() == sum(c["test"] for c in metrics["splits"]["counts"].values())
+    assert {"features", "head", "finetune", "evaluate"} <= set(metrics["timing"])
+    # Held out whole groups: well above chance (25 %) with frozen I3D features and a softmax head.
+    assert metrics["test_accuracy"] >= 0.6, metrics["test_accuracy"]
+    assert (run / "report.html").read_text().count("data:image/png;base64,") == 2
+
+
+def test_second_run_reuses_the_cache_and_is_reproducible(run, demo_data, cache_dir, tmp_path):
+    out = tmp_path / "second"
+    args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "2", "--quiet"]
+    assert main(args) == 0
+    first = json.loads((run / "metrics.json").read_text())
+    second = json.loads((out / "metrics.json").read_text())
+    assert second["feature_cache"]["backbone_clips"] == 0  # the backbone was not called again
+    assert first["feature_cache"]["backbone_clips"] > 0
+    assert second["history"] == first["history"]
+    assert second["test_accuracy"] == first["test_accuracy"] and second["confusion_matrix"] == first["confusion_matrix"]
+
+
+def test_evaluate_predict_and_compare_a_trained_run(run, demo_data, cache_dir, capsys):
+    assert main(["evaluate", str(run), str(demo_data), "--cache", str(cache_dir), "--json", "--quiet"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["clips"] == 36 and metrics["backbone_clips"] == 0 and metrics["test_accuracy"] >= 0.6
+
+    video = sorted((demo_data / "Spinning").glob("*.mp4"))[0]
+    assert main(["predict", str(video), "--run", str(run), "--json", "--top", "4"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["model"] == str(run) and line["video"] == str(video)
+    assert sorted(t["label"] for t in line["top"]) == ["Bouncing", "Sliding", "Spinning", "Zooming"]
+    assert abs(sum(t["prob"] for t in line["top"]) - 1.0) < 1e-4
+
+    assert main(["compare", str(run), str(run)]) == 0
+    table = capsys.readouterr().out
+    assert "Spinning" in table and "test accuracy" in table.lower()
+
+
+def test_killed_extraction_leaves_no_corrupt_entry_and_resumes(demo_data, tmp_path, i3d_kinetics):
+    """SIGKILL a real extraction mid-way: every entry on disk is whole, and a rerun computes only the rest."""
+    from actionrec.features import FeatureCache, Sampling
+
+    videos = sorted(str(p) for p in demo_data.glob("*/*.mp4"))[:10]
+    cache_root = tmp_path / "cache"
+    script = (
+        "import sys; from actionrec import load_model; from actionrec.features import FeatureCache, Sampling;"
+        f"c = FeatureCache(load_model('i3d-kinetics400'), 'MaxPool3d_5a_2x2', Sampling(), root={str(cache_root)!r});"
+        f"c.extract({videos!r}, batch_size=1)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cache_root.rglob("*.npy"))) < 2:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    done = list(cache_root.rglob("*.npy"))
+    assert 2 <= len(done) < len(videos)
+    for entry in done:
+        assert np.load(entry).shape == (832, 2, 7, 7)
+    cache = FeatureCache(i3d_kinetics, "MaxPool3d_5a_2x2", Sampling(), root=cache_root)
+    entries = cache.extract(videos)
+    assert len(entries) == len(videos)
+    assert cache.backbone_calls == len(videos) - len(done)
+
+
+def test_unreadable_video_is_skipped_and_reported(demo_data, cache_dir, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    for cls in ("Bouncing", "Sliding"):
+        shutil.copytree(demo_data / cls, data / cls)
+    (data / "Sliding" / "Sliding_s99_c01.mp4").write_bytes(b"\0" * 4096)
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "0", "--epochs", "3", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["video"] for s in metrics["skipped"]] == [str(data / "Sliding" / "Sliding_s99_c01.mp4")]
+    assert metrics["head_test_accuracy"] is None and all(r["phase"] == "head" for r in metrics["history"])
+
+
+def test_single_class_and_empty_class_get_one_line(tmp_path, capsys):
+    (tmp_path / "one" / "Only").mkdir(parents=True)
+    (tmp_path / "one" / "Only" / "a_c01.mp4").write_bytes(b"x")
+    assert main(["train", str(tmp_path / "one"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "class" in err[0]
+    (tmp_path / "one" / "Empty").mkdir()
+    assert main(["train", str(tmp_path / "one"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Empty" in err[0]
