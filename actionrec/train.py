@@ -210,7 +210,7 @@ def train(
     model = load_pretrained(cfg.weights)
     classes = list(splits.classes)
     index = {c: i for i, c in enumerate(classes)}
-    cut = cut_endpoint(model, cfg.unfreeze if cfg.finetune_epochs else ())
+    cut = cut_endpoint(model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
     sampling = Sampling(frames=cfg.frames, views=cfg.views, seed=cfg.seed)
     cache = FeatureCache(model, cut, sampling, root=cache_root)
     skipped: list[dict] = []
