@@ -38,6 +38,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -75,9 +76,11 @@ def write_demo_dataset(
     size: tuple[int, int] = (160, 120),
     frames: int = 40,
     fps: float = 25.0,
+    classes: Sequence[str] = DEMO_CLASSES,
 ) -> Path:
     """Write the demo dataset under `root` (if it is not already there) and return `root` as a Path.
 
+    `classes` picks a subset of DEMO_CLASSES (e.g. three, like the study's UCF101 subset).
     `size` is (width, height) in pixels; every clip has `frames` frames at `fps`.  The same
     arguments always give the same frames.  If `root/demo.json` says that a complete dataset with
     these arguments is there, nothing is written; otherwise our files under `root` are replaced.
@@ -92,6 +95,10 @@ def write_demo_dataset(
         raise ActionrecError(f"size must be (width, height), not {size!r}") from None
     if width < 32 or height < 32:
         raise ActionrecError(f"size {size!r} is too small: width and height must be at least 32 pixels")
+    classes = list(classes)
+    unknown = [c for c in classes if c not in DEMO_CLASSES]
+    if unknown or len(classes) < 2:
+        raise ActionrecError(f"demo classes {classes!r}: choose at least two of {', '.join(DEMO_CLASSES)}")
     fps = float(fps)
     if not (math.isfinite(fps) and fps > 0):
         raise ActionrecError(f"fps must be a positive number, not {fps!r}")
@@ -99,7 +106,7 @@ def write_demo_dataset(
     root = Path(root).expanduser()
     params = {
         "version": DEMO_VERSION,
-        "classes": list(DEMO_CLASSES),
+        "classes": classes,
         "clips_per_class": clips_per_class,
         "seed": seed,
         "size": [width, height],
@@ -113,7 +120,7 @@ def write_demo_dataset(
     groups = _source_sizes(clips_per_class, seed)
     codec = None
     files: list[str] = []
-    for cls in DEMO_CLASSES:
+    for cls in classes:
         (root / cls).mkdir(parents=True, exist_ok=True)
         index = 0
         for g, n_in_group in enumerate(groups):

@@ -1,0 +1,117 @@
+"""The study's workload end to end on this machine, and the study's way (backbone recomputed every epoch) as a ratio.
+
+Workload shape (UCF101's BabyCrawling / IceDancing / SkateBoarding as the study used them): 3 classes, 410 clips of
+320x240 at 25 fps, ~7 s each; 20 head epochs, then 5 of fine-tuning. UCF101 is not reachable here, so the clips are
+the demo's synthetic scenes rendered at that size and length (decoding cost is what matters, not the content).
+
+The study's way: a Keras model with a frozen base recomputes the backbone for every clip in every epoch. It is
+measured on a subset, side by side with ours on the same subset, and both are extrapolated per epoch.
+
+    python bench/bench_train.py              # full workload (~5-10 min on 2 cores)
+    python bench/bench_train.py --clips 48   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from actionrec import load_model
+from actionrec.datasets import load_dataset, make_splits
+from actionrec.demo import write_demo_dataset
+from actionrec.models import preprocess
+from actionrec.train import TrainConfig, train
+from actionrec.video import read_clip
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def study_way_epoch_seconds(samples, classes, frames: int, finetune: bool) -> float:
+    """One epoch the study's way: decode + preprocess + frozen backbone forward for every clip, then the head step."""
+    model = load_model("i3d-kinetics400")
+    model.reset_classifier(len(classes))
+    params = list(model.head.parameters()) + (list(model.Mixed_5b.parameters()) + list(model.Mixed_5c.parameters()) if finetune else [])
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    t0 = time.perf_counter()
+    for sample in samples:
+        clip = read_clip(sample.path, n=frames, short_side=model.spec.resize, target_fps=model.spec.fps)
+        x = preprocess(clip.frames, model.spec)[None]
+        y = torch.tensor([classes.index(sample.label)])
+        if finetune:
+            with torch.no_grad():
+                cut = model.forward_until(x, "MaxPool3d_5a_2x2")
+            logits = model.forward_head(model.forward_features(cut, start="MaxPool3d_5a_2x2"))
+        else:
+            with torch.no_grad():
+                feats = model.forward_features(x)
+            logits = model.forward_head(feats)
+        opt.zero_grad()
+        F.cross_entropy(logits, y).backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=410, help="clips in all (default: %(default)s, as the study)")
+    parser.add_argument("--subset", type=int, default=12, help="clips for the side-by-side with the study's way")
+    parser.add_argument("--keep", default=None, help="keep the generated videos in this folder (reused next time)")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-train-"))
+    classes = ["Bouncing", "Sliding", "Spinning"]
+    per_class = -(-args.clips // len(classes))
+    t0 = time.perf_counter()
+    data = write_demo_dataset(work / "data", clips_per_class=per_class, size=(320, 240), frames=175, fps=25.0, classes=classes)
+    t_write = time.perf_counter() - t0
+    samples = load_dataset(data)
+    splits = make_splits(samples, seed=0)
+    cfg = TrainConfig(epochs=20, finetune_epochs=5, patience=0)
+    t0 = time.perf_counter()
+    metrics = train(splits, work / "run", cfg, cache_root=work / "cache", say=lambda m: None, progress=False)
+    t_ours = time.perf_counter() - t0
+    rss = peak_rss_gib()
+    timing = metrics["timing"]
+
+    # Side by side on a subset: ours (fresh cache) vs the study's way, both per 20 + 5 epochs.
+    subset = make_splits(samples, seed=1)
+    sub_train = subset.train[: args.subset]
+    sub_splits = type(subset)(sub_train, subset.val[:4], subset.test[:4], subset.classes, subset.policy)
+    t0 = time.perf_counter()
+    train(sub_splits, work / "run-subset", cfg, cache_root=work / "cache-subset", say=lambda m: None, progress=False)
+    ours_subset = time.perf_counter() - t0
+    head_epoch = study_way_epoch_seconds(sub_train, list(subset.classes), cfg.frames, finetune=False)
+    ft_epoch = study_way_epoch_seconds(sub_train, list(subset.classes), cfg.frames, finetune=True)
+    study_subset = 20 * head_epoch + 5 * ft_epoch
+
+    print(f"\nworkload: {len(samples)} clips of 320x240, 175 frames at 25 fps, {len(classes)} classes; "
+          f"{metrics['splits']['clips']}; writing them took {t_write:.0f} s (not counted)\n")
+    print("| phase | seconds |")
+    print("|---|---:|")
+    for phase in ("features", "head", "finetune", "evaluate"):
+        print(f"| {phase} | {timing.get(phase, 0):.1f} |")
+    print(f"| **total (train command)** | **{t_ours:.1f}** |")
+    print(f"\npeak memory (RSS) {rss:.2f} GiB; test accuracy {metrics['test_accuracy']:.3f}, "
+          f"before fine-tuning {metrics['head_test_accuracy']:.3f}\n")
+    print(f"| on {len(sub_train)} training clips, 20 + 5 epochs | seconds | ratio |")
+    print("|---|---:|---:|")
+    print(f"| ours: cached features (extract once, then epochs on the cache) | {ours_subset:.1f} | 1.0 |")
+    print(f"| the study's way: backbone recomputed every epoch ({head_epoch:.1f} s per head epoch, "
+          f"{ft_epoch:.1f} s per fine-tuning epoch, measured) | {study_subset:.1f} | {study_subset / ours_subset:.1f} |")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
