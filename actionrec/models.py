@@ -20,6 +20,7 @@ from .weights import (
     atomic_save_safetensors,
     download,
     extract_member,
+    file_tensors_sha256,
     home_dir,
     load_numpy_pickle,
     sha256_file,
@@ -110,7 +111,7 @@ def _mkdir(path: Path) -> Path:
 
 def verify_weights(spec: WeightsSpec, path: Path) -> None:
     """Refuse a converted file whose checksum is not the one we produce."""
-    if spec.sha256 and sha256_file(path) != spec.sha256:
+    if spec.sha256 and file_tensors_sha256(path) != spec.sha256:
         raise ActionrecError(
             f"{path}: checksum is not that of the converted {spec.name} weights; the file is altered or truncated: "
             f"delete it and run `actionrec weights fetch {spec.name}`"

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .errors import ActionrecError
 
@@ -33,7 +34,7 @@ class WeightsSpec:
     url_sha256: str  # sha256 of the file at `url`
     member: str  # path of the checkpoint inside the downloaded archive ("" when the download is the checkpoint)
     member_sha256: str  # sha256 of that checkpoint
-    sha256: str  # sha256 of our converted safetensors file ("" when it depends on the user's file)
+    sha256: str  # tensors_sha256 of our converted weights ("" when it depends on the user's file)
     categories: tuple[str, ...]  # output classes, in output order
     clip_len: int  # frames per training clip (the study samples 16)
     predict_frames: int  # frames per window when predicting (I3D is convolutional in time: 64 beat 16 on real clips)
@@ -77,6 +78,26 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def tensors_sha256(tensors: dict) -> str:
+    """A checksum of tensors (sorted names, dtypes, shapes, bytes), independent of how the file was serialised."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)};".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_tensors_sha256(path: str | os.PathLike) -> str | None:
+    """tensors_sha256 of a safetensors file, or None when it is not a readable safetensors file."""
+    from safetensors.torch import load_file
+
+    try:
+        return tensors_sha256(load_file(str(path)))
+    except Exception:  # safetensors raises its own error types for truncated or foreign files
+        return None
 
 
 def _progress(total: int | None, desc: str):
@@ -207,6 +228,9 @@ def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: di
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

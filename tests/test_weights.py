@@ -211,11 +211,26 @@ def test_fetch_refuses_altered_safetensors(home, tmp_path):
 
 def test_real_weights_converted_and_cached_match_the_spec(i3d_kinetics):
     """The real checkpoint went through the real converter: the cached file has the published checksum."""
-    from actionrec.weights import sha256_file
+    from actionrec.weights import file_tensors_sha256
 
     spec = get_spec("i3d-kinetics400")
-    assert sha256_file(weights_path(spec)) == spec.sha256
+    assert file_tensors_sha256(weights_path(spec)) == spec.sha256
     assert i3d_kinetics.categories[0] == "abseiling" and len(i3d_kinetics.categories) == 400
+
+
+def test_converted_copy_is_accepted_and_a_flipped_value_refused(home, i3d_kinetics, tmp_path):
+    """--from a converted .safetensors: the checksum covers the tensors, whatever the file's header order."""
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in i3d_kinetics.state_dict().items()}
+    good = tmp_path / "copy.safetensors"
+    save_file(state, str(good), metadata={"a": "1", "b": "2", "c": "3"})
+    assert fetch_weights("i3d-kinetics400", source=good) == weights_path(get_spec("i3d-kinetics400"))
+    state["head.bias"][7] += 1e-3
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad))
+    with pytest.raises(ActionrecError, match="altered or truncated"):
+        fetch_weights("i3d-kinetics400", source=bad)
 
 
 def test_tampered_cached_weights_are_refused(home):
