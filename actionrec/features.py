@@ -85,7 +85,7 @@ class FeatureCache:
         recipe = {
             "version": CACHE_VERSION,
             "weights": spec.name,
-            "weights_sha256": spec.sha256,
+            "weights_sha256": model.weights_sha256,
             "endpoint": endpoint,
             "fps": spec.fps,
             "resize": spec.resize,

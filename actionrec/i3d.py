@@ -151,6 +151,10 @@ class I3D(nn.Module):
     an intermediate endpoint (e.g. `Mixed_4f`) can be fed to the trainable top.
     """
 
+    ENDPOINTS = ENDPOINTS
+    TRAINABLE_BLOCKS = tuple(e for e in ENDPOINTS if e != "Logits" and not e.startswith("MaxPool"))
+    FEATURES_ENDPOINT = "Mixed_5c"
+
     def __init__(self, num_classes: int = 400, final_endpoint: str = "Logits", drop_rate: float = 0.0):
         super().__init__()
         if final_endpoint not in ENDPOINTS:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .c3d import C3D, KERAS_TF_MD5, convert_c3d
+from .c3d import SPECS as C3D_SPECS
 from .errors import ActionrecError
 from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
@@ -27,7 +29,7 @@ from .weights import (
     weights_path,
 )
 
-PRETRAINED: dict[str, WeightsSpec] = {I3D_KINETICS400.name: I3D_KINETICS400}
+PRETRAINED: dict[str, WeightsSpec] = {I3D_KINETICS400.name: I3D_KINETICS400, **C3D_SPECS}
 
 
 def get_spec(name: str) -> WeightsSpec:
@@ -40,6 +42,8 @@ def create_model(spec: WeightsSpec, **kwargs) -> nn.Module:
     """The architecture of `spec`, with random weights."""
     if spec.arch == "i3d":
         return I3D(num_classes=len(spec.categories), **kwargs)
+    if spec.arch == "c3d":
+        return C3D(num_classes=len(spec.categories), **kwargs)
     raise ActionrecError(f"{spec.name}: unknown architecture {spec.arch!r}")
 
 
@@ -47,8 +51,14 @@ def _say(message: str) -> None:
     print(f"actionrec: {message}", file=sys.stderr)
 
 
-def _convert_original(spec: WeightsSpec, original: Path) -> dict[str, torch.Tensor]:
-    """The published checkpoint file -> our state dict, checked key by key and loaded strictly once."""
+def _convert_original(spec: WeightsSpec, original: Path, published: bool = False) -> dict[str, torch.Tensor]:
+    """The published checkpoint file -> our state dict, checked key by key and loaded strictly once.
+
+    `published`: the file came from the spec's own URL (C3D's Keras file is checked by its published md5 then).
+    """
+    if spec.arch == "c3d":  # users bring one of three public formats: detected, filtered and checked in c3d.py
+        md5 = KERAS_TF_MD5 if published and spec.name == "c3d-sports1m" else None
+        return convert_c3d(original, name=spec.name, md5=md5)[0]
     digest = sha256_file(original)
     if digest != spec.member_sha256:
         raise ActionrecError(
@@ -80,8 +90,10 @@ def fetch_weights(name: str, source: str | os.PathLike | None = None, force: boo
     with tempfile.TemporaryDirectory(dir=_mkdir(home_dir())) as tmp:
         if source is None or str(source).startswith(("http://", "https://")):
             url = spec.url if source is None else str(source)
+            if not url:
+                raise ActionrecError(f"{spec.name}: no public download; pass your copy with `actionrec weights fetch {spec.name} --from FILE`")
             _say(f"downloading {spec.name} from {url}")
-            archive = download(url, downloads / Path(url).name, spec.url_sha256 if url == spec.url else None)
+            archive = download(url, downloads / Path(url).name, (spec.url_sha256 or None) if url == spec.url else None)
             source_path = archive
         else:
             source_path = Path(source).expanduser()
@@ -89,6 +101,7 @@ def fetch_weights(name: str, source: str | os.PathLike | None = None, force: boo
                 raise ActionrecError(f"{source_path}: no such file; pass the {Path(spec.url).name} archive, the checkpoint inside it, or a converted .safetensors")
         if source_path.suffix == ".safetensors":
             verify_weights(spec, source_path)
+            _check_loads(spec, source_path)
             shutil.copyfile(source_path, Path(tmp) / "w.safetensors")
             os.replace(Path(tmp) / "w.safetensors", _mkdir(dest.parent) / dest.name)
             _say(f"{spec.name}: copied {source_path} to {dest}")
@@ -96,12 +109,23 @@ def fetch_weights(name: str, source: str | os.PathLike | None = None, force: boo
         if source_path.name.endswith((".tar.gz", ".tgz", ".tar")):
             source_path = extract_member(source_path, spec.member, Path(tmp) / "checkpoint")
         _say(f"converting {spec.name} to {dest}")
-        state = _convert_original(spec, source_path)
+        state = _convert_original(spec, source_path, published=source is None)
         atomic_save_safetensors(state, dest, metadata={"weights": spec.name, "format": "actionrec"})
     if source is None:
         shutil.rmtree(downloads, ignore_errors=True)
     verify_weights(spec, dest)
     return dest
+
+
+def _check_loads(spec: WeightsSpec, path: Path) -> None:
+    """A converted file must load strictly into the spec's architecture (what the checksum cannot say when empty)."""
+    from safetensors.torch import load_file
+
+    try:
+        create_model(spec).load_state_dict(load_file(str(path)), strict=True)
+    except Exception as err:  # safetensors' own errors for foreign or truncated files, RuntimeError for keys/shapes
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ActionrecError(f"{path}: is not converted {spec.name} weights ({first[:200]}); convert the original with `actionrec weights fetch {spec.name} --from FILE`") from None
 
 
 def _mkdir(path: Path) -> Path:
@@ -132,6 +156,7 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
     model.spec = spec
     model.name = spec.name
     model.categories = spec.categories
+    model.weights_sha256 = spec.sha256 or file_tensors_sha256(path)  # identifies the weights (the feature cache keys on it)
     return model.eval().to(device)
 
 

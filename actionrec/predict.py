@@ -63,6 +63,9 @@ def predict_iter(
     (or raises when `on_error` is None). The next video is decoded while the model runs."""
     frames = frames or getattr(model, "predict_frames", model.spec.predict_frames)
     labels = tuple(model.categories)
+    if not labels:
+        raise ActionrecError(f"{model_name(model)}: backbone-only weights have no classes to predict; "
+                             f"train a head on them first with `actionrec train DATA --backbone {model.spec.arch} --weights {model.spec.name}`")
     name = model_name(model)
     device = next(model.parameters()).device
     videos = [str(v) for v in videos]

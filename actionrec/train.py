@@ -30,15 +30,18 @@ RUN_FORMAT = "actionrec-run/1"
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
 BACKBONE_DEFAULTS = {
     "i3d": {"weights": "i3d-kinetics400", "lr": 0.05, "finetune_lr": 0.005, "unfreeze": ("Mixed_5b", "Mixed_5c")},
+    # C3D's fc7 features are not normalised (squared norm ~1e3-1e4): the study's lr 0.1 diverges on them.
+    "c3d": {"weights": "c3d-sports1m", "lr": 1e-3, "finetune_lr": 1e-4, "unfreeze": ("fc6", "fc7")},
 }
+NO_WEIGHTS = "none"  # --weights none: the backbone from random initialisation (not transfer learning)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of one training run; None means the backbone's default."""
 
-    backbone: str = "i3d"  # architecture: i3d
-    weights: str | None = None  # pretrained weights name (default: the backbone's)
+    backbone: str = "i3d"  # architecture: i3d or c3d
+    weights: str | None = None  # pretrained weights name (default: the backbone's; "none": random initialisation)
     frames: int = 16  # frames per clip (the study: 16 central frames)
     views: int = 1  # clips per training video: 1 central + (views - 1) augmented (offset, flip, crop jitter)
     epochs: int = 20  # head epochs (the study: 20)
@@ -70,19 +73,65 @@ class TrainConfig:
 
 def cut_endpoint(model: nn.Module, unfreeze: Sequence[str]) -> str:
     """The last frozen endpoint: features are cached there. `unfreeze` must be the consecutive top blocks."""
-    from .i3d import ENDPOINTS
-
-    trainable = [e for e in ENDPOINTS if e != "Logits" and not e.startswith("MaxPool")]
+    endpoints, trainable = model.ENDPOINTS, model.TRAINABLE_BLOCKS
     if not unfreeze:
-        return "Mixed_5c"
+        return model.FEATURES_ENDPOINT
     unknown = [u for u in unfreeze if u not in trainable]
     if unknown:
         raise ActionrecError(f"--unfreeze {','.join(unfreeze)}: unknown block {unknown[0]!r}; blocks: {', '.join(trainable)}")
-    first = min(ENDPOINTS.index(u) for u in unfreeze)
-    expected = [e for e in ENDPOINTS[first:] if e in trainable]
-    if sorted(unfreeze, key=ENDPOINTS.index) != expected:
+    first = min(endpoints.index(u) for u in unfreeze)
+    expected = [e for e in endpoints[first:] if e in trainable]
+    if sorted(unfreeze, key=endpoints.index) != expected:
         raise ActionrecError(f"--unfreeze {','.join(unfreeze)}: tune consecutive top blocks, e.g. {','.join(expected)}")
-    return ENDPOINTS[first - 1]
+    if first == 0:
+        raise ActionrecError("--unfreeze cannot include the first block: nothing would be frozen and cached")
+    return endpoints[first - 1]
+
+
+def gflops_per_clip(model: nn.Module, frames: int) -> float:
+    """Forward FLOPs of one clip (a multiply-add counts 2), counted by PyTorch on a shape-only copy."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    crop = model.spec.crop
+    meta = copy.deepcopy(model).to("meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(torch.empty(1, 3, frames, crop, crop, device="meta"))
+    return counter.get_total_flops() / 1e9
+
+
+def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = True) -> nn.Module:
+    """The pretrained backbone of `cfg`, or a randomly initialised one (said loudly) when there are no weights.
+
+    Weights the user named must load; the backbone's default weights fall back to random initialisation with a
+    warning when they cannot be had (C3D's Sports-1M weights are not downloadable everywhere)."""
+    from dataclasses import replace as replace_spec
+
+    from .models import create_model, get_spec, load_pretrained
+    from .weights import weights_path
+
+    if cfg.weights != NO_WEIGHTS:
+        spec = get_spec(cfg.weights)
+        if spec.arch != cfg.backbone:
+            raise ActionrecError(f"--weights {cfg.weights} are {spec.arch} weights, not {cfg.backbone}; see `actionrec weights list`")
+        try:
+            model = load_pretrained(cfg.weights)
+            say(f"backbone: {cfg.backbone} with pretrained weights {spec.name} ({spec.description})")
+            return model
+        except ActionrecError as err:
+            if explicit:
+                raise
+            say(f"warning: no {spec.name} weights ({err}); fetch them with `actionrec weights fetch {spec.name} --from FILE`")
+    spec = get_spec(BACKBONE_DEFAULTS[cfg.backbone]["weights"])
+    say(f"warning: training {cfg.backbone} from random initialisation (seed {cfg.seed}): this is NOT transfer learning, "
+        "expect far lower accuracy than with pretrained weights")
+    torch.manual_seed(cfg.seed)
+    model = create_model(spec).eval()
+    model.spec = replace_spec(spec, name=f"{cfg.backbone}-random-seed{cfg.seed}", url="")
+    model.name = model.spec.name
+    model.weights_sha256 = f"random-seed{cfg.seed}"
+    return model
 
 
 class _Activations:
@@ -198,16 +247,18 @@ def train(
 ) -> dict:
     """Train on `splits` (a datasets.Splits) and write the run directory `out`; returns its metrics."""
     from . import report
-    from .models import load_pretrained
 
     cfg = config.resolved()
+    if cfg.backbone == "c3d" and cfg.frames != 16:
+        raise ActionrecError(f"--frames {cfg.frames}: C3D takes clips of exactly 16 frames (its fc6 is sized for them)")
     torch.manual_seed(cfg.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     t_start = time.perf_counter()
 
-    model = load_pretrained(cfg.weights)
+    model = backbone_for(cfg, say, explicit=config.weights is not None)
+    random_init = model.weights_sha256.startswith("random")
     classes = list(splits.classes)
     index = {c: i for i, c in enumerate(classes)}
     cut = cut_endpoint(model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
@@ -326,13 +377,14 @@ def train(
     timing["evaluate"] = time.perf_counter() - t0
     timing["total"] = time.perf_counter() - t_start
 
+    saved_modules = [name for name, _ in model.named_children()] if random_init else trained_modules
     config_json = {
         "format": RUN_FORMAT,
         "classes": classes,
         "backbone": cfg.backbone,
-        "weights": cfg.weights,
-        "weights_sha256": model.spec.sha256,
-        "trained_modules": trained_modules,
+        "weights": None if random_init else cfg.weights,
+        "weights_sha256": None if random_init else model.weights_sha256,
+        "trained_modules": saved_modules,
         "cut_endpoint": cut,
         "frames": cfg.frames,
         "preprocessing": {"fps": model.spec.fps, "resize": model.spec.resize, "crop": model.spec.crop,
@@ -345,7 +397,7 @@ def train(
     metrics = {
         "run": str(out),
         "backbone": cfg.backbone,
-        "weights": cfg.weights,
+        "weights": f"none (random initialisation, seed {cfg.seed})" if random_init else cfg.weights,
         "classes": classes,
         "history": history.rows,
         "best_epoch": best,
@@ -359,12 +411,13 @@ def train(
         "skipped": skipped,
         "timing": timing,
         "model": {"parameters": total_params, "trainable_parameters": trainable,
-                  "input": f"3x{cfg.frames}x{model.spec.crop}x{model.spec.crop}"},
+                  "input": f"3x{cfg.frames}x{model.spec.crop}x{model.spec.crop}",
+                  "gflops_per_clip": round(gflops_per_clip(model, cfg.frames), 2)},
         "config": asdict(cfg),
         "feature_cache": {**cache.describe(), "backbone_clips": cache.backbone_calls},
         "versions": config_json["versions"],
     }
-    save_run(model, out, config_json, trained_modules)
+    save_run(model, out, config_json, saved_modules)
     _write_json(out / "metrics.json", metrics)
     report.write_report(out)
     return metrics
@@ -417,9 +470,16 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu") -> nn.Module:
         raise ActionrecError(f"{run_dir}: not a readable run directory ({err}); train one with `actionrec train`") from None
     if config.get("format") != RUN_FORMAT:
         raise ActionrecError(f"{run_dir}/config.json: format {config.get('format')!r} is not {RUN_FORMAT}; retrain with this version")
-    model = load_pretrained(config["weights"], device=device)
-    if model.spec.sha256 != config["weights_sha256"]:
-        raise ActionrecError(f"{run_dir}: trained on other {config['weights']} weights than the cached ones; fetch the right ones or retrain")
+    if config["weights"] is None:  # trained from random initialisation: every module is in the run
+        from .models import create_model, get_spec
+
+        spec = get_spec(BACKBONE_DEFAULTS[config["backbone"]]["weights"])
+        model = create_model(spec)
+        model.spec = spec
+    else:
+        model = load_pretrained(config["weights"], device=device)
+        if model.weights_sha256 != config["weights_sha256"]:
+            raise ActionrecError(f"{run_dir}: trained on other {config['weights']} weights than the cached ones; fetch the right ones or retrain")
     model.reset_classifier(len(config["classes"]))
     for name in config["trained_modules"]:
         prefix = f"{name}."
@@ -428,6 +488,10 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu") -> nn.Module:
     unknown = [k for k in state if k.split(".", 1)[0] not in config["trained_modules"]]
     if unknown:
         raise ActionrecError(f"{run_dir}/model.safetensors: unexpected tensor {unknown[0]}; the run directory is inconsistent")
+    if config["weights"] is None:
+        from .weights import tensors_sha256
+
+        model.weights_sha256 = tensors_sha256(model.state_dict())
     model.categories = tuple(config["classes"])
     model.name = str(run_dir)
     model.predict_frames = config["frames"]

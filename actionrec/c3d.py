@@ -1,0 +1,1100 @@
+"""C3D, Tran et al. 2015 ("Learning Spatiotemporal Features with 3D Convolutional Networks"), and its Sports-1M weights.
+
+Architecture (the study's table, and the paper's section 3.3): eight 3x3x3 convolutions (stride 1, padding 1, ReLU) in
+five groups, max pooling after each group -- pool1 1x2x2, pool2..pool5 2x2x2 -- then fc6 4096, fc7 4096 (each followed
+by ReLU and dropout 0.5) and fc8 (487 Sports-1M classes). The input is 3x16x112x112. Before pool5 the 2x7x7 map is
+zero-padded to 2x9x9 (the Keras ports' `ZeroPadding3D((0, 1, 1))`, `padding=(0, 1, 1)` in the PyTorch ports), so pool5
+is 512x1x4x4 and fc6 sees 8192 inputs.
+
+The published Sports-1M C3D is facebook/C3D's Caffe model `conv3d_deepnetA_sport1m_iter_1900000` (trained on I380K,
+fine-tuned on Sports-1M; github.com/facebookarchive/C3D/issues/84); the Keras files and c3d.pickle are conversions of
+it, while OpenMMLab does not say how its checkpoint was made. Three public files are read here, each by a pure filter
+that checks every key, shape and dtype before a strict load:
+
+* `c3d.pickle` of github.com/DavideA/c3d-pytorch (C3D_model.py): a torch.save'd state dict, `conv1.weight` ...
+  `fc8.bias`, PyTorch layout, converted from the Keras gist below (issue #1 of that repository).
+* OpenMMLab's `c3d_sports1m_pretrain_20201016-dcc47ddc.pth` (mmaction2 configs/_base_/models/c3d_sports1m_pretrained.py):
+  the backbone of mmaction/models/backbones/c3d.py -- `conv1a.conv.*`, `conv2a.conv.*`, `conv3a.conv.*` ...
+  `conv5b.conv.*`, `fc6.*`, `fc7.*` -- and no fc8, optionally wrapped in `{'state_dict': ..., 'meta': ...}`.
+* Keras HDF5 weights (`save_weights` / `model.save` layout: root attribute `layer_names`, one group per layer with a
+  `weight_names` attribute, kernel then bias), layers conv1 ... conv5b, fc6, fc7, fc8:
+  - channels_last files such as `sports1M_weights_tf.h5` (github.com/adamcasson/c3d release v0.1; the layout that
+    github.com/axon-research/c3d-keras convert_caffe_model.py writes for TensorFlow): conv kernels (kT, kH, kW, Cin,
+    Cout) copied from Caffe without flipping, and fc6's 8192 rows in channels-last flatten order (t, h, w, c), which
+    is what Keras's Flatten does to a (1, 4, 4, 512) map;
+  - Theano-dim-ordering Keras 1 files such as `sports1M_weights.h5` / `c3d-sports1M_weights.h5` of
+    gist.github.com/albertomontesg/d8b21a179c1e6cca0480ebdf292c34d2: kernels (Cout, Cin, kT, kH, kW) with each 3x3
+    spatial slice rotated by 180 degrees (Theano convolves, Caffe correlates; the gist's `rot90(W[i, j, k], 2)`, time
+    not flipped), and fc6 rows in channels-first order (c, t, h, w), which is ours.
+
+Caffe trained C3D on OpenCV frames, i.e. BGR, 0-255, minus the Sports-1M mean. Our converted weights take RGB: the
+BGR order is folded into conv1 (its input channels are reversed, an exact re-indexing), so the WeightsSpec's mean is
+given in RGB order like every other spec. The channel mean (90.25, 97.66, 101.41) BGR is the per-channel average of
+the Sports-1M mean cube `sport1m_train16_128_mean.binaryproto` as computed in DavideA/c3d-pytorch issue #1, where this
+preprocessing (BGR, mean subtracted, 0-255) is shown to be the one the weights expect. mmaction2 fine-tunes its
+checkpoint with RGB input minus (104, 117, 128), std 1 (its data_preprocessor), so that spec keeps RGB as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ActionrecError
+from .weights import WeightsSpec
+
+ENDPOINTS = (
+    "conv1",
+    "pool1",
+    "conv2",
+    "pool2",
+    "conv3a",
+    "conv3b",
+    "pool3",
+    "conv4a",
+    "conv4b",
+    "pool4",
+    "conv5a",
+    "conv5b",
+    "pool5",
+    "fc6",
+    "fc7",
+    "fc8",
+)
+# Blocks with parameters that fine-tuning may unfreeze (the head, fc8, is always trained).
+TRAINABLE_BLOCKS = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b", "fc6", "fc7")
+_CONVS = {  # name: (in, out)
+    "conv1": (3, 64),
+    "conv2": (64, 128),
+    "conv3a": (128, 256),
+    "conv3b": (256, 256),
+    "conv4a": (256, 512),
+    "conv4b": (512, 512),
+    "conv5a": (512, 512),
+    "conv5b": (512, 512),
+}
+_POOLS = {"pool1": (1, 2, 2), "pool2": (2, 2, 2), "pool3": (2, 2, 2), "pool4": (2, 2, 2), "pool5": (2, 2, 2)}
+POOL5_SHAPE = (512, 1, 4, 4)  # for a 16x112x112 clip
+FC6_IN = 512 * 1 * 4 * 4  # 8192
+FEATURE_DIM = 4096  # fc7
+CLIP_LEN, CROP = 16, 112
+
+# Raw 0-255 inputs minus the mean have a standard deviation of about 64 on natural video; conv1's He initialisation is
+# divided by it so that a randomly initialised C3D gives unit-scale activations (see C3D._init_weights).
+_INPUT_STD = 64.0
+
+# The 487 Sports-1M classes in output order (the dataset's labels.txt, as shipped with DavideA/c3d-pytorch; index 367
+# is basketball, the example of axon-research/c3d-keras's README).
+_SPORTS1M_LABELS_TEXT = """\
+boomerang
+boxing
+bowling
+candlepin bowling
+bowls
+skittles (sport)
+ten-pin bowling
+cycling
+unicycle
+mountain unicycling
+bicycle
+bmx
+freestyle bmx
+cyclo-cross
+cross-country cycling
+road bicycle racing
+track cycling
+downhill mountain biking
+freeride
+dirt jumping
+slopestyle
+equestrianism
+fencing
+figure skating
+speed skating
+gymnastics
+tumbling (gymnastics)
+baton twirling
+artistic gymnastics
+balance beam
+floor (gymnastics)
+horizontal bar
+parallel bars
+pommel horse
+rings (gymnastics)
+sport aerobics
+uneven bars
+vault (gymnastics)
+majorette (dancer)
+rhythmic gymnastics
+hoop (rhythmic gymnastics)
+ribbon (rhythmic gymnastics)
+rope (rhythmic gymnastics)
+ball (rhythmic gymnastics)
+juggling club
+tricking
+skipping rope
+acrobatics
+slacklining
+trampolining
+trapeze
+flying trapeze
+judo
+brazilian jiu-jitsu
+tennis
+mixed martial arts
+krav maga
+yoga
+sanshou
+baguazhang
+bujinkan
+hapkido
+jeet kune do
+kajukenbo
+kalaripayattu
+kuk sool won
+northern praying mantis (martial art)
+ninjutsu
+pankration
+pencak silat
+shidokan
+shoot boxing
+shorinji kempo
+systema
+t'ai chi ch'uan
+vovinam
+xing yi quan
+skiing
+skijoring
+alpine skiing
+cross-country skiing
+freestyle skiing
+nordic skiing
+ski jumping
+ski touring
+telemark skiing
+squash (sport)
+swimming (sport)
+backstroke
+breaststroke
+butterfly stroke
+freestyle swimming
+medley swimming
+synchronized swimming
+finswimming
+water polo
+table tennis
+wrestling
+pehlwani
+shuai jiao
+yağlı güreş
+amateur wrestling
+greco-roman wrestling
+freestyle wrestling
+sport kite
+kite
+kite landboarding
+parasailing
+snowkiting
+kite buggy
+kitesurfing
+sledding
+skeleton (sport)
+toboggan
+skibobbing
+sled dog racing
+bobsleigh
+luge
+archery
+kyūdō
+pitch and putt
+croquet
+cue sports
+eight-ball
+blackball (pool)
+nine-ball
+straight pool
+ten-ball
+trick shot
+russian pyramid
+snooker
+carom billiards
+darts
+golf
+match play
+shooting sport
+practical shooting
+cowboy action shooting
+clay pigeon shooting
+skeet shooting
+trap shooting
+sporting clays
+skee ball
+knife throwing
+boules
+bocce
+boccia
+curling
+shuffleboard
+pétanque
+climbing
+canyoning
+mountaineering
+rope climbing
+ice climbing
+pole climbing (gymnastic)
+hiking
+rock climbing
+sport climbing
+abseiling
+bouldering
+walking
+backpacking (wilderness)
+race walking
+triathlon
+adventure racing
+biathlon
+duathlon
+decathlon
+heptathlon
+modern pentathlon
+pentathlon
+crossfit
+board sports
+freestyle scootering
+freeboard (skateboard)
+longboarding
+streetluge
+skimboarding
+wakesurfing
+bodyboarding
+riverboarding
+wakeboarding
+snowboarding
+sandboarding
+mountainboarding
+surfing
+skateboarding
+free running
+freestyle football
+powerbocking
+calisthenics
+footbag
+physical fitness
+pilates
+weight training
+highland games
+olympic weightlifting
+strength athletics
+bodybuilding
+powerlifting
+wallball
+running
+orienteering
+geocaching
+sprint (running)
+hurdles
+endurance
+ultramarathon
+cross country running
+half marathon
+marathon
+aggressive inline skating
+artistic roller skating
+ice skating
+inline speed skating
+rink bandy
+freestyle slalom skating
+roller derby
+roller skating
+short track speed skating
+synchronized skating
+snowmobile
+hunting
+deer hunting
+fox hunting
+disc dog
+dog agility
+bikejoring
+carting
+obedience trial
+conformation show
+dock jumping
+flyball
+french ring sport
+greyhound racing
+lure coursing
+mushing
+obedience training
+rally obedience
+schutzhund
+sheepdog trial
+sighthound
+weight pulling
+dachshund racing
+barrel racing
+charreada
+chilean rodeo
+cross-country equestrianism
+dressage
+endurance riding
+english pleasure
+equitation
+eventing
+equestrian vaulting
+gymkhana
+harness racing
+horse racing
+horseball
+hunt seat
+reining
+rodeo
+bull riding
+bullfighting
+show jumping
+steeplechase
+team penning
+western pleasure
+motorcycle racing
+auto race
+road racing
+endurance racing (motorsport)
+enduro
+freestyle motocross
+grand prix motorcycle racing
+rally raid
+motocross
+ice racing
+motorcycle speedway
+superbike racing
+supermoto
+track racing
+trial
+isle of man tt
+motorcycle drag racing
+all-terrain vehicle
+remote control
+radio-controlled car
+robot combat
+auto racing
+autocross
+autograss
+banger racing
+demolition derby
+desert racing
+dirt track racing
+drag racing
+drifting (motorsport)
+folkrace
+formula racing
+kart racing
+monster truck
+mud bogging
+off-road racing
+race of champions
+rallycross
+rallying
+short track motor racing
+sports car racing
+sprint car racing
+street racing
+stock car racing
+time attack
+tractor pulling
+touring car racing
+truck racing
+motorboat racing
+f1 powerboat racing
+hydroplane racing
+jetsprint
+personal water craft
+drag boat racing
+badminton
+basque pelota
+frontenis
+jai alai
+beach tennis
+lacrosse
+women's lacrosse
+padel tennis
+pickleball
+racquetball
+soft tennis
+team handball
+goalball
+tchoukball
+beach handball
+hockey
+underwater hockey
+ball hockey
+bandy
+broomball
+field hockey
+indoor field hockey
+floorball
+ice hockey
+ringette
+pond hockey
+roller hockey
+inline hockey
+roller hockey (quad)
+sledge hockey
+street hockey
+polo
+canoe polo
+sepak takraw
+association football
+ulama
+paintball
+volleyball
+beach volleyball
+color guard (flag spinning)
+capture the flag
+hide-and-seek
+kabaddi
+ultimate (sport)
+hurling
+basketball
+netball
+3x3 (basketball)
+streetball
+wheelchair basketball
+korfball
+slamball
+kickball
+baseball
+cricket
+limited overs cricket
+one day international
+test cricket
+twenty20
+rounders
+softball
+tee ball
+wiffle ball
+beach soccer
+futsal
+indoor soccer
+street football
+australian rules football
+gaelic football
+gridiron football
+american football
+flag football
+indoor american football
+canadian football
+arena football
+rugby
+rugby sevens
+football tennis
+footvolley
+dodgeball
+ga-ga
+rundown
+fistball
+jianzi
+peteca
+valencian frontó
+fives
+valencian pilota
+disc golf
+flying disc freestyle
+capoeira
+fujian white crane
+karate
+kenpō
+kickboxing
+muay thai
+pradal serey
+savate
+shaolin kung fu
+silat
+taekwondo
+taido
+tang soo do
+wing chun
+wing tsun
+zui quan
+airsoft
+laser tag
+grappling
+jujutsu
+sambo (martial art)
+sumo
+daitō-ryū aiki-jūjutsu
+aikido
+kenjutsu
+kung fu (term)
+modern arnis
+okinawan kobudō
+wushu (sport)
+battōjutsu
+eskrima
+gatka
+haidong gumdo
+iaidō
+jōdō
+kendo
+sailing
+land sailing
+windsurfing
+dinghy sailing
+rowing (sport)
+dragon boat
+fishing
+angling
+big-game fishing
+casting (fishing)
+noodling
+spearfishing
+surf fishing
+rock fishing
+fly fishing
+diving
+free-diving
+scuba diving
+snorkeling
+canoeing
+kayaking
+creeking
+sea kayak
+surf kayaking
+whitewater kayaking
+rafting
+gliding
+hang gliding
+powered hang glider
+paragliding
+powered paragliding
+parachuting
+base jumping
+wingsuit flying
+ultralight aviation
+aerobatics
+air racing
+hot air ballooning
+model aircraft
+"""
+SPORTS1M_LABELS: tuple[str, ...] = tuple(line for line in _SPORTS1M_LABELS_TEXT.splitlines() if line)
+assert len(SPORTS1M_LABELS) == 487, len(SPORTS1M_LABELS)
+
+# Sports-1M channel mean of the Caffe model, BGR on the 0-255 scale (DavideA/c3d-pytorch issue #1).
+_SPORTS1M_MEAN_BGR = (90.25, 97.66, 101.41)
+
+C3D_SPORTS1M = WeightsSpec(
+    name="c3d-sports1m",
+    arch="c3d",
+    description=(
+        "C3D trained on Sports-1M (Tran et al. 2015, facebook/C3D conv3d_deepnetA_sport1m_iter_1900000: "
+        "46.1 % clip / 61.1 % video top-1, 85.2 % video top-5 on Sports-1M test); from a Keras .h5 or c3d.pickle"
+    ),
+    # The Keras port the study used; adamcasson/c3d's c3d.py publishes only its md5 (KERAS_TF_MD5), not a sha256,
+    # so the download is checked with that md5 and then key by key and shape by shape.
+    url="https://github.com/adamcasson/c3d/releases/download/v0.1/sports1M_weights_tf.h5",
+    url_sha256="",
+    member="",
+    member_sha256="",
+    sha256="",  # our converted file depends on which of the public copies the user brings
+    categories=SPORTS1M_LABELS,
+    clip_len=CLIP_LEN,
+    predict_frames=CLIP_LEN,  # fc6 needs pool5 512x1x4x4: 16 frames (16..31 give the same pool5 depth)
+    fps=None,  # the study takes 16 consecutive frames at the video's own rate
+    resize=128,  # 320x240 -> 171x128, the paper's 128x171 frames
+    crop=CROP,
+    mean=tuple(m / 255.0 for m in reversed(_SPORTS1M_MEAN_BGR)),  # RGB
+    std=(1 / 255.0, 1 / 255.0, 1 / 255.0),  # raw 0-255 levels minus the mean
+    licence="facebook/C3D weights (github.com/facebookarchive/C3D terms); ports: adamcasson/c3d, DavideA/c3d-pytorch (MIT)",
+)
+KERAS_TF_MD5 = "b7a93b2f9156ccbebe3ca24b41fc5402"  # of sports1M_weights_tf.h5, as adamcasson/c3d c3d.py checks it
+
+C3D_SPORTS1M_MMACTION2 = WeightsSpec(
+    name="c3d-sports1m-mmaction2",
+    arch="c3d",
+    description=(
+        "C3D conv1-fc7 pretrained on Sports-1M, OpenMMLab's checkpoint (no Sports-1M classifier: train a head with "
+        "`actionrec train`); mmaction2 reaches 82.9 % top-1 on UCF101 split 1 fine-tuning it"
+    ),
+    url="https://download.openmmlab.com/mmaction/recognition/c3d/c3d_sports1m_pretrain_20201016-dcc47ddc.pth",
+    # OpenMMLab names published checkpoints by the first 8 hex digits of their sha256 (mmaction2
+    # tools/deployment/publish_model.py); the full digest and size (311,985,866 bytes) are from a third-party record
+    # that matches that prefix.
+    url_sha256="dcc47ddcdc7dd62eabc24bc70491b47c82b3b1045b864c52f6bdb669243dfcff",
+    member="",
+    member_sha256="dcc47ddcdc7dd62eabc24bc70491b47c82b3b1045b864c52f6bdb669243dfcff",
+    sha256="",
+    categories=(),  # the checkpoint has no fc8
+    clip_len=CLIP_LEN,
+    predict_frames=CLIP_LEN,
+    fps=None,
+    resize=128,  # mmaction2: Resize(scale=(-1, 128)) then CenterCrop(112)
+    crop=CROP,
+    mean=(104 / 255.0, 117 / 255.0, 128 / 255.0),  # mmaction2 data_preprocessor, RGB (to_bgr=False)
+    std=(1 / 255.0, 1 / 255.0, 1 / 255.0),
+    licence="Apache-2.0 (mmaction2 model zoo)",
+)
+
+# Which spec each source format yields.
+FORMATS = {
+    "c3d-pickle": C3D_SPORTS1M,  # DavideA/c3d-pytorch c3d.pickle
+    "keras-h5": C3D_SPORTS1M,  # Keras HDF5 ports
+    "mmaction2": C3D_SPORTS1M_MMACTION2,  # OpenMMLab c3d_sports1m_pretrain_*.pth
+}
+SPECS = {C3D_SPORTS1M.name: C3D_SPORTS1M, C3D_SPORTS1M_MMACTION2.name: C3D_SPORTS1M_MMACTION2}
+
+
+def macs_per_clip(num_classes: int = 487, frames: int = CLIP_LEN, size: int = CROP) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and fully connected layers), counted analytically."""
+    t, h, w = frames, size, size
+    total = 0
+    for name in ENDPOINTS:
+        if name in _CONVS:
+            cin, cout = _CONVS[name]
+            total += cin * 27 * cout * t * h * w
+        elif name in _POOLS:
+            kt, kh, kw = _POOLS[name]
+            pad = 1 if name == "pool5" else 0
+            t, h, w = (t - kt) // kt + 1, (h + 2 * pad - kh) // kh + 1, (w + 2 * pad - kw) // kw + 1
+    return total + FC6_IN * FEATURE_DIM + FEATURE_DIM * FEATURE_DIM + FEATURE_DIM * num_classes
+
+
+def _uninitialised(cls, *args, **kwargs) -> nn.Module:
+    """A layer without PyTorch's default initialisation (C3D initialises it once), on the current default device."""
+    return nn.utils.skip_init(cls, *args, device=torch.empty(0).device, **kwargs)
+
+
+def _check_clip(x: torch.Tensor) -> None:
+    """fc6 needs pool5 512x1x4x4: 16 to 31 frames of 112 to 127 pixels (16x112x112 is the trained size)."""
+    if x.ndim != 5 or x.shape[1] != 3 or not 16 <= x.shape[2] < 32 or not all(112 <= s < 128 for s in x.shape[3:]):
+        raise ValueError(f"C3D needs clips of 16 frames of 112x112 (B, 3, 16, 112, 112); got {tuple(x.shape)}")
+
+
+class C3D(nn.Module):
+    """C3D. Input (B, 3, 16, 112, 112), RGB, raw 0-255 levels minus the spec's mean (see the module docstring).
+
+    `forward_until(x, endpoint, start)` runs the layers after endpoint `start` (or from the input) up to `endpoint`
+    (one of ENDPOINTS), so activations cached at a cut (e.g. pool5) feed the trainable top. `forward_features` ends at
+    fc7 (B, 4096), post-ReLU; `forward_head` applies dropout then the classifier (`head`, the paper's fc8).
+    `num_classes=0` builds no classifier (`head` is the identity), for backbone-only weights.
+
+    One dropout module, `drop`, serves both of C3D's dropout layers (before fc7 and before fc8), so switching it on
+    (`model.drop.train()`) or changing `model.drop.p` acts on both, as the trainer expects of I3D's single dropout.
+    """
+
+    ENDPOINTS = ENDPOINTS
+    TRAINABLE_BLOCKS = TRAINABLE_BLOCKS
+    FEATURES_ENDPOINT = "fc7"
+
+    def __init__(self, num_classes: int = 487, final_endpoint: str = "fc8", drop_rate: float = 0.5):
+        super().__init__()
+        if final_endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown final_endpoint {final_endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
+        self.final_endpoint = final_endpoint
+        self.num_features = FEATURE_DIM
+        for name, (cin, cout) in _CONVS.items():
+            setattr(self, name, _uninitialised(nn.Conv3d, cin, cout, kernel_size=3, padding=1))
+        self.fc6 = _uninitialised(nn.Linear, FC6_IN, FEATURE_DIM)
+        self.fc7 = _uninitialised(nn.Linear, FEATURE_DIM, FEATURE_DIM)
+        self.drop = nn.Dropout(drop_rate)
+        self._init_weights()
+        self.reset_classifier(num_classes)
+
+    def _init_weights(self) -> None:
+        """He initialisation (ReLU) with zero biases; conv1 scaled for raw 0-255 inputs (random-init training)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv3d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            self.conv1.weight.div_(_INPUT_STD)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head by a fresh one with `num_classes` outputs (0: no classifier), N(0, 0.01) as mmaction2."""
+        self.num_classes = num_classes
+        if num_classes == 0:
+            self.head = nn.Identity()
+            return
+        self.head = _uninitialised(nn.Linear, FEATURE_DIM, num_classes)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.zeros_(self.head.bias)
+
+    def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name in _CONVS:
+            # in place on the convolution's fresh output (its backward needs only input and weight): on CPU this
+            # saves allocating, and page-faulting in, one more activation as large as the output (205 MB for conv1 at
+            # batch 4)
+            return F.relu_(getattr(self, name)(x))
+        if name == "pool5":
+            # Zero padding then a VALID pool, as the Keras ports; inputs are post-ReLU (>= 0), so this equals the
+            # PyTorch ports' -inf-padded MaxPool3d(padding=(0, 1, 1)).
+            x = F.pad(x, (1, 1, 1, 1, 0, 0))
+        if name in _POOLS:
+            return F.max_pool3d(x, _POOLS[name], _POOLS[name])
+        if name == "fc6":
+            if tuple(x.shape[1:]) != POOL5_SHAPE:
+                raise ValueError(
+                    f"C3D needs clips of 16 frames of 112x112 (pool5 {'x'.join(map(str, POOL5_SHAPE))} = {FC6_IN} fc6 "
+                    f"inputs); got pool5 {'x'.join(map(str, x.shape[1:]))}"
+                )
+            return F.relu(self.fc6(x.flatten(1)))
+        if name == "fc7":
+            return F.relu(self.fc7(self.drop(x)))
+        return self.head(self.drop(x))  # fc8
+
+    def forward_until(self, x: torch.Tensor, endpoint: str = "fc7", start: str | None = None) -> torch.Tensor:
+        """Activation at `endpoint`, starting from the input or from the activation of endpoint `start`."""
+        for name in (endpoint, start):
+            if name is not None and name not in ENDPOINTS:
+                raise ValueError(f"unknown endpoint {name!r}; choose one of {', '.join(ENDPOINTS)}")
+        if start is None and ENDPOINTS.index(endpoint) >= ENDPOINTS.index("pool5"):
+            _check_clip(x)
+        first = 0 if start is None else ENDPOINTS.index(start) + 1
+        for name in ENDPOINTS[first : ENDPOINTS.index(endpoint) + 1]:
+            x = self._stage(name, x)
+        return x
+
+    def forward_features(self, x: torch.Tensor, start: str | None = None) -> torch.Tensor:
+        """fc7 features (B, 4096), from the input or from the activation of endpoint `start` (e.g. cached pool5)."""
+        if start == "fc8":
+            raise ValueError("forward_features cannot start after fc8 (the head)")
+        return self.forward_until(x, "fc7", start)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.final_endpoint != "fc8":
+            return self.forward_until(x, self.final_endpoint)
+        return self.forward_head(self.forward_features(x))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pure checkpoint filters: the loaded mapping of one format -> our state dict. They check every key, shape and dtype
+# (and that values are finite) against `model` before anything is copied, and raise ValueError naming the first problem.
+
+
+def _check_tensor(where: str, tensor: torch.Tensor, ours: str, target: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    if ours not in target:
+        raise ValueError(f"{where}: our model has no {ours}")
+    if tuple(tensor.shape) != tuple(target[ours].shape):
+        raise ValueError(f"{where}: shape {tuple(tensor.shape)} does not fit {ours} {tuple(target[ours].shape)}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{where}: holds NaN or infinite values")
+    return tensor.contiguous()
+
+
+def _as_float32_tensor(where: str, value: object) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        if value.dtype != np.float32:
+            raise ValueError(f"{where} is {value.dtype}, not float32")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{where} is a {type(value).__name__}, not a tensor")
+    if value.dtype != torch.float32:
+        raise ValueError(f"{where} is {value.dtype}, not float32")
+    return value.detach()
+
+
+def _finish(out: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], provider: str) -> dict[str, torch.Tensor]:
+    missing = [k for k in target if k not in out]
+    if missing:
+        raise ValueError(f"{provider} does not provide {missing[0]}")
+    return out
+
+
+def _bgr_to_rgb(conv1_weight: torch.Tensor) -> torch.Tensor:
+    """Fold Caffe's BGR input order into conv1, so that the network takes RGB: reverse its input channels."""
+    return conv1_weight.flip(1).contiguous()
+
+
+_PICKLE_KEYS = {**{f"{n}.{p}": f"{n}.{p}" for n in (*_CONVS, "fc6", "fc7") for p in ("weight", "bias")},
+                "fc8.weight": "head.weight", "fc8.bias": "head.bias"}
+
+
+def pickle_filter_fn(state: Mapping, model: C3D) -> dict[str, torch.Tensor]:
+    """DavideA/c3d-pytorch `c3d.pickle` (a state dict `conv1.weight` ... `fc8.bias`) -> our state dict (RGB input)."""
+    if not isinstance(state, Mapping):
+        raise ValueError(f"holds a {type(state).__name__}, not a state dict")
+    missing = [k for k in _PICKLE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{len(missing)} expected tensors missing, e.g. {missing[0]}")
+    unused = sorted(set(state) - set(_PICKLE_KEYS))
+    if unused:
+        raise ValueError(f"{len(unused)} unexpected tensors, e.g. {unused[0]}")
+    target = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for theirs, ours in _PICKLE_KEYS.items():
+        tensor = _check_tensor(theirs, _as_float32_tensor(theirs, state[theirs]), ours, target)
+        out[ours] = _bgr_to_rgb(tensor) if ours == "conv1.weight" else tensor
+    return _finish(out, target, "c3d.pickle")
+
+
+_MMACTION2_KEYS = {
+    **{f"{'conv1a' if n == 'conv1' else 'conv2a' if n == 'conv2' else n}.conv.{p}": f"{n}.{p}" for n in _CONVS for p in ("weight", "bias")},
+    **{f"{n}.{p}": f"{n}.{p}" for n in ("fc6", "fc7") for p in ("weight", "bias")},
+}
+# Recognizer buffers that mmaction2's publish_model.py strips; ignored if a checkpoint still has them.
+_MMACTION2_IGNORED = ("data_preprocessor.mean", "data_preprocessor.std")
+
+
+def _unwrap_state_dict(checkpoint: Mapping) -> Mapping:
+    """mmcv/mmengine checkpoints are `{'state_dict': ..., 'meta': ...}`; a bare state dict is used as is."""
+    inner = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    return inner if isinstance(inner, Mapping) else checkpoint
+
+
+def _strip_prefixes(state: Mapping) -> dict:
+    """Remove a DataParallel `module.` prefix (as mmcv's load_checkpoint does) and a recognizer's `backbone.` prefix;
+    a recognizer's other keys (`cls_head.*`, `data_preprocessor.*`) are kept as they are, for the filter to judge."""
+    state = dict(state)
+    if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    if any(isinstance(k, str) and k.startswith("backbone.") for k in state):
+        state = {k[len("backbone."):] if isinstance(k, str) and k.startswith("backbone.") else k: v for k, v in state.items()}
+    return state
+
+
+def mmaction2_filter_fn(checkpoint: Mapping, model: C3D) -> dict[str, torch.Tensor]:
+    """OpenMMLab's C3D Sports-1M checkpoint -> our state dict (conv1 ... fc7; `model` must have num_classes=0)."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    state = _strip_prefixes(_unwrap_state_dict(checkpoint))
+    for key in _MMACTION2_IGNORED:
+        state.pop(key, None)
+    head = sorted(k for k in state if isinstance(k, str) and k.startswith("cls_head."))
+    if head:
+        raise ValueError(f"holds a classifier ({head[0]}): a fine-tuned recognizer, not the Sports-1M pretrained backbone")
+    missing = [k for k in _MMACTION2_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{len(missing)} expected tensors missing, e.g. {missing[0]}")
+    unused = sorted(str(k) for k in set(state) - set(_MMACTION2_KEYS))
+    if unused:
+        raise ValueError(f"{len(unused)} unexpected tensors, e.g. {unused[0]}")
+    target = model.state_dict()
+    if "head.weight" in target:
+        raise ValueError("the mmaction2 checkpoint has no fc8: build C3D(num_classes=0) and train a head")
+    out = {ours: _check_tensor(theirs, _as_float32_tensor(theirs, state[theirs]), ours, target) for theirs, ours in _MMACTION2_KEYS.items()}
+    return _finish(out, target, "the mmaction2 checkpoint")
+
+
+_KERAS_LAYERS = (*_CONVS, "fc6", "fc7", "fc8")
+
+
+def keras_layout(weights: Mapping) -> str:
+    """'channels_last' (kernels (kT, kH, kW, Cin, Cout)) or 'theano' (Keras 1 'th': (Cout, Cin, kT, kH, kW))."""
+    layers = weights.get("layers", {}) if isinstance(weights, Mapping) else {}
+    conv1 = layers.get("conv1")
+    shape = tuple(getattr(conv1[0], "shape", ())) if conv1 else ()
+    if shape == (3, 3, 3, 3, 64):
+        return "channels_last"
+    if shape == (64, 3, 3, 3, 3):
+        return "theano"
+    raise ValueError(f"conv1 kernel has shape {shape or 'none'}; expected (3, 3, 3, 3, 64) or (64, 3, 3, 3, 3)")
+
+
+def keras_filter_fn(weights: Mapping, model: C3D) -> dict[str, torch.Tensor]:
+    """Keras C3D weights `{'layers': {name: [kernel, bias]}, 'attrs': {'backend': ...}}` -> our state dict (RGB input).
+
+    channels_last: kernel (kT, kH, kW, Cin, Cout) -> (Cout, Cin, kT, kH, kW); fc6's rows go from (t, h, w, c) to our
+    flatten order (c, t, h, w). theano (Keras 1 'th', the albertomontesg gist): kernel (Cout, Cin, kT, kH, kW) with the
+    3x3 spatial slices rotated by 180 degrees, undone here; fc6 rows already (c, t, h, w). Dense kernels are (in, out).
+    A channels_last file saved by Keras's Theano backend (attribute backend='theano') holds flipped kernels and an
+    unknown flatten order, and is refused.
+    """
+    if not isinstance(weights, Mapping) or not isinstance(weights.get("layers"), Mapping):
+        raise ValueError("not a Keras weights mapping")
+    layers = weights["layers"]
+    backend = (weights.get("attrs") or {}).get("backend")
+    missing = [n for n in _KERAS_LAYERS if n not in layers]
+    if missing:
+        raise ValueError(f"{len(missing)} expected layers missing, e.g. {missing[0]} (found {', '.join(sorted(layers)) or 'none'})")
+    unused = sorted(set(layers) - set(_KERAS_LAYERS))
+    if unused:
+        raise ValueError(f"{len(unused)} unexpected layers with weights, e.g. {unused[0]}")
+    layout = keras_layout(weights)
+    if layout == "channels_last" and backend == "theano":
+        raise ValueError("saved by Keras's Theano backend (flipped kernels); save it again with the TensorFlow backend")
+    target = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for name in _KERAS_LAYERS:
+        arrays = layers[name]
+        if len(arrays) != 2:
+            raise ValueError(f"layer {name} has {len(arrays)} weights, expected a kernel and a bias")
+        kernel = _as_float32_tensor(f"{name} kernel", arrays[0])
+        bias = _as_float32_tensor(f"{name} bias", arrays[1])
+        ours = "head" if name == "fc8" else name
+        if name in _CONVS:
+            if kernel.ndim != 5:
+                raise ValueError(f"{name} kernel has shape {tuple(kernel.shape)}, not 5-D")
+            if layout == "channels_last":
+                kernel = kernel.permute(4, 3, 0, 1, 2)
+            else:
+                kernel = kernel.flip(3, 4)  # undo the gist's rot90(., 2) of each (kH, kW) slice
+        else:
+            if kernel.ndim != 2:
+                raise ValueError(f"{name} kernel has shape {tuple(kernel.shape)}, not 2-D")
+            kernel = kernel.t()
+            if name == "fc6" and layout == "channels_last":
+                if tuple(kernel.shape) != (FEATURE_DIM, FC6_IN):
+                    raise ValueError(f"fc6 kernel has shape {tuple(arrays[0].shape)}, expected ({FC6_IN}, {FEATURE_DIM})")
+                t, h, w = POOL5_SHAPE[1:]
+                kernel = kernel.reshape(FEATURE_DIM, t, h, w, 512).permute(0, 4, 1, 2, 3).reshape(FEATURE_DIM, FC6_IN)
+        weight = _check_tensor(f"{name} kernel", kernel.contiguous(), f"{ours}.weight", target)
+        out[f"{ours}.weight"] = _bgr_to_rgb(weight) if name == "conv1" else weight
+        out[f"{ours}.bias"] = _check_tensor(f"{name} bias", bias, f"{ours}.bias", target)
+    return _finish(out, target, "the Keras file")
+
+
+FILTERS = {"c3d-pickle": pickle_filter_fn, "mmaction2": mmaction2_filter_fn, "keras-h5": keras_filter_fn}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reading files and detecting their format.
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_FIX = "pass c3d.pickle (DavideA/c3d-pytorch), a Keras C3D .h5 (e.g. sports1M_weights_tf.h5) or c3d_sports1m_pretrain_20201016-dcc47ddc.pth"
+
+
+def _require_h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ActionrecError("reading Keras .h5 weights needs h5py: pip install h5py") from None
+    return h5py
+
+
+def _decode_names(values) -> list[str]:
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1).tolist()]
+
+
+def _names_attr(group, name: str) -> list[str]:
+    """A Keras list attribute, also when Keras split it into `name0`, `name1`, ... (lists over 64 KiB)."""
+    if name in group.attrs:
+        return _decode_names(group.attrs[name])
+    names: list[str] = []
+    chunk = 0
+    while f"{name}{chunk}" in group.attrs:
+        names.extend(_decode_names(group.attrs[f"{name}{chunk}"]))
+        chunk += 1
+    return names
+
+
+def read_keras_h5(path: str | Path) -> dict:
+    """A Keras weights file -> `{'layers': {name: [arrays in weight_names order]}, 'attrs': {...}}` (layers with weights)."""
+    h5py = _require_h5py()
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f  # model.save() nests the weights
+            layer_names = _names_attr(root, "layer_names")
+            if not layer_names:
+                raise ActionrecError(f"{path}: an HDF5 file without Keras 'layer_names': not Keras C3D weights; {_FIX}")
+            attrs = {}
+            for key in ("backend", "keras_version"):
+                value = root.attrs.get(key, f.attrs.get(key))
+                if value is not None:
+                    attrs[key] = value.decode("utf8") if isinstance(value, bytes) else str(value)
+            layers: dict[str, list[np.ndarray]] = {}
+            for name in layer_names:
+                group = root[name]
+                weight_names = _names_attr(group, "weight_names")
+                if weight_names:
+                    layers[name] = [np.asarray(group[w]) for w in weight_names]
+    except ActionrecError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ActionrecError(f"{path}: not a readable Keras HDF5 file ({err}); it may be truncated: download it again") from None
+    return {"layers": layers, "attrs": attrs}
+
+
+def read_torch_checkpoint(path: str | Path):
+    """A PyTorch checkpoint read with `torch.load(weights_only=True)`: tensors and plain containers only, no code runs."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": our one-line error says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, AttributeError, KeyError, TypeError) as err:
+        text = str(err).strip()
+        reason = text.splitlines()[0].split(". ")[0].rstrip(".")[:160] if text else type(err).__name__
+        raise ActionrecError(f"{path}: not a readable PyTorch checkpoint ({reason}); it may be truncated or not a weights file: download it again") from None
+
+
+def _torch_format(path: Path, obj) -> str:
+    state = _unwrap_state_dict(obj) if isinstance(obj, Mapping) else None
+    if not isinstance(state, Mapping) or not state:
+        raise ActionrecError(f"{path}: holds a {type(obj).__name__}, not a state dict: not a C3D checkpoint; {_FIX}")
+    keys = set(_strip_prefixes(state))
+    if "conv1.weight" in keys:
+        return "c3d-pickle"
+    if "conv1a.conv.weight" in keys:
+        return "mmaction2"
+    example = sorted(str(k) for k in state)[0]
+    raise ActionrecError(f"{path}: not a C3D checkpoint (keys like {example!r}, no conv1.weight or conv1a.conv.weight); {_FIX}")
+
+
+def _sniff(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise ActionrecError(f"{path}: cannot be read ({err.strerror or err}); {_FIX}") from None
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch zip archive, or a legacy torch.save pickle
+        return "torch"
+    if len(head) >= 9 and head[8:9] == b"{":
+        raise ActionrecError(f"{path}: a safetensors file; converted weights are taken as .safetensors, originals as {_FIX}")
+    raise ActionrecError(f"{path}: neither a PyTorch checkpoint nor an HDF5 file ({len(head)} first bytes unknown); {_FIX}")
+
+
+def read_checkpoint(path: str | Path) -> tuple[str, object]:
+    """(format, loaded mapping) of a C3D weights file; format is one of FORMATS."""
+    path = Path(path)
+    if _sniff(path) == "hdf5":
+        return "keras-h5", read_keras_h5(path)
+    obj = read_torch_checkpoint(path)
+    return _torch_format(path, obj), obj
+
+
+def detect_format(path: str | Path) -> str:
+    """'c3d-pickle', 'mmaction2' or 'keras-h5'; ActionrecError naming the file for anything else."""
+    return read_checkpoint(path)[0]
+
+
+def convert_c3d(path: str | Path, name: str | None = None, md5: str | None = None) -> tuple[dict[str, torch.Tensor], WeightsSpec]:
+    """A public C3D weights file -> (our state dict, its WeightsSpec), checked key by key and loaded strictly once.
+
+    `name`, when given, is the weights name the caller expects; a file holding the other C3D weights is refused.
+    `md5`, when given, is the digest the file must have (KERAS_TF_MD5 for the download of C3D_SPORTS1M.url).
+    """
+    path = Path(path)
+    if md5 is not None:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        if digest.hexdigest() != md5:
+            raise ActionrecError(f"{path}: md5 {digest.hexdigest()[:12]}... is not the published {md5[:12]}...; the file is altered or truncated: download it again")
+    fmt, obj = read_checkpoint(path)
+    spec = FORMATS[fmt]
+    if name is not None and name != spec.name:
+        raise ActionrecError(f"{path}: a {fmt} file holds {spec.name} weights, not {name}: run `actionrec weights fetch {spec.name} --from {path}`")
+    with torch.device("meta"):  # shapes only: the checked tensors become its parameters (assign=True, no copy)
+        model = C3D(num_classes=len(spec.categories))
+    try:
+        state = FILTERS[fmt](obj, model)
+        model.load_state_dict(state, strict=True, assign=True)
+    except (ValueError, RuntimeError) as err:
+        raise ActionrecError(f"{path}: does not fit C3D as a {fmt} file ({err}); this is not {spec.name}: {_FIX}") from None
+    out, storages = {}, set()
+    for key, tensor in model.state_dict().items():  # safetensors refuses tensors that share memory
+        ptr = tensor.untyped_storage().data_ptr()
+        out[key] = tensor.clone() if ptr in storages else tensor
+        storages.add(ptr)
+    return out, spec
