@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import http.server
+import threading
+
 import pytest
 
 REALCLIPS = Path(__file__).resolve().parents[2] / "shared" / "realclips"
@@ -21,3 +24,44 @@ def i3d_kinetics():
     from actionrec import load_model
 
     return load_model("i3d-kinetics400")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty ACTIONREC_HOME for tests that write weights into the cache."""
+    monkeypatch.setenv("ACTIONREC_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+class HTTPHandler(http.server.SimpleHTTPRequestHandler):
+    truncate: dict[str, int] = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        if name in self.truncate:  # announce the whole file, send part of it, hang up
+            data = (Path(self.directory) / name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: self.truncate[name]])
+            self.wfile.flush()
+            self.connection.close()
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A file server on 127.0.0.1 serving tmp_path/www; HTTPHandler.truncate[name] = n cuts that file after n bytes."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = lambda *a, **k: HTTPHandler(*a, directory=str(root), **k)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    HTTPHandler.truncate.clear()

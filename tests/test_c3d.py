@@ -548,3 +548,46 @@ def test_hdf5_that_is_not_keras_is_refused(tmp_path):
     with pytest.raises(ActionrecError) as err:
         convert_c3d(path)
     assert "without Keras 'layer_names'" in _one_line(err, path)
+
+
+def test_fetch_from_a_url_converts_into_the_cache_and_loads(files, ref_state, reference_out, bgr_clip, server, home):
+    """`actionrec weights fetch c3d-sports1m --from URL` through the real download, conversion and cache."""
+    import shutil
+
+    from actionrec import load_model
+    from actionrec.cli import main
+    from actionrec.weights import weights_path
+    from conftest import HTTPHandler
+
+    root, url = server
+    shutil.copyfile(files["pickle"], root / "c3d.pickle")
+    HTTPHandler.truncate["cut.pickle"] = 1000
+    shutil.copyfile(files["pickle"], root / "cut.pickle")
+    assert main(["weights", "fetch", "c3d-sports1m", "--from", f"{url}/cut.pickle"]) == 2  # an interrupted download
+    assert not weights_path(C3D_SPORTS1M).exists()
+
+    assert main(["weights", "fetch", "c3d-sports1m", "--from", f"{url}/c3d.pickle"]) == 0
+    assert weights_path(C3D_SPORTS1M).exists()
+    model = load_model("c3d-sports1m")
+    assert model.categories[367] == "basketball" and len(model.categories) == 487
+    with torch.no_grad():
+        logits = model(bgr_clip.flip(1))
+    assert torch.allclose(logits, reference_out[1], rtol=1e-4, atol=1e-4 * float(reference_out[1].abs().max()))
+
+
+def test_train_c3d_without_weights_warns_it_is_not_transfer_learning(home, tmp_path, capsys):
+    from actionrec.datasets import load_dataset, make_splits
+    from actionrec.demo import write_demo_dataset
+    from actionrec.train import TrainConfig, train
+
+    data = write_demo_dataset(tmp_path / "demo", clips_per_class=4, frames=20, classes=("Bouncing", "Sliding"))
+    splits = make_splits(load_dataset(data), val_fraction=0.25, test_fraction=0.25)
+    said: list[str] = []
+    metrics = train(splits, tmp_path / "run", TrainConfig(backbone="c3d", epochs=2, finetune_epochs=1),
+                    cache_root=tmp_path / "cache", say=said.append, progress=False)
+    assert any("NOT transfer learning" in line for line in said)
+    assert metrics["weights"].startswith("none") and metrics["model"]["input"] == "3x16x112x112"
+    from actionrec import load_model
+
+    model = load_model(tmp_path / "run")  # a random-init run holds all its weights
+    assert model.categories == ("Bouncing", "Sliding")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,45 +17,7 @@ from actionrec.errors import ActionrecError
 from actionrec.i3d import I3D, I3D_KINETICS400, checkpoint_filter_fn
 from actionrec.models import fetch_weights, get_spec
 from actionrec.weights import download, load_numpy_pickle, weights_path
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("ACTIONREC_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    truncate: dict[str, int] = {}
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        name = self.path.lstrip("/")
-        if name in self.truncate:  # announce the whole file, send part of it, hang up
-            data = (Path(self.directory) / name).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: self.truncate[name]])
-            self.wfile.flush()
-            self.connection.close()
-            return
-        super().do_GET()
-
-
-@pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    _Handler.truncate.clear()
+from conftest import HTTPHandler
 
 
 def test_download_checks_sha256(server, tmp_path):
@@ -77,7 +37,7 @@ def test_interrupted_download_is_never_cached(server, tmp_path):
     root, url = server
     payload = os.urandom(500_000)
     (root / "big.bin").write_bytes(payload)
-    _Handler.truncate["big.bin"] = 100_000
+    HTTPHandler.truncate["big.bin"] = 100_000
     dest = tmp_path / "cache" / "big.bin"
     with pytest.raises(ActionrecError, match="big.bin"):
         download(f"{url}/big.bin", dest, hashlib.sha256(payload).hexdigest())
