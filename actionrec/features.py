@@ -98,6 +98,7 @@ class FeatureCache:
         }
         self.recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         self.backbone_calls = 0  # clips run through the backbone by this object (tests check reuse with it)
+        self._fast: nn.Module | None = None  # the frozen backbone sped up for inference (made on first use)
 
     def path(self, video_key_: str, view: int) -> Path:
         name = f"{video_key_}-{view}.npy"
@@ -179,7 +180,7 @@ class FeatureCache:
                 todo.append((video, key, missing))
             elif progress:
                 progress(1)
-        for video, key, arrays in self._compute(todo, batch_size, on_error, progress):
+        for video, key, arrays in (self._compute(todo, batch_size, on_error, progress) if todo else ()):
             for view, array in arrays.items():
                 self.put(key, view, array)
                 result[(video, view)] = self.path(key, view)
@@ -189,9 +190,14 @@ class FeatureCache:
         device = next(self.model.parameters()).device
         batch: list[tuple[str, str, int, torch.Tensor]] = []
 
+        if self._fast is None:
+            from .accel import optimize_for_inference
+
+            self._fast = optimize_for_inference(self.model)
+
         def flush() -> Iterator[tuple[str, str, dict[int, np.ndarray]]]:
             with torch.inference_mode():
-                acts = self.model.forward_until(torch.stack([b[3] for b in batch]).to(device), self.endpoint)
+                acts = self._fast.forward_until(torch.stack([b[3] for b in batch]).to(device), self.endpoint)
             self.backbone_calls += len(batch)
             acts = acts.float().cpu().numpy().astype(np.float16)
             done: dict[tuple[str, str], dict[int, np.ndarray]] = {}

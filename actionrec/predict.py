@@ -68,6 +68,9 @@ def predict_iter(
                              f"train a head on them first with `actionrec train DATA --backbone {model.spec.arch} --weights {model.spec.name}`")
     name = model_name(model)
     device = next(model.parameters()).device
+    from .accel import optimize_for_inference
+
+    fast = optimize_for_inference(model)
     videos = [str(v) for v in videos]
 
     pending: list[tuple[int, torch.Tensor, bool]] = []  # (video index, its windows, looped) waiting for a batch
@@ -75,7 +78,7 @@ def predict_iter(
     def run(batch: list[tuple[int, torch.Tensor, bool]]) -> Iterator[Prediction]:
         inputs = torch.cat([w for _, w, _ in batch]).to(device)
         with torch.inference_mode():
-            probs = torch.cat([model(chunk).softmax(-1) for chunk in inputs.split(batch_size)]).float().cpu().numpy()
+            probs = torch.cat([fast(chunk).softmax(-1) for chunk in inputs.split(batch_size)]).float().cpu().numpy()
         start = 0
         for index, w, looped in batch:
             p = probs[start : start + len(w)].mean(0)
