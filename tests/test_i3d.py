@@ -108,3 +108,25 @@ def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_ki
         logits = i3d_kinetics(x[None]).numpy()
     np.testing.assert_allclose(logits, golden["cricket_logits_f32"], atol=1e-4, rtol=0)
     assert i3d_kinetics.categories[int(logits.argmax())] == "playing cricket"
+
+
+def test_inference_path_matches_eager_and_leaves_the_model_untouched():
+    from actionrec.accel import optimize_for_inference
+
+    torch.manual_seed(1)
+    model = I3D(num_classes=5).eval()
+    for module in model.modules():  # non-trivial BatchNorm statistics, so folding them is really tested
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.bias.data.uniform_(-0.2, 0.2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model)
+    x = torch.randn(2, 3, 16, 224, 224)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), atol=1e-4, rtol=1e-4)
+        cut = model.forward_until(x, "MaxPool3d_5a_2x2")
+        np.testing.assert_allclose(fast.forward_until(x, "MaxPool3d_5a_2x2").numpy(), cut.numpy(), atol=1e-4, rtol=1e-4)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="unknown mode"):
+        optimize_for_inference(model, "turbo")
