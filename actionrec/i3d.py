@@ -121,6 +121,11 @@ class MaxPoolSame(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = [_same_pad(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel, self.stride)]
+        if all(before == after for before, after in pads):  # symmetric: max_pool3d pads with -inf itself
+            return F.max_pool3d(x, self.kernel, self.stride, padding=[before for before, _ in pads])
+        if all(before == 0 for before, _ in pads):  # only the extra pixel after: ceil_mode keeps that last window
+            return F.max_pool3d(x, self.kernel, self.stride, ceil_mode=True)
         return F.max_pool3d(_pad_same(x, self.kernel, self.stride, float("-inf")), self.kernel, self.stride)
 
 

@@ -130,3 +130,14 @@ def test_inference_path_matches_eager_and_leaves_the_model_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="unknown mode"):
         optimize_for_inference(model, "turbo")
+
+
+@pytest.mark.parametrize("kernel,stride", [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (1, 1, 1))])
+def test_max_pool_fast_paths_equal_explicit_minus_infinity_padding(kernel, stride):
+    from actionrec.i3d import _pad_same
+
+    pool = MaxPoolSame(kernel, stride)
+    for t, h in [(2, 5), (3, 7), (4, 8), (5, 14), (8, 19)]:
+        x = -torch.rand(1, 2, t, h, h + 1) - 1.0
+        explicit = torch.nn.functional.max_pool3d(_pad_same(x, kernel, stride, float("-inf")), kernel, stride)
+        assert torch.equal(pool(x), explicit), (t, h)
