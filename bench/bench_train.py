@@ -36,11 +36,15 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def study_way_epoch_seconds(samples, classes, frames: int, finetune: bool) -> float:
+def study_way_epoch_seconds(backbone: str, samples, classes, frames: int, finetune: bool) -> float:
     """One epoch the study's way: decode + preprocess + frozen backbone forward for every clip, then the head step."""
-    model = load_model("i3d-kinetics400")
+    from actionrec.train import BACKBONE_DEFAULTS, TrainConfig, backbone_for, cut_endpoint
+
+    model = backbone_for(TrainConfig(backbone=backbone).resolved(), say=lambda m: None, explicit=False)
     model.reset_classifier(len(classes))
-    params = list(model.head.parameters()) + (list(model.Mixed_5b.parameters()) + list(model.Mixed_5c.parameters()) if finetune else [])
+    top = BACKBONE_DEFAULTS[backbone]["unfreeze"] if finetune else ()
+    cut = cut_endpoint(model, BACKBONE_DEFAULTS[backbone]["unfreeze"])
+    params = list(model.head.parameters()) + [p for name in top for p in getattr(model, name).parameters()]
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
     t0 = time.perf_counter()
     for sample in samples:
@@ -49,8 +53,8 @@ def study_way_epoch_seconds(samples, classes, frames: int, finetune: bool) -> fl
         y = torch.tensor([classes.index(sample.label)])
         if finetune:
             with torch.no_grad():
-                cut = model.forward_until(x, "MaxPool3d_5a_2x2")
-            logits = model.forward_head(model.forward_features(cut, start="MaxPool3d_5a_2x2"))
+                act = model.forward_until(x, cut)
+            logits = model.forward_head(model.forward_features(act, start=cut))
         else:
             with torch.no_grad():
                 feats = model.forward_features(x)
@@ -65,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=410, help="clips in all (default: %(default)s, as the study)")
     parser.add_argument("--subset", type=int, default=12, help="clips for the side-by-side with the study's way")
+    parser.add_argument("--backbone", default="i3d", choices=("i3d", "c3d"), help="(default: %(default)s)")
     parser.add_argument("--keep", default=None, help="keep the generated videos in this folder (reused next time)")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -78,7 +83,7 @@ def main() -> None:
     t_write = time.perf_counter() - t0
     samples = load_dataset(data)
     splits = make_splits(samples, seed=0)
-    cfg = TrainConfig(epochs=20, finetune_epochs=5, patience=0)
+    cfg = TrainConfig(backbone=args.backbone, epochs=20, finetune_epochs=5, patience=0)
     t0 = time.perf_counter()
     metrics = train(splits, work / "run", cfg, cache_root=work / "cache", say=lambda m: None, progress=False)
     t_ours = time.perf_counter() - t0
@@ -94,8 +99,8 @@ def main() -> None:
     t0 = time.perf_counter()
     train(sub_splits, work / "run-subset", cfg, cache_root=work / "cache-subset", say=lambda m: None, progress=False)
     ours_subset = time.perf_counter() - t0
-    head_epoch = study_way_epoch_seconds(sub_train, list(subset.classes), cfg.frames, finetune=False)
-    ft_epoch = study_way_epoch_seconds(sub_train, list(subset.classes), cfg.frames, finetune=True)
+    head_epoch = study_way_epoch_seconds(args.backbone, sub_train, list(subset.classes), cfg.frames, finetune=False)
+    ft_epoch = study_way_epoch_seconds(args.backbone, sub_train, list(subset.classes), cfg.frames, finetune=True)
     study_subset = 20 * head_epoch + 5 * ft_epoch
 
     print(f"\nworkload: {len(samples)} clips of 320x240, 175 frames at 25 fps, {len(classes)} classes; "
