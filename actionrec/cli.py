@@ -148,6 +148,121 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(quiet: bool, desc: str):
+    """A (done, total) callback drawing a progress bar on stderr, and a function closing it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="window", file=sys.stderr, disable=quiet, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _window_probs(args: argparse.Namespace, model, desc: str):
+    from .timeline import window_probabilities
+
+    update, close = _progress(args.quiet, desc)
+    try:
+        return window_probabilities(args.video, model, args.window, args.stride, batch_size=args.batch_size,
+                                    cache=False if args.no_cache else args.cache, progress=update)
+    finally:
+        close()
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .timeline import build_timeline, check_classifier, resolve_labels, thresholds_for
+
+    model = load_model(args.model)
+    check_classifier(model)
+    labels = resolve_labels(args.labels, model.categories)
+    thresholds, source = thresholds_for(model, labels, args.threshold)
+    wp = _window_probs(args, model, "timeline")
+    tl = build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment)
+    out = Path(args.out) if args.out else Path(f"{Path(args.video).stem or 'video'}_timeline")
+    written = tl.write_all(out)
+    if args.json:
+        print(json.dumps({**tl.to_dict(), "outputs": {k: str(v) for k, v in written.items()}}))
+        return 0
+    print(tl.summary())
+    for s in tl.segments:
+        print(f"  {s.start:9.2f} - {s.end:9.2f} s  {s.label}  ({s.confidence:.2f})")
+    print(f"outputs: {', '.join(str(p) for p in written.values())}")
+    return 0
+
+
+def cmd_flag(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .timeline import check_classifier, censor_video, flag_ranges, format_clock, require_av, resolve_labels, thresholds_for
+
+    model = load_model(args.model)
+    check_classifier(model)
+    labels = resolve_labels(args.labels, model.categories)
+    thresholds, source = thresholds_for(model, labels, args.threshold)
+    if args.censor:
+        require_av()  # fail before the long pass, not after it
+    wp = _window_probs(args, model, "flag")
+    ranges = flag_ranges(wp, labels, thresholds, smooth=args.smooth, pad=args.pad, merge_gap=args.merge_gap)
+    flagged = sum(r.end - r.start for r in ranges)
+    censored = None
+    if args.censor:
+        censored = censor_video(args.video, ranges, args.censor, style=args.style, crf=args.crf, fps=wp.fps)
+    if args.json:
+        print(json.dumps({
+            "video": args.video, "duration": round(wp.duration, 3), "labels": list(labels),
+            "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
+            "ranges": [r.to_dict() for r in ranges], "flagged": round(flagged, 3),
+            "censored": str(args.censor) if args.censor else None,
+            "censored_frames": censored["censored"] if censored else None,
+        }))
+        return 0
+    print(f"{args.video}: {len(ranges)} range{'s' if len(ranges) != 1 else ''} to censor, {format_clock(flagged)} of "
+          f"{format_clock(wp.duration)} ({', '.join(labels)}; thresholds: {source})")
+    for r in ranges:
+        print(f"  {format_clock(r.start):>9} - {format_clock(r.end):>9}  ({r.end - r.start:5.1f} s)  {','.join(r.labels)}  {r.score:.2f}")
+    if censored:
+        print(f"censored copy: {args.censor} ({censored['censored']} of {censored['frames']} frames {'blacked out' if args.style == 'black' else 'blurred'}, "
+              f"{censored['audio_streams']} audio stream{'s' if censored['audio_streams'] != 1 else ''} copied)")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .timeline import check_classifier
+    from .watch import ExecAction, WebhookAction, parse_alert, watch
+
+    say = _say(args.quiet)
+    warn = lambda m: print(f"actionrec: {m}", file=sys.stderr)  # noqa: E731
+    model = load_model(args.model)
+    check_classifier(model)
+    rules = [parse_alert(a, model.categories) for a in args.alert]
+    actions = []
+    if args.exec:
+        actions.append(ExecAction(args.exec, warn))
+    if args.webhook:
+        actions.append(WebhookAction(args.webhook, warn))
+
+    def on_alert(alert) -> None:
+        print(json.dumps(alert.to_dict()) if args.json else alert.line(), flush=True)
+        for action in actions:
+            action(alert)
+
+    say(f"watching {args.source} for {', '.join(f'{r.label} >= {r.threshold:g}' for r in rules)} (Ctrl-C to stop)")
+    try:
+        stats = watch(args.source, model, rules, window=args.window, stride=args.stride, max_latency=args.max_latency,
+                      realtime=args.realtime, batch_size=args.batch_size, confirm=args.confirm, cooldown=args.cooldown,
+                      fps=args.fps, on_alert=on_alert, say=warn)
+    finally:
+        for action in actions:
+            action.close()
+    say(stats.summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actionrec", description="Recognise human actions in videos with pretrained 3D CNNs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_args(t)
     t.add_argument("--test", default=None, help="a folder of test videos (one sub-folder per class) instead of a held-out fraction")
     t.add_argument("--out", default="runs/latest", help="run directory to write (default: %(default)s)")
-    t.add_argument("--backbone", default="i3d", choices=("i3d",), help="(default: %(default)s)")
-    t.add_argument("--weights", default=None, help="pretrained weights name (default: the backbone's)")
+    t.add_argument("--backbone", default="i3d", choices=("i3d", "c3d"), help="(default: %(default)s)")
+    t.add_argument("--weights", default=None,
+                   help="pretrained weights name (default: the backbone's); none = random initialisation (not transfer learning)")
     t.add_argument("--frames", type=int, default=16, help="frames per clip (default: %(default)s, the study's)")
     t.add_argument("--views", type=int, default=1, help="clips per training video, 1 central + augmented (default: %(default)s)")
     t.add_argument("--epochs", type=int, default=20, help="head epochs (default: %(default)s)")
@@ -180,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=5, help="early stopping on validation loss; 0 = off (default: %(default)s)")
     t.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs, 0 = none (default: %(default)s)")
     t.add_argument("--finetune-lr", type=float, default=None, help="(default: the backbone's)")
-    t.add_argument("--unfreeze", default=None, help="blocks to fine-tune (default for i3d: Mixed_5b,Mixed_5c)")
+    t.add_argument("--unfreeze", default=None, help="blocks to fine-tune (default: Mixed_5b,Mixed_5c for i3d, fc6,fc7 for c3d)")
     t.add_argument("--val-fraction", type=float, default=0.2, help="of training, for validation (default: %(default)s)")
     t.add_argument("--test-fraction", type=float, default=0.2, help="held out when the data has no test set (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
@@ -202,6 +318,68 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", default=None, help="where to write the demo videos (default: $ACTIONREC_HOME/demo-data)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    def long_video_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("video", help="a video file (any length) or a folder of frames")
+        q.add_argument("--model", "--run", dest="model", default="i3d-kinetics400",
+                       help="pretrained weights name or a trained run directory (default: %(default)s)")
+        q.add_argument("--window", type=float, default=None,
+                       help="window length in seconds (default: the model's frames at its fps: 0.64 s for a run, 2.56 s for i3d-kinetics400)")
+        q.add_argument("--stride", type=float, default=None, help="seconds between window starts (default: max(0.5, window / 2))")
+        q.add_argument("--threshold", type=float, default=None,
+                       help="probability a class needs, for every class (default: calibrated on the run's validation clips, else 0.5)")
+        q.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 128 frames' worth: 8 of 16 frames, 2 of 64)")
+        q.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
+        q.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
+        q.add_argument("--json", action="store_true", help="one JSON object on stdout")
+        q.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    tl = sub.add_parser("timeline", help="label a long video over time: segments, minutes per class, CSV/JSON/SRT/PNG",
+                        description="Sliding windows over the whole video in one streaming pass, smoothed, with 'none' "
+                                    "where no class is confident; merged segments and the time per class.")
+    long_video_args(tl)
+    tl.add_argument("--labels", default=None, help="comma-separated classes to report (e.g. Kinetics-400 'playing tennis,skiing'); others count as none")
+    tl.add_argument("--smooth", type=float, default=1.0, help="seconds of windows over which a running median smooths the probabilities (default: %(default)s)")
+    tl.add_argument("--min-segment", type=float, default=None, help="shorter segments go to their neighbours (default: 1.5 strides)")
+    tl.add_argument("--out", default=None, help="folder for the CSV, JSON, SRT and PNG files (default: ./<video name>_timeline)")
+    tl.set_defaults(func=cmd_timeline)
+
+    fl = sub.add_parser("flag", help="time ranges showing given actions, and optionally a censored copy",
+                        description="The time ranges where any of --labels reaches its threshold; --censor writes a copy "
+                                    "with them blacked out or blurred (audio copied, duration unchanged; needs PyAV).")
+    long_video_args(fl)
+    fl.add_argument("--labels", required=True, help="comma-separated classes to flag")
+    fl.add_argument("--censor", default=None, metavar="OUT", help="write a censored copy (.mp4, .mkv, .mov, .avi, .webm)")
+    fl.add_argument("--style", choices=("black", "blur"), default="black", help="how flagged frames are hidden (default: %(default)s)")
+    fl.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality of the copy, 0 = lossless (default: %(default)s)")
+    fl.add_argument("--pad", type=float, default=0.25, help="seconds added before and after each range (default: %(default)s)")
+    fl.add_argument("--merge-gap", type=float, default=1.0, help="ranges closer than this are merged (default: %(default)s s)")
+    fl.add_argument("--smooth", type=float, default=0.0, help="seconds of running-median smoothing first (default: %(default)s, none)")
+    fl.set_defaults(func=cmd_flag)
+
+    wa = sub.add_parser("watch", help="live alerts on a camera, a stream or a file",
+                        description="Classify windows as the frames arrive and raise debounced alerts; ends at the end "
+                                    "of the stream or on Ctrl-C.")
+    wa.add_argument("source", help="camera index (0), stream URL (rtsp://, http://...) or video file")
+    wa.add_argument("--model", "--run", dest="model", default="i3d-kinetics400",
+                    help="pretrained weights name or a trained run directory (default: %(default)s)")
+    wa.add_argument("--alert", action="append", required=True, metavar="LABEL>=P",
+                    help="raise an alert when LABEL's probability reaches P, e.g. 'Spinning>=0.8' (repeatable)")
+    wa.add_argument("--exec", default=None, metavar="CMD", help="shell command run per alert, with ACTIONREC_LABEL, ACTIONREC_SCORE, "
+                                                               "ACTIONREC_TIME, ACTIONREC_WALLTIME, ACTIONREC_ALERT (JSON)... in its environment")
+    wa.add_argument("--webhook", default=None, metavar="URL", help="POST each alert as JSON to this URL")
+    wa.add_argument("--window", type=float, default=None, help="window length in seconds (default: the model's)")
+    wa.add_argument("--stride", type=float, default=None, help="seconds between windows (default: max(0.5, window / 2))")
+    wa.add_argument("--max-latency", type=float, default=2.0,
+                    help="live sources: drop windows more than this many seconds behind the newest frame (default: %(default)s)")
+    wa.add_argument("--realtime", action="store_true", help="read a file at its frame rate, like a camera (default: as fast as the model goes)")
+    wa.add_argument("--confirm", type=int, default=2, help="windows in a row at the threshold to raise an alert (default: %(default)s)")
+    wa.add_argument("--cooldown", type=float, default=3.0, help="seconds below the threshold before the same alert again (default: %(default)s)")
+    wa.add_argument("--fps", type=float, default=None, help="frame rate of a source that does not tell (default: its own, else 25)")
+    wa.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 live, 8 for a file)")
+    wa.add_argument("--json", action="store_true", help="one JSON object per alert per line on stdout")
+    wa.add_argument("--quiet", action="store_true", help="no start and summary lines on stderr")
+    wa.set_defaults(func=cmd_watch)
 
     w = sub.add_parser("weights", help="list or fetch pretrained weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)

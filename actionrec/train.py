@@ -170,6 +170,13 @@ def _evaluate(model: nn.Module, cut: str, data: _Activations, batch_size: int) -
     return sum(losses) / n, float((pred == data.labels.numpy()).mean()) if len(data) else float("nan"), pred
 
 
+def _probabilities(model: nn.Module, cut: str, data: _Activations, batch_size: int, num_classes: int) -> np.ndarray:
+    model.eval()
+    with torch.inference_mode():
+        parts = [_top_logits(model, cut, x).softmax(-1) for x, _ in data.batches(batch_size)]
+    return torch.cat(parts).numpy() if parts else np.zeros((0, num_classes), np.float32)
+
+
 def _pooled(model: nn.Module, cut: str, data: _Activations, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
         parts = [model.forward_features(x, start=cut) for x, _ in data.batches(batch_size)]
@@ -373,6 +380,7 @@ def train(
     # Test: the held-out clips, once, with the final model.
     t0 = time.perf_counter()
     test_loss, test_acc, test_pred = _evaluate(model, cut, test_set, 64)
+    val_probs = _probabilities(model, cut, val_set, 64, len(classes))  # calibrates the timeline's per-class thresholds
     per_class, confusion = report.per_class_metrics(test_set.labels.numpy(), test_pred, classes)
     timing["evaluate"] = time.perf_counter() - t0
     timing["total"] = time.perf_counter() - t_start
@@ -409,6 +417,8 @@ def train(
         "confusion_matrix": confusion,
         "splits": {"policy": splits.policy, "counts": splits.counts(), "clips": {"train": len(train_set), "val": len(val_set), "test": len(test_set)}},
         "skipped": skipped,
+        "val_probs": np.round(val_probs, 6).tolist(),
+        "val_labels": val_set.labels.tolist(),
         "timing": timing,
         "model": {"parameters": total_params, "trainable_parameters": trainable,
                   "input": f"3x{cfg.frames}x{model.spec.crop}x{model.spec.crop}",

@@ -1,0 +1,479 @@
+"""Live alerts: classify sliding windows of a camera, a network stream or a file as its frames arrive.
+
+A reader thread takes the frames as the source delivers them (a frame's time is its number over the source's frame
+rate), keeps only those that a window still open needs (resized), and hands each window on as soon as its last frame
+is in. The main thread runs the model on the windows and feeds each alert rule's :class:`Debouncer`.
+
+Latency: a live source (camera, ``rtsp://``, ``http://``... or a file with ``realtime=True``) is never held back. When
+the model is slower than the stream, the windows that are more than ``max_latency`` seconds (of stream time) behind
+the newest frame are dropped, and the drops are reported, so alerts stay close to real time instead of falling
+further and further behind. A file read as fast as the model goes (the default for files) drops nothing.
+
+Debouncing: an alert fires when the label's probability is at or above the threshold in ``confirm`` classified windows
+in a row, and fires again only after it has stayed below for ``cooldown`` seconds of stream. Each alert carries the
+stream time where the action was first seen, the time it was confirmed, the wall-clock time and the score.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ActionrecError
+from .timeline import check_classifier, default_stride, resolve_labels, window_frames
+
+__all__ = ["AlertRule", "Alert", "Debouncer", "WatchStats", "ExecAction", "WebhookAction", "parse_alert", "watch"]
+
+DEFAULT_MAX_LATENCY = 2.0  # seconds of stream a window may wait before it is dropped (live sources)
+DEFAULT_CONFIRM = 2  # windows in a row at or above the threshold to fire
+DEFAULT_COOLDOWN = 3.0  # seconds below the threshold before the same alert can fire again
+DEFAULT_FPS = 25.0  # frame rate assumed when a live source does not say
+READ_TIMEOUT = 10.0  # a network stream that sends nothing for this long has ended
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    label: str
+    threshold: float
+
+
+def parse_alert(text: str, categories: Sequence[str]) -> AlertRule:
+    """``"Label>=0.8"`` -> AlertRule; the label must be one of the model's classes."""
+    m = re.fullmatch(r"\s*(.+?)\s*>=\s*([0-9]*\.?[0-9]+)\s*", text or "")
+    if not m:
+        raise ActionrecError(f"--alert {text!r}: write LABEL>=PROBABILITY, e.g. --alert 'Spinning>=0.8'")
+    threshold = float(m.group(2))
+    if not 0.0 <= threshold <= 1.0:
+        raise ActionrecError(f"--alert {text!r}: the threshold must be a probability between 0 and 1")
+    (label,) = resolve_labels([m.group(1)], categories)
+    return AlertRule(label, threshold)
+
+
+@dataclass(frozen=True)
+class Alert:
+    label: str
+    score: float  # probability in the window that fired
+    threshold: float
+    start: float  # stream seconds: start of the first window of the confirming run
+    time: float  # stream seconds: end of the window that fired
+    wall: str  # ISO 8601 local time when it fired
+    source: str
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": round(self.score, 4), "threshold": self.threshold,
+                "start": round(self.start, 3), "time": round(self.time, 3), "wall": self.wall, "source": self.source}
+
+    def env(self) -> dict[str, str]:
+        """Environment variables for --exec."""
+        return {
+            "ACTIONREC_LABEL": self.label,
+            "ACTIONREC_SCORE": f"{self.score:.4f}",
+            "ACTIONREC_THRESHOLD": f"{self.threshold:g}",
+            "ACTIONREC_START": f"{self.start:.3f}",
+            "ACTIONREC_TIME": f"{self.time:.3f}",
+            "ACTIONREC_WALLTIME": self.wall,
+            "ACTIONREC_SOURCE": self.source,
+            "ACTIONREC_ALERT": json.dumps(self.to_dict()),
+        }
+
+    def line(self) -> str:
+        return (f"{self.wall}  ALERT {self.label}  score {self.score:.2f} (>= {self.threshold:g})  "
+                f"at {self.start:.1f} s of the stream (confirmed at {self.time:.1f} s)")
+
+
+class Debouncer:
+    """Rising-edge alerts for one rule: ``confirm`` windows in a row at or above the threshold fire once; the rule is
+    re-armed after the score has stayed below the threshold for ``cooldown`` seconds of stream."""
+
+    def __init__(self, rule: AlertRule, confirm: int = DEFAULT_CONFIRM, cooldown: float = DEFAULT_COOLDOWN):
+        if confirm < 1:
+            raise ActionrecError(f"--confirm must be at least 1 window, not {confirm}")
+        if cooldown < 0:
+            raise ActionrecError(f"--cooldown must be >= 0 seconds, not {cooldown}")
+        self.rule, self.confirm, self.cooldown = rule, confirm, cooldown
+        self.armed = True
+        self.run = 0
+        self.run_start = 0.0
+        self.last_above = -math.inf
+
+    def update(self, start: float, end: float, score: float) -> tuple[float, float, float] | None:
+        """Feed one classified window; returns (start, time, score) when the alert fires."""
+        if score >= self.rule.threshold:
+            self.last_above = end
+            if not self.armed:
+                return None
+            if self.run == 0:
+                self.run_start = start
+            self.run += 1
+            if self.run >= self.confirm:
+                self.armed, self.run = False, 0
+                return self.run_start, end, score
+            return None
+        self.run = 0
+        if not self.armed and end - self.last_above >= self.cooldown - _EPS:
+            self.armed = True
+        return None
+
+
+@dataclass
+class WatchStats:
+    source: str
+    kind: str  # camera | stream | file
+    fps: float
+    frames: int = 0  # frames read
+    windows: int = 0  # windows classified
+    dropped: int = 0  # windows dropped to stay within the latency bound
+    alerts: int = 0
+    seconds: float = 0.0  # stream seconds read
+    max_lag: float = 0.0  # largest stream-time lag of a classified window behind the newest frame
+    stopped: str = "end of stream"
+    alert_list: list[Alert] = field(default_factory=list)
+
+    def summary(self) -> str:
+        drop = (f", {self.dropped} dropped ({self.dropped * 100 / max(self.dropped + self.windows, 1):.0f} %: the model "
+                f"is slower than the stream)") if self.dropped else ", none dropped"
+        return (f"watch {self.source}: {self.stopped} after {self.seconds:.1f} s of {self.kind} at {self.fps:g} fps; "
+                f"{self.windows} windows classified{drop}; {self.alerts} alert{'s' if self.alerts != 1 else ''}")
+
+
+# ----------------------------------------------------------------------------------------------- actions
+
+
+class ExecAction:
+    """Runs a shell command per alert, with the alert in ACTIONREC_* environment variables (not in the command line,
+    so no value is ever parsed by the shell). Commands run in the background; :meth:`close` waits for them."""
+
+    def __init__(self, command: str, say: Callable[[str], None], timeout: float = 30.0):
+        self.command, self.say, self.timeout = command, say, timeout
+        self.running: list[subprocess.Popen] = []
+
+    def __call__(self, alert: Alert) -> None:
+        try:
+            self.running.append(subprocess.Popen(self.command, shell=True, env={**os.environ, **alert.env()}))
+        except OSError as err:
+            self.say(f"warning: --exec {self.command!r} could not start: {err}")
+
+    def close(self) -> None:
+        for proc in self.running:
+            try:
+                code = proc.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                self.say(f"warning: --exec {self.command!r} still running after {self.timeout:g} s; left running")
+                continue
+            if code:
+                self.say(f"warning: --exec {self.command!r} exited with status {code}")
+        self.running = []
+
+
+class WebhookAction:
+    """POSTs each alert as JSON to a URL, in order, from a background thread (a slow server never delays the model).
+    A failed POST is reported as a warning line and does not stop the watch."""
+
+    def __init__(self, url: str, say: Callable[[str], None], timeout: float = 5.0):
+        if not re.match(r"^https?://", url or ""):
+            raise ActionrecError(f"--webhook {url!r}: give an http:// or https:// URL")
+        self.url, self.say, self.timeout = url, say, timeout
+        self.queue: deque = deque()
+        self.cond = threading.Condition()
+        self.closing = False
+        self.thread = threading.Thread(target=self._run, name="actionrec-webhook", daemon=True)
+        self.thread.start()
+
+    def __call__(self, alert: Alert) -> None:
+        with self.cond:
+            self.queue.append(alert)
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.queue and not self.closing:
+                    self.cond.wait()
+                if not self.queue:
+                    return
+                alert = self.queue.popleft()
+            body = json.dumps(alert.to_dict()).encode()
+            request = urllib.request.Request(self.url, data=body, method="POST",
+                                             headers={"Content-Type": "application/json", "User-Agent": "actionrec"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    response.read()
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                self.say(f"warning: --webhook {self.url}: {getattr(err, 'reason', err)}")
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify()
+        self.thread.join(timeout)
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+def open_source(source: str | int, fps: float | None = None, read_timeout: float = READ_TIMEOUT):
+    """(cv2.VideoCapture, kind, fps, shown name). A number is a camera index, ``scheme://...`` a network stream,
+    anything else a file (a device file such as /dev/video0 is a camera)."""
+    from . import video as _video  # noqa: F401  (quiets FFmpeg's own messages before the first capture)
+    import cv2
+
+    shown = str(source)
+    params: list[int] = []
+    if isinstance(source, int) or shown.isdigit():
+        kind = "camera"
+        cap = cv2.VideoCapture(int(shown))
+    elif "://" in shown:
+        kind = "stream"
+        ms = int(read_timeout * 1000)
+        for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+            if hasattr(cv2, name):
+                params += [getattr(cv2, name), ms]
+        cap = cv2.VideoCapture(shown, cv2.CAP_FFMPEG, params)
+    else:
+        if not os.path.exists(shown):
+            raise ActionrecError(f"{shown}: no such file, camera index or stream URL")
+        kind = "file" if os.path.isfile(shown) else "camera"
+        cap = cv2.VideoCapture(shown, cv2.CAP_FFMPEG if kind == "file" else cv2.CAP_ANY)
+    if not cap.isOpened():
+        cap.release()
+        what = {"camera": "camera", "stream": "stream", "file": "video"}[kind]
+        raise ActionrecError(f"{shown}: cannot open this {what} (check the index, URL or path, and that nothing else holds it)")
+    rate = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if fps:
+        rate = float(fps)
+    elif not (math.isfinite(rate) and 0 < rate <= 240):
+        rate = DEFAULT_FPS
+    return cap, kind, rate, shown
+
+
+class _Windower:
+    """Cuts a frame sequence into sliding windows as the frames come (the streaming form of
+    :func:`actionrec.video.sliding_windows`: window k starts at k * stride, frame j of it is the one shown at
+    start + (j + 0.5) * window / n); holds only the frames an open window needs."""
+
+    def __init__(self, fps: float, window: float, stride: float, n: int):
+        self.fps, self.window, self.stride = fps, window, stride
+        self.rel = (np.arange(n) + 0.5) * (window / n)
+        self.next_k = 0
+        self.open: deque = deque()  # (k, indices, set of indices)
+        self.held: dict[int, np.ndarray] = {}
+
+    def _indices(self, k: int) -> np.ndarray:
+        return np.floor((k * self.stride + self.rel) * self.fps + _EPS).astype(np.int64)
+
+    def wanted(self, i: int) -> bool:
+        """Whether frame i belongs to a window (opens the windows that start by then)."""
+        while True:
+            idx = self._indices(self.next_k)
+            if idx[0] > i:
+                break
+            self.open.append((self.next_k, idx, set(idx.tolist())))
+            self.next_k += 1
+        return any(i in s for _, _, s in self.open)
+
+    def add(self, i: int, frame: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
+        """Keep frame i; return the windows it completes as (start, end, frames)."""
+        self.held[i] = frame
+        done = []
+        while self.open and int(self.open[0][1][-1]) <= i:
+            k, idx, _ = self.open.popleft()
+            start = k * self.stride
+            done.append((start, start + self.window, np.stack([self.held[j] for j in idx.tolist()])))
+        low = int(self.open[0][1][0]) if self.open else i + 1
+        for j in [j for j in self.held if j < low]:
+            del self.held[j]
+        return done
+
+
+# ----------------------------------------------------------------------------------------------- watch
+
+
+def watch(
+    source: str | int,
+    model: nn.Module,
+    rules: Sequence[AlertRule],
+    *,
+    window: float | None = None,
+    stride: float | None = None,
+    max_latency: float = DEFAULT_MAX_LATENCY,
+    realtime: bool | None = None,
+    batch_size: int | None = None,
+    confirm: int = DEFAULT_CONFIRM,
+    cooldown: float = DEFAULT_COOLDOWN,
+    fps: float | None = None,
+    on_alert: Callable[[Alert], None] | None = None,
+    on_window: Callable[[float, float, dict[str, float]], None] | None = None,
+    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    stop: threading.Event | None = None,
+    read_timeout: float = READ_TIMEOUT,
+) -> WatchStats:
+    """Classify windows of `source` as they arrive and raise the alerts of `rules` (see the module doc).
+
+    Returns at the end of the stream, when `stop` is set, or on Ctrl-C (KeyboardInterrupt), always after closing the
+    source. ``realtime``: pace a file at its frame rate as if it were live (live sources always are). ``batch_size``:
+    windows per forward pass (default 1 for live sources, the lowest latency, and 8 for a file read at full speed).
+    ``on_window(start, end, {label: probability})`` sees every classified window.
+    """
+    from .models import preprocess
+
+    check_classifier(model)
+    if not rules:
+        raise ActionrecError("watch needs at least one --alert LABEL>=PROBABILITY")
+    if not (max_latency > 0):
+        raise ActionrecError(f"--max-latency must be a positive number of seconds, not {max_latency}")
+    spec = model.spec
+    cap, kind, src_fps, shown = open_source(source, fps, read_timeout)
+    live = kind != "file" or bool(realtime)
+    try:
+        window, frames = window_frames(model, window, src_fps)
+        stride = default_stride(window) if stride is None else float(stride)
+        if not (math.isfinite(stride) and stride > 0):
+            raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
+        batch_size = batch_size or (1 if live else 8)
+        if batch_size < 1:
+            raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
+        debouncers = [Debouncer(r, confirm, cooldown) for r in rules]
+    except BaseException:
+        cap.release()
+        raise
+    columns = {r.label: list(model.categories).index(r.label) for r in rules}
+    stats = WatchStats(shown, kind, src_fps)
+    stop = stop or threading.Event()
+    cond = threading.Condition()
+    pending: deque = deque()  # (start, end, frames) waiting for the model
+    state = {"newest": 0.0, "done": False, "error": None, "frames": 0, "dropped_by_reader": 0}
+    # Live: the reader never waits; at most this many windows wait (older ones are dropped). File: it waits.
+    live_cap = max(batch_size, int(math.ceil(max_latency / stride)) + 1)
+    file_cap = 2 * batch_size
+
+    def read() -> None:
+        import cv2
+
+        from .video import resized_shape
+
+        windower = _Windower(src_fps, window, stride, frames)
+        t0 = time.monotonic()
+        i = 0
+        try:
+            while not stop.is_set():
+                if kind == "file" and realtime:
+                    delay = t0 + i / src_fps - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                if not cap.grab():
+                    break
+                t = (i + 1) / src_fps
+                if windower.wanted(i):
+                    ok, frame = cap.retrieve()
+                    if not ok or frame is None or frame.size == 0:
+                        break
+                    h, w = frame.shape[:2]
+                    out_h, out_w = resized_shape(h, w, spec.resize)
+                    if (out_h, out_w) != (h, w):
+                        frame = cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA if out_h < h else cv2.INTER_LINEAR)
+                    done = windower.add(i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                else:
+                    done = []
+                with cond:
+                    state["newest"], state["frames"] = t, i + 1
+                    for item in done:
+                        if live:
+                            pending.append(item)
+                            while len(pending) > live_cap:
+                                pending.popleft()
+                                state["dropped_by_reader"] += 1
+                        else:
+                            while len(pending) >= file_cap and not stop.is_set():
+                                cond.wait(0.1)
+                            pending.append(item)
+                    cond.notify_all()
+                i += 1
+        except BaseException as err:  # raised again in the main thread
+            state["error"] = err
+        finally:
+            cap.release()
+            with cond:
+                state["done"] = True
+                cond.notify_all()
+
+    reader = threading.Thread(target=read, name="actionrec-watch-reader", daemon=True)
+    reader.start()
+    device = next(model.parameters()).device
+    last_drop_note = -math.inf
+    try:
+        while True:
+            with cond:
+                while not pending and not state["done"] and not stop.is_set():
+                    cond.wait(0.1)
+                if stop.is_set():
+                    stats.stopped = "stopped"
+                    break
+                if not pending and state["done"]:
+                    break
+                dropped = 0
+                if live:
+                    dropped += state["dropped_by_reader"]
+                    state["dropped_by_reader"] = 0
+                    while len(pending) > 1 and state["newest"] - pending[0][1] > max_latency:
+                        pending.popleft()
+                        dropped += 1
+                batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+                newest = state["newest"]
+                cond.notify_all()
+            if dropped:
+                stats.dropped += dropped
+                if time.monotonic() - last_drop_note > 10:
+                    say(f"watch: the model is slower than the stream: dropped {stats.dropped} windows so far to stay "
+                        f"within {max_latency:g} s of the newest frame")
+                    last_drop_note = time.monotonic()
+            stats.max_lag = max(stats.max_lag, newest - batch[0][1])
+            x = torch.stack([preprocess(f, spec) for _, _, f in batch]).to(device)
+            with torch.inference_mode():
+                probs = model(x).float().softmax(-1).cpu().numpy()
+            del x
+            for (start, end, _), p in zip(batch, probs):
+                stats.windows += 1
+                scores = {label: float(p[c]) for label, c in columns.items()}
+                if on_window is not None:
+                    on_window(start, end, scores)
+                for d in debouncers:
+                    fired = d.update(start, end, scores[d.rule.label])
+                    if fired is not None:
+                        alert = Alert(d.rule.label, fired[2], d.rule.threshold, fired[0], fired[1],
+                                      datetime.now().astimezone().isoformat(timespec="seconds"), shown)
+                        stats.alerts += 1
+                        stats.alert_list.append(alert)
+                        if on_alert is not None:
+                            on_alert(alert)
+    except KeyboardInterrupt:
+        stats.stopped = "interrupted (Ctrl-C)"
+    finally:
+        stop.set()
+        with cond:
+            cond.notify_all()
+        reader.join(timeout=max(2.0, 2 / src_fps))
+        stats.frames = state["frames"]
+        stats.seconds = state["frames"] / src_fps
+    if state["error"] is not None and stats.stopped == "end of stream":
+        err = state["error"]
+        if isinstance(err, ActionrecError):
+            raise err
+        raise ActionrecError(f"{shown}: reading failed ({type(err).__name__}: {err})")
+    return stats
