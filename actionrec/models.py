@@ -26,6 +26,7 @@ from .weights import (
     home_dir,
     load_numpy_pickle,
     sha256_file,
+    tensors_sha256,
     weights_path,
 )
 
@@ -135,7 +136,12 @@ def _mkdir(path: Path) -> Path:
 
 def verify_weights(spec: WeightsSpec, path: Path) -> None:
     """Refuse a converted file whose checksum is not the one we produce."""
-    if spec.sha256 and file_tensors_sha256(path) != spec.sha256:
+    if spec.sha256:
+        _check_digest(spec, path, file_tensors_sha256(path))
+
+
+def _check_digest(spec: WeightsSpec, path: Path, digest: str | None) -> None:
+    if digest is None or (spec.sha256 and digest != spec.sha256):
         raise ActionrecError(
             f"{path}: checksum is not that of the converted {spec.name} weights; the file is altered or truncated: "
             f"delete it and run `actionrec weights fetch {spec.name}`"
@@ -150,13 +156,19 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
     path = weights_path(spec)
     if not path.exists():
         _say(f"{spec.name} weights are not cached yet: fetching them once (use `actionrec weights fetch {spec.name} --from FILE` offline)")
-    path = fetch_weights(name)
+        path = fetch_weights(name)
+    try:  # one read of the file: its checksum is taken from the tensors that are loaded
+        state = load_file(str(path))
+    except Exception:  # safetensors raises its own error types for truncated or foreign files
+        state = None
+    digest = tensors_sha256(state) if state is not None else None
+    _check_digest(spec, path, digest)
     model = create_model(spec)
-    model.load_state_dict(load_file(str(path)), strict=True)
+    model.load_state_dict(state, strict=True)
     model.spec = spec
     model.name = spec.name
     model.categories = spec.categories
-    model.weights_sha256 = spec.sha256 or file_tensors_sha256(path)  # identifies the weights (the feature cache keys on it)
+    model.weights_sha256 = digest  # identifies the weights (the feature cache keys on it)
     return model.eval().to(device)
 
 
