@@ -13,7 +13,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -206,28 +205,20 @@ class FeatureCache:
             for (video, key), arrays in done.items():
                 yield video, key, arrays
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            futures = [pool.submit(self._decode, v, k, w) for v, k, w in todo[:2]]
-            for i, (video, key, _) in enumerate(todo):
-                if i + 2 < len(todo):
-                    futures.append(pool.submit(self._decode, *todo[i + 2]))
-                try:
-                    clips = futures[i].result()
-                except ActionrecError as err:
-                    if on_error is None:
-                        raise
-                    on_error(video, str(err))
-                    continue
-                finally:
-                    futures[i] = None
-                batch.extend((video, key, view, x) for view, x in clips)
-                if len(batch) >= batch_size:
-                    yield from flush()
-                    batch = []
-                if progress:
-                    progress(1)
-            if batch:
+        from .video import decode_ahead
+
+        def skip(item: tuple[str, str, list[int]], err: ActionrecError) -> None:
+            on_error(item[0], str(err))
+
+        for (video, key, _), clips in decode_ahead(todo, lambda item: self._decode(*item), skip if on_error else None):
+            batch.extend((video, key, view, x) for view, x in clips)
+            if len(batch) >= batch_size:
                 yield from flush()
+                batch = []
+            if progress:
+                progress(1)
+        if batch:
+            yield from flush()
 
     def describe(self) -> dict:
         return {"root": str(self.root), "recipe": self.recipe_key, "endpoint": self.endpoint, **asdict(self.sampling)}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .accel import optimize_for_inference
 from .errors import ActionrecError
 from .models import preprocess
+from .video import central_clip, decode_ahead, probe, read_clips, uniform_clips
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ def model_name(model: nn.Module) -> str:
 
 
 def _windows(video: str, model: nn.Module, frames: int, windows: int) -> tuple[torch.Tensor, bool]:
-    from .video import central_clip, probe, read_clips, uniform_clips
-
     spec = model.spec
     info = probe(video)
     if windows == 1:
@@ -68,43 +67,31 @@ def predict_iter(
                              f"train a head on them first with `actionrec train DATA --backbone {model.spec.arch} --weights {model.spec.name}`")
     name = model_name(model)
     device = next(model.parameters()).device
-    from .accel import optimize_for_inference
-
     fast = optimize_for_inference(model)
     videos = [str(v) for v in videos]
 
-    pending: list[tuple[int, torch.Tensor, bool]] = []  # (video index, its windows, looped) waiting for a batch
+    pending: list[tuple[str, torch.Tensor, bool]] = []  # (video, its windows, looped) waiting for a batch
 
-    def run(batch: list[tuple[int, torch.Tensor, bool]]) -> Iterator[Prediction]:
+    def run(batch: list[tuple[str, torch.Tensor, bool]]) -> Iterator[Prediction]:
         inputs = torch.cat([w for _, w, _ in batch]).to(device)
         with torch.inference_mode():
             probs = torch.cat([fast(chunk).softmax(-1) for chunk in inputs.split(batch_size)]).float().cpu().numpy()
         start = 0
-        for index, w, looped in batch:
+        for video, w, looped in batch:
             p = probs[start : start + len(w)].mean(0)
             start += len(w)
-            yield Prediction(videos[index], name, labels, p, len(w), frames, looped)
+            yield Prediction(video, name, labels, p, len(w), frames, looped)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        futures = [pool.submit(_windows, v, model, frames, windows) for v in videos[:2]]
-        for index in range(len(videos)):
-            if index + 2 < len(videos):
-                futures.append(pool.submit(_windows, videos[index + 2], model, frames, windows))
-            try:
-                clip_windows, looped = futures[index].result()
-            except ActionrecError as err:
-                if on_error is None:
-                    raise
-                on_error(videos[index], str(err))
-                continue
-            finally:
-                futures[index] = None  # free the decoded frames
-            pending.append((index, clip_windows, looped))
-            if sum(len(w) for _, w, _ in pending) >= batch_size:
-                yield from run(pending)
-                pending = []
-        if pending:
+    def skip(video: str, err: ActionrecError) -> None:
+        on_error(video, str(err))
+
+    for video, (clip_windows, looped) in decode_ahead(videos, lambda v: _windows(v, model, frames, windows), skip if on_error else None):
+        pending.append((video, clip_windows, looped))
+        if sum(len(w) for _, w, _ in pending) >= batch_size:
             yield from run(pending)
+            pending = []
+    if pending:
+        yield from run(pending)
 
 
 def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], model: nn.Module | str = "i3d-kinetics400", **kwargs) -> list[Prediction]:

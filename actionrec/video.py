@@ -804,3 +804,26 @@ def _stream_windows(
             yield emit(w)
     finally:
         source.close()
+
+
+def decode_ahead(items: Sequence, decode: Callable, on_error: Callable | None = None, ahead: int = 2) -> Iterator[tuple]:
+    """Yield `(item, decode(item))` in order, decoding up to `ahead` items early in a background thread (OpenCV
+    releases the GIL, so decoding overlaps the model). An item whose decode raises ActionrecError goes to
+    `on_error(item, error)` and is skipped; without `on_error` the error is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = deque(pool.submit(decode, item) for item in items[:ahead])
+        for i, item in enumerate(items):
+            if i + ahead < len(items):
+                futures.append(pool.submit(decode, items[i + ahead]))
+            future = futures.popleft()  # dropped once read: the decoded frames are freed with the batch
+            try:
+                result = future.result()
+            except ActionrecError as err:
+                if on_error is None:
+                    raise
+                on_error(item, err)
+                continue
+            yield item, result
