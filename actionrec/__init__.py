@@ -7,8 +7,9 @@ import os
 from torch import nn
 
 from .errors import ActionrecError
-from .models import PRETRAINED, fetch_weights, load_pretrained, preprocess
-from .predict import Prediction, predict
+from .data.transforms import preprocess
+from .models.pretrained import PRETRAINED, fetch_weights, load_pretrained
+from .apps.predict import Prediction, predict
 
 __version__ = "0.1.0"
 __all__ = ["ActionrecError", "PRETRAINED", "Prediction", "fetch_weights", "load_model", "predict", "preprocess"]
@@ -20,7 +21,7 @@ def load_model(name_or_run_dir: str | os.PathLike, device: str = "cpu") -> nn.Mo
     The model has `forward_features(x)` for x (B, 3, T, H, W) in its value range, `forward_head`,
     `reset_classifier(n)`, and carries `.spec` (its WeightsSpec) and `.categories` (its output classes).
     """
-    from .train import is_run_dir, load_run
+    from .training.runs import is_run_dir, load_run
 
     if is_run_dir(name_or_run_dir):
         return load_run(name_or_run_dir, device=device)

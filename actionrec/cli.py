@@ -17,7 +17,7 @@ def _error(message: str) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import load_model
-    from .predict import predict_iter
+    from .apps.predict import predict_iter
 
     model = load_model(args.model)
     failed = 0
@@ -28,7 +28,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _error(message if video in message else f"{video}: {message}")
 
     windows = 1 if args.single_clip else args.windows
-    frames = model.spec.clip_len if args.single_clip else args.frames
+    frames = model.info.spec.clip_len if args.single_clip else args.frames
     for pred in predict_iter(args.videos, model, frames=frames, windows=windows, batch_size=args.batch_size, on_error=on_error):
         if args.json:
             print(json.dumps(pred.to_dict(args.top)), flush=True)
@@ -54,9 +54,9 @@ def _say(quiet: bool):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import report
-    from .datasets import load_dataset, make_splits
-    from .train import TrainConfig, train
+    from .training import report
+    from .data.datasets import load_dataset, make_splits
+    from .training.trainer import TrainConfig, train
 
     samples = load_dataset(args.data, classes=args.classes, split=args.split, test_dir=args.test)
     config = TrainConfig(
@@ -76,11 +76,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import report
-    from .datasets import load_dataset
-    from .train import evaluate_run, load_run
+    from .training import report
+    from .data.datasets import load_dataset
+    from .training.runs import load_run
+    from .training.trainer import evaluate_run
 
-    classes = args.classes or ",".join(load_run(args.run).categories)
+    classes = args.classes or ",".join(load_run(args.run).info.categories)
     samples = load_dataset(args.data, classes=classes, split=args.split)
     if any(s.split == "test" for s in samples):
         samples = [s for s in samples if s.split == "test"]
@@ -95,19 +96,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .report import compare_table
+    from .training.report import compare_table
 
     print(compare_table(args.runs, markdown=args.markdown))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import report
-    from .datasets import load_dataset, make_splits
-    from .demo import write_demo_dataset
-    from .predict import predict_iter
-    from .train import TrainConfig, load_run, train
-    from .weights import home_dir
+    from .training import report
+    from .data.datasets import load_dataset, make_splits
+    from .data.demo import write_demo_dataset
+    from .apps.predict import predict_iter
+    from .training.runs import load_run
+    from .training.trainer import TrainConfig, train
+    from .models.weights import home_dir
 
     data = Path(args.data) if args.data else home_dir() / "demo-data"
     print(f"demo: writing a labelled set of synthetic videos to {data}", file=sys.stderr)
@@ -126,8 +128,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_list(args: argparse.Namespace) -> int:
-    from .models import PRETRAINED
-    from .weights import weights_path
+    from .models.pretrained import PRETRAINED
+    from .models.weights import weights_path
 
     for spec in PRETRAINED.values():
         path = weights_path(spec)
@@ -141,7 +143,7 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_fetch(args: argparse.Namespace) -> int:
-    from .models import fetch_weights
+    from .models.pretrained import fetch_weights
 
     path = fetch_weights(args.name, source=args.source, force=args.force)
     print(path)
@@ -163,7 +165,7 @@ def _progress(quiet: bool, desc: str):
 
 
 def _window_probs(args: argparse.Namespace, model, desc: str):
-    from .timeline import window_probabilities
+    from .apps.windows import window_probabilities
 
     update, close = _progress(args.quiet, desc)
     try:
@@ -175,12 +177,14 @@ def _window_probs(args: argparse.Namespace, model, desc: str):
 
 def cmd_timeline(args: argparse.Namespace) -> int:
     from . import load_model
-    from .timeline import build_timeline, check_classifier, resolve_labels, thresholds_for
+    from .apps.calibration import resolve_labels, thresholds_for
+    from .apps.timeline import build_timeline
+    from .models.pretrained import check_classifier
 
     model = load_model(args.model)
-    check_classifier(model)
-    labels = resolve_labels(args.labels, model.categories)
-    thresholds, source = thresholds_for(model, labels, args.threshold)
+    check_classifier(model.info)
+    labels = resolve_labels(args.labels, model.info.categories)
+    thresholds, source = thresholds_for(model.info, labels, args.threshold)
     wp = _window_probs(args, model, "timeline")
     tl = build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment)
     out = Path(args.out) if args.out else Path(f"{Path(args.video).stem or 'video'}_timeline")
@@ -197,12 +201,15 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def cmd_flag(args: argparse.Namespace) -> int:
     from . import load_model
-    from .timeline import check_classifier, censor_video, flag_ranges, format_clock, require_av, resolve_labels, thresholds_for
+    from .apps.calibration import resolve_labels, thresholds_for
+    from .apps.flag import censor_video, flag_ranges, require_av
+    from .apps.timeline import format_clock
+    from .models.pretrained import check_classifier
 
     model = load_model(args.model)
-    check_classifier(model)
-    labels = resolve_labels(args.labels, model.categories)
-    thresholds, source = thresholds_for(model, labels, args.threshold)
+    check_classifier(model.info)
+    labels = resolve_labels(args.labels, model.info.categories)
+    thresholds, source = thresholds_for(model.info, labels, args.threshold)
     if args.censor:
         require_av()  # fail before the long pass, not after it
     wp = _window_probs(args, model, "flag")
@@ -232,14 +239,14 @@ def cmd_flag(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from . import load_model
-    from .timeline import check_classifier
-    from .watch import ExecAction, WebhookAction, parse_alert, watch
+    from .apps.watch import ExecAction, WatchOptions, WebhookAction, parse_alert, watch
+    from .models.pretrained import check_classifier
 
     say = _say(args.quiet)
     warn = lambda m: print(f"actionrec: {m}", file=sys.stderr)  # noqa: E731
     model = load_model(args.model)
-    check_classifier(model)
-    rules = [parse_alert(a, model.categories) for a in args.alert]
+    check_classifier(model.info)
+    rules = [parse_alert(a, model.info.categories) for a in args.alert]
     actions = []
     if args.exec:
         actions.append(ExecAction(args.exec, warn))
@@ -253,9 +260,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     say(f"watching {args.source} for {', '.join(f'{r.label} >= {r.threshold:g}' for r in rules)} (Ctrl-C to stop)")
     try:
-        stats = watch(args.source, model, rules, window=args.window, stride=args.stride, max_latency=args.max_latency,
-                      realtime=args.realtime, batch_size=args.batch_size, confirm=args.confirm, cooldown=args.cooldown,
-                      fps=args.fps, on_alert=on_alert, say=warn)
+        options = WatchOptions(window=args.window, stride=args.stride, max_latency=args.max_latency, realtime=args.realtime,
+                               batch_size=args.batch_size, confirm=args.confirm, cooldown=args.cooldown, fps=args.fps)
+        stats = watch(args.source, model, rules, options, on_alert=on_alert, say=warn)
     finally:
         for action in actions:
             action.close()

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from actionrec.c3d import C3D, macs_per_clip  # noqa: E402
+from actionrec.models.c3d import C3D, macs_per_clip  # noqa: E402
 
 CLIP = (3, 16, 112, 112)
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import av  # noqa: E402
 import cv2  # noqa: E402
 
-from actionrec import video as V  # noqa: E402
+from actionrec.data import video as V  # noqa: E402
 from videos import textured_frames, write_video  # noqa: E402
 
 REALCLIPS = ROOT.parent / "shared" / "realclips"

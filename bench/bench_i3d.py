@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import actionrec  # noqa: E402
-from actionrec.accel import AUTO, optimize_for_inference  # noqa: E402
+from actionrec.models.accel import AUTO, optimize_for_inference  # noqa: E402
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "realclips"
 SHAPE = (3, 16, 224, 224)
@@ -115,7 +115,7 @@ def main() -> int:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(x1)
     gflop = counter.get_total_flops() / 1e9
-    clips = {p.name: load_clip(p, model.spec)[None] for p in sorted(CLIPS.glob("*")) if p.suffix in (".mp4", ".avi", ".gif")}
+    clips = {p.name: load_clip(p, model.info.spec)[None] for p in sorted(CLIPS.glob("*")) if p.suffix in (".mp4", ".avi", ".gif")}
 
     # Variants: (label, accel mode). Setup = optimize_for_inference(..., example) incl. the first call (compile, packing).
     modes = [("eager", "eager"), ("channels_last_3d", "channels_last"), ("fused+channels_last", "fused+channels_last"),
@@ -140,7 +140,7 @@ def main() -> int:
             diff = max(float((out[k] - ref[k]).abs().max()) for k in clips)
             same = sum(int(out[k].argmax()) == int(ref[k].argmax()) for k in clips)
             effects[label] = f"{diff:.1e} / {same}/{len(clips)}"
-    top1 = {k: model.categories[int(r.argmax())] for k, r in ref.items()}
+    top1 = {k: model.info.categories[int(r.argmax())] for k, r in ref.items()}
 
     # Peak probes: a 2048^3 fp32 matmul (x3) and a compute-bound conv3d 256->256 3x3x3 on 8x28x28, both layouts.
     a = torch.randn(2048, 2048)

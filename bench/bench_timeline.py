@@ -77,21 +77,23 @@ def child(config: dict) -> dict:
     from torch import nn
 
     from actionrec import load_model
-    from actionrec.timeline import build_timeline, window_probabilities
+    from actionrec.apps.timeline import build_timeline
+    from actionrec.apps.windows import window_probabilities
 
     t0 = time.perf_counter()
     if config["model"] == "stub":
-        from actionrec.i3d import I3D_KINETICS400
+        from actionrec.models.i3d import I3D_KINETICS400
+        from actionrec.models.pretrained import ModelInfo
 
         class Stub(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.spec, self.categories, self.name = I3D_KINETICS400, I3D_KINETICS400.categories, "stub"
-                self.predict_frames = 16
+                self.info = ModelInfo(name="stub", spec=I3D_KINETICS400, categories=I3D_KINETICS400.categories,
+                                      weights_sha256="", predict_frames=16, identity="")
                 self.w = nn.Parameter(torch.zeros(1), requires_grad=False)
 
             def forward(self, x):
-                return x.mean(dim=(1, 2, 3, 4))[:, None] * 0 + torch.zeros(x.shape[0], len(self.categories))
+                return x.mean(dim=(1, 2, 3, 4))[:, None] * 0 + torch.zeros(x.shape[0], len(self.info.categories))
 
         model = Stub()
     else:

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from actionrec import load_model
-from actionrec.datasets import load_dataset, make_splits
-from actionrec.demo import write_demo_dataset
-from actionrec.models import preprocess
-from actionrec.train import TrainConfig, train
-from actionrec.video import read_clip
+from actionrec.data.datasets import load_dataset, make_splits
+from actionrec.data.demo import write_demo_dataset
+from actionrec.data.transforms import preprocess
+from actionrec.training.trainer import TrainConfig, train
+from actionrec.data.video import read_clip
 
 
 def peak_rss_gib() -> float:
@@ -38,7 +38,7 @@ def peak_rss_gib() -> float:
 
 def study_way_epoch_seconds(backbone: str, samples, classes, frames: int, finetune: bool) -> float:
     """One epoch the study's way: decode + preprocess + frozen backbone forward for every clip, then the head step."""
-    from actionrec.train import BACKBONE_DEFAULTS, TrainConfig, backbone_for, cut_endpoint
+    from actionrec.training.trainer import BACKBONE_DEFAULTS, TrainConfig, backbone_for, cut_endpoint
 
     model = backbone_for(TrainConfig(backbone=backbone).resolved(), say=lambda m: None, explicit=False)
     model.reset_classifier(len(classes))
@@ -48,8 +48,8 @@ def study_way_epoch_seconds(backbone: str, samples, classes, frames: int, finetu
     opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
     t0 = time.perf_counter()
     for sample in samples:
-        clip = read_clip(sample.path, n=frames, short_side=model.spec.resize, target_fps=model.spec.fps)
-        x = preprocess(clip.frames, model.spec)[None]
+        clip = read_clip(sample.path, n=frames, short_side=model.info.spec.resize, target_fps=model.info.spec.fps)
+        x = preprocess(clip.frames, model.info.spec)[None]
         y = torch.tensor([classes.index(sample.label)])
         if finetune:
             with torch.no_grad():

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from actionrec.c3d import (
+from actionrec.models.c3d import (
     C3D,
     C3D_SPORTS1M,
     C3D_SPORTS1M_MMACTION2,
@@ -301,7 +301,7 @@ def test_random_initialisation_gives_unit_scale_activations():
 
 
 def test_specs_labels_and_preprocessing():
-    from actionrec.models import preprocess
+    from actionrec.data.transforms import preprocess
 
     assert len(SPORTS1M_LABELS) == 487 == len(set(SPORTS1M_LABELS)) and SPORTS1M_LABELS[367] == "basketball"
     assert C3D_SPORTS1M.arch == C3D_SPORTS1M_MMACTION2.arch == "c3d"
@@ -395,7 +395,7 @@ def test_c3d_pickle_reproduces_the_reference(files, ref_state, reference_out, bg
     # what fetch_weights does next: an atomic safetensors file that loads strictly into C3D
     from safetensors.torch import load_file
 
-    from actionrec.weights import atomic_save_safetensors
+    from actionrec.models.weights import atomic_save_safetensors
 
     saved = atomic_save_safetensors(state, tmp_path / "c3d-sports1m.safetensors", metadata={"weights": spec.name})
     again = C3D(num_classes=len(spec.categories))
@@ -556,7 +556,7 @@ def test_fetch_from_a_url_converts_into_the_cache_and_loads(files, ref_state, re
 
     from actionrec import load_model
     from actionrec.cli import main
-    from actionrec.weights import weights_path
+    from actionrec.models.weights import weights_path
     from conftest import HTTPHandler
 
     root, url = server
@@ -569,16 +569,16 @@ def test_fetch_from_a_url_converts_into_the_cache_and_loads(files, ref_state, re
     assert main(["weights", "fetch", "c3d-sports1m", "--from", f"{url}/c3d.pickle"]) == 0
     assert weights_path(C3D_SPORTS1M).exists()
     model = load_model("c3d-sports1m")
-    assert model.categories[367] == "basketball" and len(model.categories) == 487
+    assert model.info.categories[367] == "basketball" and len(model.info.categories) == 487
     with torch.no_grad():
         logits = model(bgr_clip.flip(1))
     assert torch.allclose(logits, reference_out[1], rtol=1e-4, atol=1e-4 * float(reference_out[1].abs().max()))
 
 
 def test_train_c3d_without_weights_warns_it_is_not_transfer_learning(home, tmp_path, capsys):
-    from actionrec.datasets import load_dataset, make_splits
-    from actionrec.demo import write_demo_dataset
-    from actionrec.train import TrainConfig, train
+    from actionrec.data.datasets import load_dataset, make_splits
+    from actionrec.data.demo import write_demo_dataset
+    from actionrec.training.trainer import TrainConfig, train
 
     data = write_demo_dataset(tmp_path / "demo", clips_per_class=4, frames=20, classes=("Bouncing", "Sliding"))
     splits = make_splits(load_dataset(data), val_fraction=0.25, test_fraction=0.25)
@@ -590,4 +590,4 @@ def test_train_c3d_without_weights_warns_it_is_not_transfer_learning(home, tmp_p
     from actionrec import load_model
 
     model = load_model(tmp_path / "run")  # a random-init run holds all its weights
-    assert model.categories == ("Bouncing", "Sliding")
+    assert model.info.categories == ("Bouncing", "Sliding")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actionrec.datasets import (
+from actionrec.data.datasets import (
     Sample,
     Splits,
     infer_group,

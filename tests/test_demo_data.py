@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from actionrec import demo
-from actionrec.demo import DEMO_CLASSES, write_demo_dataset
+from actionrec.data import demo
+from actionrec.data.demo import DEMO_CLASSES, write_demo_dataset
 from actionrec.errors import ActionrecError
 
 # Small but not trivial: 6 clips a class in 2-3 sources, 24 frames (about a second) each.

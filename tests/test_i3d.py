@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from actionrec.i3d import ENDPOINTS, I3D, MaxPoolSame, _same_pad
+from actionrec.models.i3d import ENDPOINTS, I3D, MaxPoolSame, _same_pad
 
 FIXTURE = Path(__file__).parent / "fixtures" / "i3d_golden.npz"
 
@@ -96,7 +96,7 @@ def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_ki
     """DeepMind's preprocessed sample, fed as is (79 frames): our decoder gives the reference's exact frames and logits."""
     import hashlib
 
-    from actionrec.video import probe, read_clips, ClipSpan
+    from actionrec.data.video import probe, read_clips, ClipSpan
 
     path = realclips / "cricket_shot_224.gif"
     info = probe(path)
@@ -107,11 +107,11 @@ def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_ki
     with torch.no_grad():
         logits = i3d_kinetics(x[None]).numpy()
     np.testing.assert_allclose(logits, golden["cricket_logits_f32"], atol=1e-4, rtol=0)
-    assert i3d_kinetics.categories[int(logits.argmax())] == "playing cricket"
+    assert i3d_kinetics.info.categories[int(logits.argmax())] == "playing cricket"
 
 
 def test_inference_path_matches_eager_and_leaves_the_model_untouched():
-    from actionrec.accel import optimize_for_inference
+    from actionrec.models.accel import optimize_for_inference
 
     torch.manual_seed(1)
     model = I3D(num_classes=5).eval()
@@ -134,7 +134,7 @@ def test_inference_path_matches_eager_and_leaves_the_model_untouched():
 
 @pytest.mark.parametrize("kernel,stride", [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (1, 1, 1))])
 def test_max_pool_fast_paths_equal_explicit_minus_infinity_padding(kernel, stride):
-    from actionrec.i3d import _pad_same
+    from actionrec.models.i3d import _pad_same
 
     pool = MaxPoolSame(kernel, stride)
     for t, h in [(2, 5), (3, 7), (4, 8), (5, 14), (8, 19)]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from actionrec.errors import ActionrecError
-from actionrec.report import (
+from actionrec.training.report import (
     compare_table,
     macro_f1,
     per_class_metrics,

@@ -35,13 +35,12 @@ class ColourModel(nn.Module):
 
     def __init__(self, categories=("Red", "Green", "Blue"), sharpness: float = 12.0, delay: float = 0.0):
         super().__init__()
-        from actionrec.i3d import I3D_KINETICS400
+        from actionrec.models.i3d import I3D_KINETICS400
+        from actionrec.models.pretrained import ModelInfo
 
-        self.spec = dataclasses.replace(I3D_KINETICS400, name="colour", resize=32, crop=32, sha256="", categories=tuple(categories))
-        self.categories = tuple(categories)
-        self.name = "colour-model"
-        self.predict_frames = 16
-        self.cache_id = "colour-model-1"
+        spec = dataclasses.replace(I3D_KINETICS400, name="colour", resize=32, crop=32, sha256="", categories=tuple(categories))
+        self.info = ModelInfo(name="colour-model", spec=spec, categories=tuple(categories), weights_sha256="",
+                              predict_frames=16, identity="colour-model-1")
         self.scale = nn.Parameter(torch.tensor(float(sharpness)), requires_grad=False)
         self.delay = delay
         self.calls = 0  # windows seen
@@ -55,7 +54,7 @@ class ColourModel(nn.Module):
         # Each frame votes by its mean colour; the window's probabilities are the mean vote (a window straddling a cut
         # scores in proportion to its frames on each side, like a real model roughly does).
         per_frame = (x.mean(dim=(3, 4)).transpose(1, 2) * self.scale).softmax(-1)  # (B, T, 3)
-        probs = torch.full((x.shape[0], len(self.categories)), 1e-6)
+        probs = torch.full((x.shape[0], len(self.info.categories)), 1e-6)
         probs[:, :3] = per_frame.mean(1)
         return probs.log()
 
@@ -147,7 +146,7 @@ def beep_onsets(path) -> list[float]:
 def train_shared_run(tmp_path_factory) -> tuple[Path, Path]:
     """A run trained on a small demo set exactly as in test_train.py, once per session for test_timeline and
     test_watch (kept under the session's base temp folder). Returns (run, data)."""
-    from actionrec.demo import write_demo_dataset
+    from actionrec.data.demo import write_demo_dataset
 
     base = tmp_path_factory.getbasetemp() / "timeline-shared"
     run = base / "run"
@@ -160,7 +159,7 @@ def train_shared_run(tmp_path_factory) -> tuple[Path, Path]:
 
 def demo_video(data: Path, path: Path, segments, beeps=None) -> Path:
     """Segments [(class, seconds)] stitched from the run's training clips of each class (24 frames each, in turn)."""
-    from actionrec.datasets import load_dataset, make_splits
+    from actionrec.data.datasets import load_dataset, make_splits
 
     train = {}
     for s in make_splits(load_dataset(data), seed=0).train:
@@ -203,8 +202,8 @@ def colour_video(tmp_path_factory) -> Path:
 
 
 def test_streaming_pass_segments_none_and_totals(colour_video, tmp_path):
-    from actionrec.timeline import timeline
-    from actionrec.video import probe, sliding_windows
+    from actionrec.apps.timeline import timeline
+    from actionrec.data.video import probe, sliding_windows
 
     model = ColourModel()
     tl = timeline(colour_video, model, stride=0.5, cache=tmp_path / "cache")
@@ -225,7 +224,8 @@ def test_streaming_pass_segments_none_and_totals(colour_video, tmp_path):
 
 
 def test_smoothing_blips_and_labels_restriction():
-    from actionrec.timeline import WindowProbs, build_timeline
+    from actionrec.apps.timeline import build_timeline
+    from actionrec.apps.windows import WindowProbs
 
     n, stride = 21, 0.5
     starts = np.arange(n) * stride
@@ -246,7 +246,11 @@ def test_smoothing_blips_and_labels_restriction():
 
 
 def test_calibration_per_class_thresholds(tmp_path):
-    from actionrec.timeline import DEFAULT_THRESHOLD, calibrate, thresholds_for
+    import dataclasses
+
+    from actionrec.apps.calibration import DEFAULT_THRESHOLD, calibrate, thresholds_for
+    from actionrec.models.i3d import I3D_KINETICS400
+    from actionrec.models.pretrained import ModelInfo
 
     classes = ["A", "B", "C"]
     probs = np.array([
@@ -261,18 +265,16 @@ def test_calibration_per_class_thresholds(tmp_path):
     assert thr["B"] < 0.6 and how["B"].startswith("calibrated")
     assert thr["C"] == DEFAULT_THRESHOLD and "2 validation clips" in how["C"]
 
-    class Run(nn.Module):  # what load_run gives: run_config, name = the run directory
-        categories = tuple(classes)
-        run_config: dict = {}
-        name = str(tmp_path)
+    run = ModelInfo(name=str(tmp_path), spec=I3D_KINETICS400, categories=tuple(classes), weights_sha256="",
+                    predict_frames=16, identity="", run={})  # what load_run gives: name = the run directory
 
     (tmp_path / "metrics.json").write_text(json.dumps({"val_probs": probs.tolist(), "val_labels": labels}))
-    got, source = thresholds_for(Run(), ["A", "C"])
+    got, source = thresholds_for(run, ["A", "C"])
     assert got == {"A": thr["A"], "C": DEFAULT_THRESHOLD} and "calibrated on the run's 10 validation clips" in source
     (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 1.0}))
-    got, source = thresholds_for(Run(), ["A"])
+    got, source = thresholds_for(run, ["A"])
     assert got == {"A": DEFAULT_THRESHOLD} and "no validation probabilities" in source
-    assert thresholds_for(Run(), ["A"], threshold=0.7)[0] == {"A": 0.7}
+    assert thresholds_for(run, ["A"], threshold=0.7)[0] == {"A": 0.7}
 
 
 def test_cli_timeline_outputs(colour_video, tmp_path, monkeypatch, capsys):
@@ -331,7 +333,7 @@ def test_a_model_without_classes_is_refused_in_one_line(colour_video, monkeypatc
 
 
 def test_flag_and_censor_keep_other_frames_duration_and_audio(colour_video, tmp_path, monkeypatch, capsys):
-    from actionrec.video import probe
+    from actionrec.data.video import probe
 
     use_model(monkeypatch, ColourModel())
     out = tmp_path / "censored.mp4"
@@ -362,7 +364,7 @@ def test_censor_blur_and_missing_pyav(colour_video, tmp_path, monkeypatch):
     import builtins
 
     from actionrec.errors import ActionrecError
-    from actionrec.timeline import FlagRange, censor_video
+    from actionrec.apps.flag import FlagRange, censor_video
 
     counts = censor_video(colour_video, [FlagRange(1.0, 2.0, ("Red",), 0.9)], tmp_path / "blur.mkv", style="blur")
     assert counts["censored"] == 25 and counts["frames"] == 250 and counts["audio_streams"] == 1
@@ -419,7 +421,7 @@ def test_timeline_of_a_long_video_recovers_boundaries_and_totals(run_and_data, l
 
 
 def test_flag_and_censor_a_long_video(run_and_data, long_video, prob_cache, tmp_path, capsys):
-    from actionrec.video import probe
+    from actionrec.data.video import probe
 
     run = run_and_data[0]
     out = tmp_path / "censored.mp4"

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("i3d_kinetics")  # the real pretrained back
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory) -> Path:
-    from actionrec.demo import write_demo_dataset
+    from actionrec.data.demo import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("data") / "demo", clips_per_class=9, frames=24)
 
@@ -87,12 +87,12 @@ def test_evaluate_predict_and_compare_a_trained_run(run, demo_data, cache_dir, c
 
 def test_killed_extraction_leaves_no_corrupt_entry_and_resumes(demo_data, tmp_path, i3d_kinetics):
     """SIGKILL a real extraction mid-way: every entry on disk is whole, and a rerun computes only the rest."""
-    from actionrec.features import FeatureCache, Sampling
+    from actionrec.training.features import FeatureCache, Sampling
 
     videos = sorted(str(p) for p in demo_data.glob("*/*.mp4"))[:10]
     cache_root = tmp_path / "cache"
     script = (
-        "import sys; from actionrec import load_model; from actionrec.features import FeatureCache, Sampling;"
+        "import sys; from actionrec import load_model; from actionrec.training.features import FeatureCache, Sampling;"
         f"c = FeatureCache(load_model('i3d-kinetics400'), 'MaxPool3d_5a_2x2', Sampling(), root={str(cache_root)!r});"
         f"c.extract({videos!r}, batch_size=1)"
     )

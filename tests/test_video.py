@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("av")  # PyAV writes the H.264 / VP8 / VP9 / mov test files
 
-from actionrec import video as V  # noqa: E402
+from actionrec.data import video as V  # noqa: E402
 from actionrec.errors import ActionrecError  # noqa: E402
 from videos import (  # noqa: E402
     coded_frames,

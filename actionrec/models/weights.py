@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ActionrecError
+from ..errors import ActionrecError
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class WeightsSpec:
 @lru_cache(maxsize=None)
 def kinetics400_labels() -> tuple[str, ...]:
     """The 400 Kinetics-400 class names in the output order of DeepMind's I3D (alphabetical)."""
-    text = resources.files("actionrec").joinpath("data/kinetics400_labels.txt").read_text(encoding="utf-8")
+    text = resources.files("actionrec").joinpath("assets/kinetics400_labels.txt").read_text(encoding="utf-8")
     labels = tuple(line.strip() for line in text.splitlines() if line.strip())
     assert len(labels) == 400, len(labels)
     return labels

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ActionrecError
+from ..errors import ActionrecError
 from .weights import WeightsSpec
 
 ENDPOINTS = (

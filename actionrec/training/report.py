@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ActionrecError
+from ..errors import ActionrecError
 
 __all__ = [
     "compare_table",

@@ -39,7 +39,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from actionrec.errors import ActionrecError
+from ..errors import ActionrecError
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -300,19 +300,21 @@ def resized_shape(height: int, width: int, short_side: int | None) -> tuple[int,
     return max(1, int(height * short_side / width + 0.5)), short_side
 
 
+def resize_short_side(frame: np.ndarray, short_side: int | None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """`frame` resized so that its shorter side is `short_side` (or to `size` = (height, width)); INTER_AREA when
+    shrinking, INTER_LINEAR when growing; unchanged when it already has that size."""
+    h, w = frame.shape[:2]
+    out_h, out_w = size or resized_shape(h, w, short_side)
+    if (h, w) == (out_h, out_w):
+        return frame
+    interpolation = cv2.INTER_AREA if out_h * out_w < h * w else cv2.INTER_LINEAR
+    return cv2.resize(frame, (out_w, out_h), interpolation=interpolation)
+
+
 def _processor(info: VideoInfo, short_side: int | None) -> Callable[[np.ndarray], np.ndarray]:
     """BGR frame as decoded -> RGB frame of the output size."""
-    out_h, out_w = resized_shape(info.height, info.width, short_side)
-
-    def process(bgr: np.ndarray) -> np.ndarray:
-        h, w = bgr.shape[:2]
-        if (h, w) != (out_h, out_w):
-            shrink = out_h * out_w < h * w
-            interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-            bgr = cv2.resize(bgr, (out_w, out_h), interpolation=interpolation)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    return process
+    size = resized_shape(info.height, info.width, short_side)
+    return lambda bgr: cv2.cvtColor(resize_short_side(bgr, short_side, size), cv2.COLOR_BGR2RGB)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -804,26 +806,3 @@ def _stream_windows(
             yield emit(w)
     finally:
         source.close()
-
-
-def decode_ahead(items: Sequence, decode: Callable, on_error: Callable | None = None, ahead: int = 2) -> Iterator[tuple]:
-    """Yield `(item, decode(item))` in order, decoding up to `ahead` items early in a background thread (OpenCV
-    releases the GIL, so decoding overlaps the model). An item whose decode raises ActionrecError goes to
-    `on_error(item, error)` and is skipped; without `on_error` the error is raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items = list(items)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        futures = deque(pool.submit(decode, item) for item in items[:ahead])
-        for i, item in enumerate(items):
-            if i + ahead < len(items):
-                futures.append(pool.submit(decode, items[i + ahead]))
-            future = futures.popleft()  # dropped once read: the decoded frames are freed with the batch
-            try:
-                result = future.result()
-            except ActionrecError as err:
-                if on_error is None:
-                    raise
-                on_error(item, err)
-                continue
-            yield item, result

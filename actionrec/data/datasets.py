@@ -45,7 +45,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
-from .errors import ActionrecError
+from ..errors import ActionrecError
 
 __all__ = [
     "Sample",

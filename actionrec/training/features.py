@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ActionrecError
-from .models import preprocess
-from .weights import home_dir
+from ..errors import ActionrecError
+from ..data.transforms import preprocess
+from ..data.video import central_clip, probe, random_clip, read_clips
+from ..engine import Engine, engine_for
+from ..models.weights import home_dir
 
 CACHE_VERSION = 1  # bump when the meaning of a cached array changes
 
@@ -77,14 +79,14 @@ class ViewPlan:
 class FeatureCache:
     """Backbone activations at `endpoint`, one float16 .npy file per (video, view), under `root`."""
 
-    def __init__(self, model: nn.Module, endpoint: str, sampling: Sampling, root: str | os.PathLike | None = None):
-        self.model, self.endpoint, self.sampling = model, endpoint, sampling
+    def __init__(self, model: nn.Module | Engine, endpoint: str, sampling: Sampling, root: str | os.PathLike | None = None):
+        self.engine, self.endpoint, self.sampling = engine_for(model), endpoint, sampling
         self.root = Path(root) if root is not None else home_dir() / "features"
-        spec = model.spec
+        spec = self.engine.info.spec
         recipe = {
             "version": CACHE_VERSION,
             "weights": spec.name,
-            "weights_sha256": model.weights_sha256,
+            "weights_sha256": self.engine.info.weights_sha256,
             "endpoint": endpoint,
             "fps": spec.fps,
             "resize": spec.resize,
@@ -96,8 +98,7 @@ class FeatureCache:
             "crop_jitter": sampling.crop_jitter,
         }
         self.recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-        self.backbone_calls = 0  # clips run through the backbone by this object (tests check reuse with it)
-        self._fast: nn.Module | None = None  # the frozen backbone sped up for inference (made on first use)
+        self._calls_before = self.engine.clips_run
 
     def path(self, video_key_: str, view: int) -> Path:
         name = f"{video_key_}-{view}.npy"
@@ -124,9 +125,7 @@ class FeatureCache:
         return ViewPlan(view, shift, bool(rng.random() < 0.5))
 
     def _decode(self, video: str, key: str, views: Sequence[int]) -> list[tuple[int, torch.Tensor]]:
-        from .video import central_clip, probe, random_clip, read_clips
-
-        spec, n = self.model.spec, self.sampling.frames
+        spec, n = self.engine.info.spec, self.sampling.frames
         info = probe(video)
         spans = []
         for view in views:
@@ -136,11 +135,9 @@ class FeatureCache:
                 rng = np.random.default_rng([self.sampling.seed, view, int(key[:12], 16), 1])
                 spans.append(random_clip(info.num_frames, info.fps, n=n, rng=rng, target_fps=spec.fps))
         clips = read_clips(video, spans, short_side=spec.resize)
-        out = []
         for view, clip in zip(views, clips):
             plan = self.plan(key, view)
-            out.append((view, preprocess(clip.frames, spec, crop_shift=plan.crop_shift, flip=plan.flip)))
-        return out
+            yield view, preprocess(clip.frames, spec, crop_shift=plan.crop_shift, flip=plan.flip)
 
     def extract(
         self,
@@ -186,39 +183,16 @@ class FeatureCache:
         return result
 
     def _compute(self, todo, batch_size, on_error, progress) -> Iterator[tuple[str, str, dict[int, np.ndarray]]]:
-        device = next(self.model.parameters()).device
-        batch: list[tuple[str, str, int, torch.Tensor]] = []
+        for result in self.engine.map(todo, lambda item: self._decode(*item), output=self.endpoint,
+                                      batch_size=batch_size, on_error=(lambda item, message: on_error(item[0], message)) if on_error else None,
+                                      progress=progress):
+            video, key, _ = result.job
+            yield video, key, {view: act.astype(np.float16) for view, act in zip(result.metas, result.outputs)}
 
-        if self._fast is None:
-            from .accel import optimize_for_inference
-
-            self._fast = optimize_for_inference(self.model)
-
-        def flush() -> Iterator[tuple[str, str, dict[int, np.ndarray]]]:
-            with torch.inference_mode():
-                acts = self._fast.forward_until(torch.stack([b[3] for b in batch]).to(device), self.endpoint)
-            self.backbone_calls += len(batch)
-            acts = acts.float().cpu().numpy().astype(np.float16)
-            done: dict[tuple[str, str], dict[int, np.ndarray]] = {}
-            for (video, key, view, _), act in zip(batch, acts):
-                done.setdefault((video, key), {})[view] = act
-            for (video, key), arrays in done.items():
-                yield video, key, arrays
-
-        from .video import decode_ahead
-
-        def skip(item: tuple[str, str, list[int]], err: ActionrecError) -> None:
-            on_error(item[0], str(err))
-
-        for (video, key, _), clips in decode_ahead(todo, lambda item: self._decode(*item), skip if on_error else None):
-            batch.extend((video, key, view, x) for view, x in clips)
-            if len(batch) >= batch_size:
-                yield from flush()
-                batch = []
-            if progress:
-                progress(1)
-        if batch:
-            yield from flush()
+    @property
+    def backbone_calls(self) -> int:
+        """Clips run through the backbone since this cache was made (tests check reuse with it)."""
+        return self.engine.clips_run - self._calls_before
 
     def describe(self) -> dict:
         return {"root": str(self.root), "recipe": self.recipe_key, "endpoint": self.endpoint, **asdict(self.sampling)}

@@ -44,7 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import ActionrecError
+from ..errors import ActionrecError
 
 __all__ = ["DEMO_CLASSES", "write_demo_dataset"]
 

@@ -6,15 +6,17 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .c3d import C3D, KERAS_TF_MD5, convert_c3d
 from .c3d import SPECS as C3D_SPECS
-from .errors import ActionrecError
+from ..errors import ActionrecError
 from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
 from .weights import (
@@ -39,12 +41,26 @@ def get_spec(name: str) -> WeightsSpec:
     return PRETRAINED[name]
 
 
-def create_model(spec: WeightsSpec, **kwargs) -> nn.Module:
-    """The architecture of `spec`, with random weights."""
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model is, attached once as `model.info` by :func:`build_model` (as timm's `pretrained_cfg`)."""
+
+    name: str  # the weights name, or the run directory of a trained run
+    spec: WeightsSpec  # architecture and preprocessing of the frozen backbone's weights
+    categories: tuple[str, ...]  # output classes, in output order (empty: backbone only)
+    weights_sha256: str  # identifies the frozen backbone's weights (the feature cache keys on it)
+    predict_frames: int  # frames per window when predicting (a run: the clip length it was trained on)
+    identity: str  # identifies everything the outputs depend on (caches of outputs key on it)
+    run: Mapping[str, Any] | None = None  # a trained run's config.json
+
+
+def create_model(spec: WeightsSpec, num_classes: int | None = None, **kwargs) -> nn.Module:
+    """The architecture of `spec`, with random weights (`num_classes` outputs, default the spec's)."""
+    num_classes = len(spec.categories) if num_classes is None else num_classes
     if spec.arch == "i3d":
-        return I3D(num_classes=len(spec.categories), **kwargs)
+        return I3D(num_classes=num_classes, **kwargs)
     if spec.arch == "c3d":
-        return C3D(num_classes=len(spec.categories), **kwargs)
+        return C3D(num_classes=num_classes, **kwargs)
     raise ActionrecError(f"{spec.name}: unknown architecture {spec.arch!r}")
 
 
@@ -148,8 +164,8 @@ def _check_digest(spec: WeightsSpec, path: Path, digest: str | None) -> None:
         )
 
 
-def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The pretrained model `name` in eval mode, fetched and converted on first use. `model.spec` is its WeightsSpec."""
+def load_state(name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, tensors checksum) of the pretrained weights `name`, fetched on first use, checked as it loads."""
     from safetensors.torch import load_file
 
     spec = get_spec(name)
@@ -163,38 +179,34 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
         state = None
     digest = tensors_sha256(state) if state is not None else None
     _check_digest(spec, path, digest)
-    model = create_model(spec)
-    model.load_state_dict(state, strict=True)
-    model.spec = spec
-    model.name = spec.name
-    model.categories = spec.categories
-    model.weights_sha256 = digest  # identifies the weights (the feature cache keys on it)
+    return state, digest
+
+
+def build_model(info: ModelInfo, state: Mapping[str, torch.Tensor] | None, device: str | torch.device = "cpu") -> nn.Module:
+    """The one builder: the architecture of `info.spec` sized for `info.categories`, `state` loaded strictly (None:
+    random initialisation, seeded by the caller), `model.info` attached, in eval mode on `device`."""
+    model = create_model(info.spec, num_classes=len(info.categories) or len(info.spec.categories))
+    if state is not None:
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise ActionrecError(f"{info.name}: the weights do not fit {info.spec.arch} ({first[:200]}); fetch or train them again") from None
+    model.info = info
     return model.eval().to(device)
 
 
-def preprocess(frames: np.ndarray, spec: WeightsSpec, crop_shift: tuple[float, float] = (0.0, 0.0), flip: bool = False) -> torch.Tensor:
-    """uint8 RGB frames (T, H, W, 3) -> the network input (3, T, crop, crop) in the spec's value range.
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """The pretrained model `name` in eval mode, fetched and converted on first use; `model.info` describes it."""
+    spec = get_spec(name)
+    state, digest = load_state(name)
+    info = ModelInfo(name=spec.name, spec=spec, categories=spec.categories, weights_sha256=digest,
+                     predict_frames=spec.predict_frames, identity=f"weights:{spec.name}:{digest[:24]}")
+    return build_model(info, state, device)
 
-    The shorter side is resized to `spec.resize` (skipped when it already is), then cropped to `spec.crop`: centred,
-    or shifted by `crop_shift` (fractions in [-1, 1] of the free margin, (dy, dx)) for augmentation; `flip` mirrors it.
-    """
-    import cv2
 
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    t, h, w, _ = frames.shape
-    if min(h, w) != spec.resize:
-        scale = spec.resize / min(h, w)
-        size = (max(spec.resize, round(w * scale)), max(spec.resize, round(h * scale)))
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        frames = np.stack([cv2.resize(f, size, interpolation=interpolation) for f in frames])
-        h, w = frames.shape[1:3]
-    top = round((h - spec.crop) / 2 * (1 + crop_shift[0]))
-    left = round((w - spec.crop) / 2 * (1 + crop_shift[1]))
-    frames = frames[:, top : top + spec.crop, left : left + spec.crop]
-    if flip:
-        frames = frames[:, :, ::-1]
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div_(255.0)
-    mean = torch.tensor(spec.mean).view(3, 1, 1, 1)
-    std = torch.tensor(spec.std).view(3, 1, 1, 1)
-    return clip.sub_(mean).div_(std)
+def check_classifier(info: ModelInfo) -> None:
+    """Refuse a model without output classes (backbone-only weights) in one line."""
+    if not info.categories:
+        raise ActionrecError(f"{info.name}: these weights have no classes to recognise; train a run on them first "
+                             f"(`actionrec train DATA --backbone {info.spec.arch} --weights {info.spec.name}`) and pass --run RUN")

@@ -7,7 +7,6 @@ feature cache), so every epoch costs milliseconds for the head and seconds for f
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -22,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ActionrecError
-from .features import FeatureCache, Sampling, content_key
-
-RUN_FORMAT = "actionrec-run/1"
+from ..errors import ActionrecError
+from ..files import write_json
+from .features import FeatureCache, Sampling
+from .runs import load_run, save_run
 
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
 BACKBONE_DEFAULTS = {
@@ -94,7 +93,7 @@ def gflops_per_clip(model: nn.Module, frames: int) -> float:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    crop = model.spec.crop
+    crop = model.info.spec.crop
     meta = copy.deepcopy(model).to("meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         meta(torch.empty(1, 3, frames, crop, crop, device="meta"))
@@ -108,8 +107,7 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     warning when they cannot be had (C3D's Sports-1M weights are not downloadable everywhere)."""
     from dataclasses import replace as replace_spec
 
-    from .models import create_model, get_spec, load_pretrained
-    from .weights import weights_path
+    from ..models.pretrained import ModelInfo, build_model, get_spec, load_pretrained
 
     if cfg.weights != NO_WEIGHTS:
         spec = get_spec(cfg.weights)
@@ -127,11 +125,10 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     say(f"warning: training {cfg.backbone} from random initialisation (seed {cfg.seed}): this is NOT transfer learning, "
         "expect far lower accuracy than with pretrained weights")
     torch.manual_seed(cfg.seed)
-    model = create_model(spec).eval()
-    model.spec = replace_spec(spec, name=f"{cfg.backbone}-random-seed{cfg.seed}", url="")
-    model.name = model.spec.name
-    model.weights_sha256 = f"random-seed{cfg.seed}"
-    return model
+    name = f"{cfg.backbone}-random-seed{cfg.seed}"
+    info = ModelInfo(name=name, spec=replace_spec(spec, name=name, url=""), categories=spec.categories,
+                     weights_sha256=f"random-seed{cfg.seed}", predict_frames=spec.predict_frames, identity="")
+    return build_model(info, None)
 
 
 class _Activations:
@@ -160,7 +157,7 @@ def _evaluate(model: nn.Module, cut: str, data: _Activations, batch_size: int) -
     """Mean loss, accuracy and the predictions of the top on cached activations, in eval mode."""
     model.eval()
     losses, preds = [], []
-    with torch.inference_mode():
+    with torch.no_grad():
         for x, y in data.batches(batch_size):
             logits = _top_logits(model, cut, x)
             losses.append(F.cross_entropy(logits, y, reduction="sum").item())
@@ -172,7 +169,7 @@ def _evaluate(model: nn.Module, cut: str, data: _Activations, batch_size: int) -
 
 def _probabilities(model: nn.Module, cut: str, data: _Activations, batch_size: int, num_classes: int) -> np.ndarray:
     model.eval()
-    with torch.inference_mode():
+    with torch.no_grad():
         parts = [_top_logits(model, cut, x).softmax(-1) for x, _ in data.batches(batch_size)]
     return torch.cat(parts).numpy() if parts else np.zeros((0, num_classes), np.float32)
 
@@ -237,7 +234,7 @@ def _fit(
 
 
 def _versions() -> dict[str, str]:
-    from . import __version__
+    from .. import __version__
 
     import numpy
 
@@ -265,7 +262,7 @@ def train(
     t_start = time.perf_counter()
 
     model = backbone_for(cfg, say, explicit=config.weights is not None)
-    random_init = model.weights_sha256.startswith("random")
+    random_init = model.info.weights_sha256.startswith("random")
     classes = list(splits.classes)
     index = {c: i for i, c in enumerate(classes)}
     cut = cut_endpoint(model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
@@ -386,17 +383,17 @@ def train(
     timing["total"] = time.perf_counter() - t_start
 
     saved_modules = [name for name, _ in model.named_children()] if random_init else trained_modules
+    spec = model.info.spec
     config_json = {
-        "format": RUN_FORMAT,
         "classes": classes,
         "backbone": cfg.backbone,
         "weights": None if random_init else cfg.weights,
-        "weights_sha256": None if random_init else model.weights_sha256,
+        "weights_sha256": None if random_init else model.info.weights_sha256,
         "trained_modules": saved_modules,
         "cut_endpoint": cut,
         "frames": cfg.frames,
-        "preprocessing": {"fps": model.spec.fps, "resize": model.spec.resize, "crop": model.spec.crop,
-                          "mean": model.spec.mean, "std": model.spec.std, "value_range": model.spec.value_range},
+        "preprocessing": {"fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
+                          "mean": spec.mean, "std": spec.std, "value_range": spec.value_range},
         "train_config": asdict(cfg),
         "versions": _versions(),
     }
@@ -421,14 +418,14 @@ def train(
         "val_labels": val_set.labels.tolist(),
         "timing": timing,
         "model": {"parameters": total_params, "trainable_parameters": trainable,
-                  "input": f"3x{cfg.frames}x{model.spec.crop}x{model.spec.crop}",
+                  "input": f"3x{cfg.frames}x{spec.crop}x{spec.crop}",
                   "gflops_per_clip": round(gflops_per_clip(model, cfg.frames), 2)},
         "config": asdict(cfg),
         "feature_cache": {**cache.describe(), "backbone_clips": cache.backbone_calls},
         "versions": config_json["versions"],
     }
     save_run(model, out, config_json, saved_modules)
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     report.write_report(out)
     return metrics
 
@@ -439,88 +436,19 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="video", file=sys.stderr, disable=not enabled, leave=False)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    raise TypeError(type(value).__name__)
-
-
-def save_run(model: nn.Module, out: Path, config: dict, trained_modules: Sequence[str]) -> None:
-    """The trained modules only (the frozen rest is the named pretrained weights) + config.json, written atomically."""
-    from .weights import atomic_save_safetensors
-
-    state = {f"{name}.{k}": v for name in trained_modules for k, v in getattr(model, name).state_dict().items()}
-    atomic_save_safetensors(state, out / "model.safetensors", metadata={"format": RUN_FORMAT})
-    _write_json(out / "config.json", config)
-
-
-def is_run_dir(path: str | os.PathLike) -> bool:
-    return (Path(path) / "config.json").is_file() and (Path(path) / "model.safetensors").is_file()
-
-
-def load_run(run_dir: str | os.PathLike, device: str = "cpu") -> nn.Module:
-    """A trained run as a model: the pretrained backbone + the run's trained modules, loaded strictly."""
-    from safetensors.torch import load_file
-
-    from .models import load_pretrained
-
-    run_dir = Path(run_dir)
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-        state = load_file(str(run_dir / "model.safetensors"))
-    except (OSError, ValueError) as err:
-        raise ActionrecError(f"{run_dir}: not a readable run directory ({err}); train one with `actionrec train`") from None
-    if config.get("format") != RUN_FORMAT:
-        raise ActionrecError(f"{run_dir}/config.json: format {config.get('format')!r} is not {RUN_FORMAT}; retrain with this version")
-    if config["weights"] is None:  # trained from random initialisation: every module is in the run
-        from .models import create_model, get_spec
-
-        spec = get_spec(BACKBONE_DEFAULTS[config["backbone"]]["weights"])
-        model = create_model(spec)
-        model.spec = spec
-    else:
-        model = load_pretrained(config["weights"], device=device)
-        if model.weights_sha256 != config["weights_sha256"]:
-            raise ActionrecError(f"{run_dir}: trained on other {config['weights']} weights than the cached ones; fetch the right ones or retrain")
-    model.reset_classifier(len(config["classes"]))
-    for name in config["trained_modules"]:
-        prefix = f"{name}."
-        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        getattr(model, name).load_state_dict(sub, strict=True)
-    unknown = [k for k in state if k.split(".", 1)[0] not in config["trained_modules"]]
-    if unknown:
-        raise ActionrecError(f"{run_dir}/model.safetensors: unexpected tensor {unknown[0]}; the run directory is inconsistent")
-    if config["weights"] is None:
-        from .weights import tensors_sha256
-
-        model.weights_sha256 = tensors_sha256(model.state_dict())
-    model.categories = tuple(config["classes"])
-    model.name = str(run_dir)
-    model.predict_frames = config["frames"]
-    model.run_config = config
-    return model.eval().to(device)
-
-
 def evaluate_run(run_dir: str | os.PathLike, samples, cache_root: str | os.PathLike | None = None,
                  say: Callable[[str], None] = lambda m: print(m, file=sys.stderr), progress: bool = True) -> dict:
     """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`."""
     from . import report
 
     model = load_run(run_dir)
-    classes = list(model.categories)
+    run = model.info.run
+    classes = list(model.info.categories)
     unknown = sorted({s.label for s in samples} - set(classes))
     if unknown:
         raise ActionrecError(f"{run_dir}: was not trained on {', '.join(unknown)}; it knows {', '.join(classes)} (pass --classes to select)")
-    cut = model.run_config["cut_endpoint"]
-    cache = FeatureCache(model, cut, Sampling(frames=model.run_config["frames"], seed=model.run_config["train_config"]["seed"]), root=cache_root)
+    cut = run["cut_endpoint"]
+    cache = FeatureCache(model, cut, Sampling(frames=run["frames"], seed=run["train_config"]["seed"]), root=cache_root)
     skipped: list[dict] = []
 
     def on_error(video: str, message: str) -> None:

@@ -1,0 +1,80 @@
+"""Per-class probabilities for whole videos: decode, sample windows, batch them through a model, average."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.transforms import preprocess
+from ..data.video import central_clip, probe, read_clips, uniform_clips
+from ..engine import Engine, engine_for
+from ..models.pretrained import ModelInfo, check_classifier
+
+
+@dataclass(frozen=True)
+class Prediction:
+    video: str  # the path as given
+    model: str  # the model's name (weights name or run directory)
+    labels: tuple[str, ...]  # class names, in the order of `probs`
+    probs: np.ndarray  # (num_classes,) mean softmax over the windows
+    windows: int  # how many windows were averaged
+    frames: int  # frames per window
+    looped: bool  # the video was shorter than a window and was looped
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs, kind="stable")[:k]
+        return [(self.labels[i], float(self.probs[i])) for i in order]
+
+    def to_dict(self, k: int = 5) -> dict:
+        return {"video": self.video, "model": self.model, "top": [{"label": l, "prob": p} for l, p in self.top(k)]}
+
+
+def _clips(video: str, info: ModelInfo, frames: int, windows: int, chunk: int) -> Iterator[tuple[bool, torch.Tensor]]:
+    """The windows of one video as (looped, input): `windows` evenly spaced (1: the central one) of `frames` frames,
+    decoded `chunk` windows at a time so that memory does not grow with `windows`."""
+    spec = info.spec
+    meta = probe(video)
+    if windows == 1:
+        spans = [central_clip(meta.num_frames, meta.fps, n=frames, target_fps=spec.fps)]
+    else:
+        spans = uniform_clips(meta.num_frames, meta.fps, n=frames, count=windows, target_fps=spec.fps)
+    for start in range(0, len(spans), chunk):
+        for clip in read_clips(video, spans[start : start + chunk], short_side=spec.resize):
+            yield clip.span.looped, preprocess(clip.frames, spec)
+
+
+def predict_iter(
+    videos: Sequence[str | os.PathLike],
+    model: nn.Module | Engine,
+    *,
+    frames: int | None = None,
+    windows: int = 1,
+    batch_size: int = 4,
+    on_error: Callable[[str, str], None] | None = None,
+) -> Iterator[Prediction]:
+    """Yield a Prediction per readable video, in order. A video that cannot be read goes to `on_error(video, message)`
+    (or raises when `on_error` is None). Decoding runs ahead of the model in the engine."""
+    engine = engine_for(model)
+    info = engine.info
+    frames = info.predict_frames if frames is None else frames
+    check_classifier(info)
+    for result in engine.map([os.fspath(v) for v in videos], lambda v: _clips(v, info, frames, windows, batch_size),
+                             batch_size=batch_size, on_error=on_error):
+        yield Prediction(result.job, info.name, tuple(info.categories), result.outputs.mean(0), len(result.outputs),
+                         frames, any(result.metas))
+
+
+def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], model: nn.Module | str = "i3d-kinetics400", **kwargs) -> list[Prediction]:
+    """Per-class probabilities for each video. `model` is a loaded model, a weights name or a trained run directory."""
+    from .. import load_model
+
+    if isinstance(videos, (str, os.PathLike)):
+        videos = [videos]
+    if not isinstance(model, (nn.Module, Engine)):
+        model = load_model(model)
+    return list(predict_iter(videos, model, **kwargs))

@@ -1,0 +1,200 @@
+"""Per-window probabilities over a whole video, in one streaming pass through the inference engine, cached on disk.
+
+:func:`actionrec.data.video.iter_windows` decodes the video once and holds only the frames of the windows still
+open; the engine (:mod:`actionrec.engine`) decodes ahead, batches the windows and runs the fast forward; only the
+per-window probabilities are kept (K floats per window), so memory stays flat however long the video is. They are
+cached (keyed by the video's content, the model's identity, the window and the stride), so `actionrec flag` after
+`actionrec timeline` on the same 2-hour file, or a second look with other thresholds, does not run the model again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.transforms import preprocess
+from ..data.video import iter_windows, probe, sliding_windows
+from ..engine import Engine, engine_for
+from ..errors import ActionrecError
+from ..files import atomic_write
+from ..models.pretrained import ModelInfo, check_classifier
+from ..models.weights import home_dir
+
+DEFAULT_MIN_STRIDE = 0.5  # seconds: the default stride is max(this, window / 2)
+MIN_WINDOW_FRAMES = 8  # I3D downsamples time by 8: fewer frames are not a window
+FRAMES_PER_BATCH = 128  # default batch: 8 windows of 16 frames, 2 of 64 (the activations' memory stays the same)
+CACHE_VERSION = 1
+
+
+def model_fps(info: ModelInfo, video_fps: float | None = None) -> float:
+    """The frame rate the model's windows are sampled at (its training fps; the video's own when it has none)."""
+    fps = info.spec.fps or video_fps
+    if not fps:
+        raise ActionrecError(f"{info.name}: no frame rate to sample windows at")
+    return float(fps)
+
+
+def window_frames(info: ModelInfo, window: float | None = None, video_fps: float | None = None) -> tuple[float, int]:
+    """(window seconds, frames per window). By default the model's own window: the frames it predicts with (a run:
+    the clip length it was trained on, 16; the Kinetics-400 model: 64) at its frame rate (25 fps), i.e. 0.64 s for a
+    run and 2.56 s for i3d-kinetics400. A given window keeps the model's frame rate: frames = window x fps."""
+    fps = model_fps(info, video_fps)
+    if window is None:
+        frames = info.predict_frames
+        return frames / fps, frames
+    if not (math.isfinite(window) and window > 0):
+        raise ActionrecError(f"--window must be a positive number of seconds, not {window!r}")
+    frames = int(round(window * fps))
+    if frames < MIN_WINDOW_FRAMES:
+        raise ActionrecError(
+            f"--window {window:g} s is {frames} frames at {fps:g} fps; the model needs at least {MIN_WINDOW_FRAMES} "
+            f"({MIN_WINDOW_FRAMES / fps:g} s)"
+        )
+    return float(window), frames
+
+
+def default_stride(window: float) -> float:
+    """max(0.5 s, window / 2): every frame is seen by one or two windows, and labels change at most every 0.5 s."""
+    return max(DEFAULT_MIN_STRIDE, window / 2)
+
+
+@dataclass
+class WindowProbs:
+    """The model's output over a whole video: one softmax row per window."""
+
+    video: str
+    model: str
+    categories: tuple[str, ...]  # column order of `probs`
+    starts: np.ndarray  # (N,) window start, seconds
+    ends: np.ndarray  # (N,) window end, seconds
+    probs: np.ndarray  # (N, K) float32 softmax over all the model's classes
+    duration: float  # seconds covered (the end of the last window)
+    fps: float  # the video's frame rate
+    window: float
+    stride: float
+    frames: int  # frames per window
+    from_cache: bool = False
+
+    @property
+    def centres(self) -> np.ndarray:
+        return (self.starts + self.ends) / 2
+
+
+def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int) -> Path | None:
+    from ..training.features import content_key
+
+    if not info.identity:
+        return None
+    spec = info.spec
+    recipe = {
+        "version": CACHE_VERSION, "model": info.identity, "video": content_key(video), "window": round(window, 6),
+        "stride": round(stride, 6), "frames": frames, "fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
+        "mean": list(spec.mean), "std": list(spec.std),
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:32]
+    return root / key[:2] / f"{key}.npz"
+
+
+def _load_cached(path: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int) -> WindowProbs | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            categories = tuple(str(c) for c in z["categories"])
+            if categories != tuple(info.categories):
+                return None
+            return WindowProbs(video, info.name, categories, z["starts"].astype(np.float64),
+                               z["ends"].astype(np.float64), z["probs"].astype(np.float32), float(z["duration"]),
+                               float(z["fps"]), window, stride, frames, from_cache=True)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _save_cached(path: Path, wp: WindowProbs) -> None:
+    with atomic_write(path) as f:
+        np.savez(f, categories=np.array(wp.categories), starts=wp.starts, ends=wp.ends, probs=wp.probs,
+                 duration=np.float64(wp.duration), fps=np.float64(wp.fps))
+
+
+def default_cache_root() -> Path:
+    return home_dir() / "timelines"
+
+
+def window_probabilities(
+    video: str | os.PathLike,
+    model: nn.Module | Engine,
+    window: float | None = None,
+    stride: float | None = None,
+    *,
+    batch_size: int | None = None,
+    cache: str | os.PathLike | bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> WindowProbs:
+    """Per-window softmax over the whole video in one streaming decode pass.
+
+    Windows of ``window`` seconds (default: the model's, see :func:`window_frames`) start every ``stride`` seconds
+    (default :func:`default_stride`); see :func:`actionrec.video.sliding_windows` for where their frames come from.
+    The engine decodes and preprocesses the next windows while the model runs ``batch_size`` windows at a time (default: :data:`FRAMES_PER_BATCH` frames per pass). ``cache``: a folder for the probabilities (None: ``$ACTIONREC_HOME/timelines``; False: none).
+    ``progress(done, total)`` is called after each batch.
+    """
+    video = os.fspath(video)
+    engine = engine_for(model)
+    info = engine.info
+    check_classifier(info)
+    meta = probe(video)
+    window, frames = window_frames(info, window, meta.fps)
+    batch_size = max(1, FRAMES_PER_BATCH // frames) if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
+    stride = default_stride(window) if stride is None else float(stride)
+    if not (math.isfinite(stride) and stride > 0):
+        raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
+
+    cache_file = None
+    if cache is not False:
+        root = default_cache_root() if cache in (None, True) else Path(cache)
+        cache_file = _cache_path(root, video, info, window, stride, frames)
+        if cache_file is not None and cache_file.is_file():
+            cached = _load_cached(cache_file, video, info, window, stride, frames)
+            if cached is not None:
+                if progress:
+                    progress(len(cached.starts), len(cached.starts))
+                return cached
+
+    spec = info.spec
+    total = len(sliding_windows(meta.num_frames, meta.fps, window, stride, frames))
+    starts: list[float] = []
+    ends: list[float] = []
+    rows: list[np.ndarray] = []
+
+    def clips(path: str) -> Iterator[tuple[tuple[float, float], torch.Tensor]]:
+        for clip in iter_windows(path, window, stride, n=frames, short_side=spec.resize):
+            yield (clip.span.start_sec, clip.span.end_sec), preprocess(clip.frames, spec)
+
+    def done(n: int) -> None:
+        if progress:
+            progress(len(starts), max(total, len(starts)))
+
+    for result in engine.map([video], clips, batch_size=batch_size, per_clip=True, progress=done):
+        starts.append(result.meta[0])
+        ends.append(result.meta[1])
+        rows.append(result.output)
+    if not starts:
+        raise ActionrecError(f"{video}: no window could be read")
+    wp = WindowProbs(
+        video, info.name, tuple(info.categories), np.array(starts, np.float64), np.array(ends, np.float64),
+        np.stack(rows).astype(np.float32), float(max(ends)), float(meta.fps), window, stride, frames,
+    )
+    if cache_file is not None:
+        try:
+            _save_cached(cache_file, wp)
+        except OSError:
+            pass  # a read-only cache only costs the next run its time
+    return wp
