@@ -52,12 +52,18 @@ class WeightsSpec:
 
 
 @lru_cache(maxsize=None)
+def read_labels(asset: str, count: int) -> tuple[str, ...]:
+    """The class names in `actionrec/assets/<asset>`, one a line in output order; there must be `count` of them."""
+    text = resources.files("actionrec").joinpath(f"assets/{asset}").read_text(encoding="utf-8")
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(labels) != count:
+        raise ActionrecError(f"actionrec/assets/{asset}: {len(labels)} class names, expected {count}; reinstall actionrec")
+    return labels
+
+
 def kinetics400_labels() -> tuple[str, ...]:
     """The 400 Kinetics-400 class names in the output order of DeepMind's I3D (alphabetical)."""
-    text = resources.files("actionrec").joinpath("assets/kinetics400_labels.txt").read_text(encoding="utf-8")
-    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
-    assert len(labels) == 400, len(labels)
-    return labels
+    return read_labels("kinetics400_labels.txt", 400)
 
 
 def home_dir() -> Path:
