@@ -17,7 +17,10 @@ Rows:
 
 The 1-hour line extrapolates the growth inside the longest memory pass (its 2nd quarter to its last, after warm-up).
 
-Run:  python bench/bench_timeline.py [--rtf-seconds 30] [--memory-minutes 2,10] [--memory-model stub|i3d] [--run RUN]
+Each RTF row is measured twice in the same run, through the inference engine's fast path and through the plain eager
+forward (``--paths``), so the gain of the fast path is measured, not remembered.
+
+Run:  python bench/bench_timeline.py [--rtf-seconds 30] [--memory-minutes 2,10] [--memory-model stub|i3d] [--run RUN] [--paths fast,eager]
       (about 10 minutes on 2 busy cores with the defaults; prints a Markdown table)
 """
 
@@ -98,6 +101,9 @@ def child(config: dict) -> dict:
         model = Stub()
     else:
         model = load_model(config["model"])
+    from actionrec.engine import Engine
+
+    engine = Engine(model, fast=config.get("path", "fast") == "fast")  # the engine's fast path, or the plain eager forward
     load_s = time.perf_counter() - t0
     rss_loaded = rss_mib()
     import threading
@@ -117,7 +123,7 @@ def child(config: dict) -> dict:
     sampler.start()
     torch.set_num_threads(int(config.get("threads") or torch.get_num_threads()))
     t0 = time.perf_counter()
-    wp = window_probabilities(config["video"], model, config.get("window"), config.get("stride"),
+    wp = window_probabilities(config["video"], engine, config.get("window"), config.get("stride"),
                               batch_size=config.get("batch_size"), cache=False, progress=progress)
     quarter[0] = 4
     tl = build_timeline(wp)
@@ -151,6 +157,8 @@ def main() -> None:
     parser.add_argument("--memory-model", choices=("stub", "i3d"), default="stub", help="network in the memory rows (default: stub)")
     parser.add_argument("--run", default=None, help="a trained run directory for the first RTF row (default: i3d-kinetics400 at --window 0.64)")
     parser.add_argument("--size", default="320x240", help="frame size of the generated videos (default: 320x240)")
+    parser.add_argument("--paths", default="fast,eager",
+                        help="forward paths for the RTF rows, measured side by side: the engine's fast path and/or the plain eager forward (default: fast,eager)")
     parser.add_argument("--skip-rtf", action="store_true")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,8 +176,11 @@ def main() -> None:
     if not args.skip_rtf:
         video = make_video(cache / f"rtf_{args.rtf_seconds:g}s_{args.size}.mp4", args.rtf_seconds, size)
         first = {"model": args.run, "video": str(video)} if args.run else {"model": "i3d-kinetics400", "window": 0.64, "video": str(video)}
-        rows.append(("a run's defaults" + ("" if args.run else " (i3d-kinetics400, --window 0.64)"), args.rtf_seconds / 60, measure(first)))
-        rows.append(("i3d-kinetics400 defaults", args.rtf_seconds / 60, measure({"model": "i3d-kinetics400", "video": str(video)})))
+        for path in [p.strip() for p in args.paths.split(",") if p.strip()]:
+            rows.append((f"a run's defaults{'' if args.run else ' (i3d-kinetics400, --window 0.64)'}, {path}", args.rtf_seconds / 60,
+                         measure({**first, "path": path})))
+            rows.append((f"i3d-kinetics400 defaults, {path}", args.rtf_seconds / 60,
+                         measure({"model": "i3d-kinetics400", "video": str(video), "path": path})))
     for m in minutes:
         video = make_video(cache / f"mem_{m:g}min_{args.size}.mp4", m * 60, size)
         model = "stub" if args.memory_model == "stub" else "i3d-kinetics400"
@@ -200,7 +211,7 @@ def main() -> None:
         if len(mem) >= 2:
             print("peak RSS by video length: " + ", ".join(f"{m:g} min {x['peak']:.0f} MiB" for m, x in mem)
                   + " (separate processes; differences of ~100 MiB between processes are the allocator's, see the quarters)")
-        rtf_rows = [x for name, _, x in rows if name.startswith("a run")]
+        rtf_rows = [x for name, _, x in rows if name.startswith("a run") and name.endswith("fast")]
         if rtf_rows:
             print(f"a 1-hour video with a run's defaults takes about {1 / rtf_rows[0]['rtf']:.1f} h of wall time here.")
 

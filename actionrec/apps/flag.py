@@ -117,6 +117,33 @@ def censor_video(
     from ..data.video import probe
 
     video, out = os.fspath(video), Path(out)
+    _check_censor_args(video, out, style, crf)
+    info = probe(video)
+    schedule = _Schedule(ranges, float(fps or info.fps))
+    try:
+        inp = av.open(video)
+    except av.error.FFmpegError as err:
+        raise ActionrecError(f"{video}: PyAV cannot open it ({err}); re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix.lower())
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with inp:
+            if not inp.streams.video:
+                raise ActionrecError(f"{video}: has no video stream")
+            counts = _recode(av, inp, tmp, out, schedule, style, crf, info.rotation)
+        os.replace(tmp, out)
+    except av.error.FFmpegError as err:
+        raise ActionrecError(
+            f"{out}: writing failed ({err}); if the audio does not fit this container, write a .mkv (Matroska holds any codec)"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return counts
+
+
+def _check_censor_args(video: str, out: Path, style: str, crf: int) -> None:
     if style not in ("black", "blur"):
         raise ActionrecError(f"--style must be black or blur, not {style!r}")
     if os.path.isdir(video):
@@ -128,104 +155,79 @@ def censor_video(
         raise ActionrecError(f"{out}: the output would overwrite the input; choose another file name")
     if not (0 <= int(crf) <= 51):
         raise ActionrecError(f"--crf must be between 0 (lossless) and 51, not {crf}")
-    info = probe(video)
-    fps = float(fps or info.fps)
-    spans: list[list[float]] = []  # sorted, overlaps merged
-    for a, b in sorted((float(r.start), float(r.end)) if isinstance(r, FlagRange) else (float(r[0]), float(r[1])) for r in ranges):
-        if spans and a <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], b)
-        elif b > a:
-            spans.append([a, b])
-    position = [0]  # frames come in order: the first span that does not end before the current frame
 
-    def censored(i: int) -> bool:
-        a, b = i / fps, (i + 1) / fps
-        j = position[0]
-        while j < len(spans) and spans[j][1] <= a:
-            j += 1
-        position[0] = j
-        return j < len(spans) and spans[j][0] < b
 
+class _Schedule:
+    """Which frames to censor: frame i (shown from i / fps to (i + 1) / fps) when it overlaps a range; frames are
+    asked for in order, so the search resumes where it stopped."""
+
+    def __init__(self, ranges: Sequence[FlagRange | tuple[float, float]], fps: float):
+        self.fps, self.spans, self.position = fps, [], 0
+        pairs = ((float(r.start), float(r.end)) if isinstance(r, FlagRange) else (float(r[0]), float(r[1])) for r in ranges)
+        for a, b in sorted(pairs):
+            if self.spans and a <= self.spans[-1][1]:
+                self.spans[-1][1] = max(self.spans[-1][1], b)
+            elif b > a:
+                self.spans.append([a, b])
+
+    def censored(self, i: int) -> bool:
+        a, b = i / self.fps, (i + 1) / self.fps
+        while self.position < len(self.spans) and self.spans[self.position][1] <= a:
+            self.position += 1
+        return self.position < len(self.spans) and self.spans[self.position][0] < b
+
+
+def _video_stream(av, container, vin, ext: str, crf: int, fps: float, rotation: int):
+    """The output video stream: the input's size and rate, the codec and quality of `ext`."""
+    rate = vin.average_rate or vin.guessed_rate or Fraction(fps).limit_denominator(1001)
+    codec = _VIDEO_CODECS[ext]
+    width, height = vin.codec_context.width, vin.codec_context.height
+    options = {"crf": str(int(crf)), "preset": "veryfast"} if codec == "libx264" else {}
+    if codec == "libvpx-vp9":
+        options = {"crf": str(int(crf)), "deadline": "realtime", "cpu-used": "8", **({"lossless": "1"} if int(crf) == 0 else {})}
+    vout = container.add_stream(codec, rate=rate, options=options)
+    vout.width, vout.height = width, height
+    vout.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    if codec in ("mpeg4", "libvpx-vp9"):
+        vout.bit_rate = max(2_000_000, width * height * 30)
+    if rotation:
+        try:
+            vout.set_display_rotation((360 - rotation) % 360)
+        except AttributeError:
+            pass
+    return vout, rate
+
+
+def _recode(av, inp, tmp: Path, out: Path, schedule: _Schedule, style: str, crf: int, rotation: int) -> dict:
+    """Re-encode the first video stream of `inp` into `tmp`, censoring scheduled frames; audio packets are copied."""
+    vin = inp.streams.video[0]
     try:
-        inp = av.open(video)
+        container = av.open(str(tmp), "w", format=_muxer(out.suffix.lower()))
     except av.error.FFmpegError as err:
-        raise ActionrecError(f"{video}: PyAV cannot open it ({err}); re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=ext)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    counts = {"frames": 0, "censored": 0, "audio_streams": 0}
-    try:
-        with inp:
-            if not inp.streams.video:
-                raise ActionrecError(f"{video}: has no video stream")
-            vin = inp.streams.video[0]
-            rate = vin.average_rate or vin.guessed_rate
-            if not rate:
-                rate = Fraction(fps).limit_denominator(1001)
-            codec = _VIDEO_CODECS[ext]
-            width, height = vin.codec_context.width, vin.codec_context.height
-            pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-            options = {"crf": str(int(crf)), "preset": "veryfast"} if codec == "libx264" else {}
-            if codec == "libvpx-vp9":
-                options = {"crf": str(int(crf)), "deadline": "realtime", "cpu-used": "8"}
-                if int(crf) == 0:
-                    options["lossless"] = "1"
-            try:
-                container = av.open(str(tmp), "w", format=_muxer(ext))
-            except av.error.FFmpegError as err:
-                raise ActionrecError(f"{out}: cannot be written ({err})") from None
-            with container:
-                vout = container.add_stream(codec, rate=rate, options=options)
-                vout.width, vout.height, vout.pix_fmt = width, height, pix_fmt
-                if codec in ("mpeg4", "libvpx-vp9"):
-                    vout.bit_rate = max(2_000_000, width * height * 30)
-                if info.rotation:
-                    try:
-                        vout.set_display_rotation((360 - info.rotation) % 360)
-                    except AttributeError:
-                        pass
-                audio = {}
-                for a in inp.streams.audio:  # PyAV >= 14 names it add_stream_from_template
-                    copy = getattr(container, "add_stream_from_template", None)
-                    audio[a.index] = copy(a) if copy else container.add_stream(template=a)
-                counts["audio_streams"] = len(audio)
-                # The video keeps its start offset (in output ticks) so it stays aligned with the copied audio.
-                tick = 1 / float(rate)
-                time_base = 1 / Fraction(rate)
-                offset = int(round(float(vin.start_time * vin.time_base) / tick)) if vin.start_time else 0
-                index = 0
-
-                def encode(frame) -> None:
-                    for packet in vout.encode(frame):
-                        container.mux(packet)
-
-                for packet in inp.demux(vin, *inp.streams.audio):
-                    if packet.stream.index in audio:
-                        if packet.dts is None:
-                            continue
-                        packet.stream = audio[packet.stream.index]
-                        container.mux(packet)
-                        continue
-                    for frame in packet.decode():
-                        if censored(index):
-                            frame = _censor_frame(av, frame, style)
-                            counts["censored"] += 1
-                        if frame.format.name != pix_fmt:
-                            frame = frame.reformat(format=pix_fmt)
-                        frame.pts = offset + index
-                        frame.time_base = time_base
-                        encode(frame)
-                        index += 1
-                encode(None)
-                counts["frames"] = index
-        os.replace(tmp, out)
-    except av.error.FFmpegError as err:
-        raise ActionrecError(
-            f"{out}: writing failed ({err}); if the audio does not fit this container, write a .mkv (Matroska holds any codec)"
-        ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        raise ActionrecError(f"{out}: cannot be written ({err})") from None
+    with container:
+        vout, rate = _video_stream(av, container, vin, out.suffix.lower(), crf, schedule.fps, rotation)
+        copy = getattr(container, "add_stream_from_template", None)  # PyAV >= 14 names it so
+        audio = {a.index: copy(a) if copy else container.add_stream(template=a) for a in inp.streams.audio}
+        # The video keeps its start offset (in output ticks) so it stays aligned with the copied audio.
+        offset = int(round(float(vin.start_time * vin.time_base) * float(rate))) if vin.start_time else 0
+        counts = {"frames": 0, "censored": 0, "audio_streams": len(audio)}
+        for packet in inp.demux(vin, *inp.streams.audio):
+            if packet.stream.index in audio:
+                if packet.dts is not None:
+                    packet.stream = audio[packet.stream.index]
+                    container.mux(packet)
+                continue
+            for frame in packet.decode():
+                if schedule.censored(counts["frames"]):
+                    frame = _censor_frame(av, frame, style)
+                    counts["censored"] += 1
+                if frame.format.name != vout.pix_fmt:
+                    frame = frame.reformat(format=vout.pix_fmt)
+                frame.pts, frame.time_base = offset + counts["frames"], 1 / Fraction(rate)
+                container.mux(vout.encode(frame))
+                counts["frames"] += 1
+        container.mux(vout.encode(None))
     return counts
 
 
