@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def make_ucf(base: Path, annotations: str = "beside", crlf: bool = False) -> Pat
         for g in range(1, N_GROUPS + 1):
             for c in range(1, _clips_per_group(cls, g) + 1):
                 name = f"v_{_file_class(cls)}_g{g:02d}_c{c:02d}.avi"
-                (videos / cls / name).write_bytes(b"x")
+                (videos / cls / name).write_bytes(name.encode())
                 rels.setdefault(cls, []).append((g, f"{cls}/{name}"))
     ann = {"beside": base / "ucfTrainTestlist", "inside": videos / "ucfTrainTestlist",
            "elsewhere": base / "lists" / "ucfTrainTestlist"}[annotations]
@@ -81,7 +82,7 @@ def make_class_folders(root: Path, spec: dict[str, list[str]]) -> Path:
     for label, names in spec.items():
         (root / label).mkdir(parents=True, exist_ok=True)
         for n in names:
-            (root / label / n).write_bytes(b"x")
+            (root / label / n).write_bytes(f"{label}/{n}".encode())
     return root
 
 
@@ -182,11 +183,55 @@ def test_ucf101_bad_split_missing_video_and_class_folder(tmp_path):
     assert_error(e, str(tmp_path / "UCF-101" / "Basketball"))
 
 
-def test_ucf101_missing_class_folder_for_all_classes(tmp_path):
+def test_ucf101_without_classes_uses_the_listed_classes_on_disk(tmp_path):
+    make_ucf(tmp_path)  # classInd also names Basketball and Biking, which were not extracted
+    videos = tmp_path / "UCF-101"
+    (videos / "Basketball").mkdir()  # on disk and in classInd, but not in the split lists: not used
+    (videos / "Basketball" / "v_Basketball_g01_c01.avi").write_bytes(b"b")
+    shutil.rmtree(videos / "IceDancing")  # in the lists, not extracted
+    notes: list[str] = []
+    samples = load_dataset(tmp_path, split=2, say=notes.append)
+    used = ["ApplyEyeMakeup", "BabyCrawling", "HandstandPushups", "SkateBoarding"]
+    assert sorted({s.label for s in samples}) == used
+    assert {s.split for s in samples} == {"train", "test"}
+    assert len(notes) == 1 and "\n" not in notes[0], notes
+    assert all(c in notes[0] for c in used) and "IceDancing" not in notes[0] and "Basketball" not in notes[0]
+    assert "split 2" in notes[0] and "1 more listed but not extracted" in notes[0]
+    # load_ucf101 itself says nothing unless asked, and names no class when one is given
+    assert load_ucf101(tmp_path, None, 2) == samples
+    quiet: list[str] = []
+    load_dataset(tmp_path, classes="BabyCrawling,SkateBoarding", say=quiet.append)
+    assert quiet == []
+
+
+def test_ucf101_none_of_the_listed_classes_on_disk(tmp_path):
     make_ucf(tmp_path)
+    for d in (tmp_path / "UCF-101").iterdir():
+        if d.is_dir():
+            shutil.rmtree(d)
+    (tmp_path / "UCF-101" / "Biking").mkdir()
     with pytest.raises(ActionrecError) as e:
-        load_dataset(tmp_path)  # classInd has Basketball, which was not extracted
-    assert_error(e, str(tmp_path / "UCF-101" / "Basketball"))
+        load_dataset(tmp_path)
+    assert_error(e, "none of the 5 classes", str(tmp_path / "UCF-101"), "extract")
+
+
+SHARED_UCF = Path(__file__).resolve().parents[2] / "shared" / "ucf101_subset"
+
+
+@pytest.mark.skipif(not SHARED_UCF.is_dir(), reason="../shared/ucf101_subset is not here")
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_real_ucf101_subset_without_classes(split):
+    """`actionrec train ../shared/ucf101_subset --split N` without --classes: listing only, nothing decoded."""
+    notes: list[str] = []
+    samples = load_dataset(SHARED_UCF, split=split, say=notes.append)
+    classes = ["ApplyEyeMakeup", "ApplyLipstick", "BabyCrawling"]
+    assert sorted({s.label for s in samples}) == classes
+    assert len(samples) == 391 and len(notes) == 1 and all(c in notes[0] for c in classes)
+    sp = make_splits(samples)
+    assert sp.classes == classes and all(s.split == "test" for s in sp.test)
+    tested = {int(s.group.rsplit("_g", 1)[1]) for s in sp.test}
+    assert tested == set(range(7 * split - 6, 7 * split + 1))  # the official rule: 7 groups a split
+    assert_no_group_leak(sp)
 
 
 def test_ucf101_splits_keep_official_test_and_carve_val_from_train(tmp_path):
