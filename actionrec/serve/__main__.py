@@ -1,0 +1,7 @@
+"""`python -m actionrec.serve [options]`: the same as `actionrec serve`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""What a job does, in its worker thread, through the package's public functions (the engine runs every forward):
+
+* ``analyse``: a short clip gets the top 5 (``actionrec predict --json``); a long one (at least
+  :data:`LONG_VIDEO_WINDOWS` of the model's windows) gets the timeline (``actionrec timeline --json``), its
+  per-window probabilities kept for relabelling, and its downloads;
+* ``censor``: the ranges ``actionrec flag`` finds in an analysed job, blacked out in a copy;
+* ``train``: ``actionrec train`` on a dataset folder under the data root, into a run under ``--runs``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..apps.calibration import resolve_labels, thresholds_for
+from ..apps.flag import censor_video, flag_ranges
+from ..apps.predict import predict_iter
+from ..apps.timeline import build_timeline
+from ..apps.windows import window_frames, window_probabilities
+from ..data.datasets import load_dataset, make_splits
+from ..data.video import probe
+from ..errors import ActionrecError
+from ..files import write_json
+from ..training.report import summary_text
+from ..training.trainer import TrainConfig, train
+from .jobs import Context, Job, JobStore
+from .models import Models
+from .results import DOWNLOADS, load_windows, save_windows, thresholds_at, write_download
+from .storage import safe_name
+
+LONG_VIDEO_WINDOWS = 3  # a video this many windows long or longer gets a timeline, a shorter one the top 5
+TOP = 5
+
+
+@dataclass
+class Workshop:
+    """Runs a job's work (see the module doc); `cache`: the per-window probabilities' cache folder."""
+
+    models: Models
+    store: JobStore
+    cache: Path
+
+    def __call__(self, job: Job, ctx: Context) -> None:
+        {"analyse": self.analyse, "censor": self.censor, "train": self.train}[job.kind](job, ctx)
+
+    # ------------------------------------------------------------------------------------------ analyse
+
+    def analyse(self, job: Job, ctx: Context) -> None:
+        ctx.progress(0.0, f"loading {job.model}")
+        model = self.models.get(job.model)
+        info = model.info
+        labels = list(resolve_labels(job.labels, info.categories))
+        ctx.progress(0.0, "reading the video")
+        meta = probe(job.source)
+        window, _ = window_frames(info, None, meta.fps)
+        long = meta.num_frames / meta.fps >= LONG_VIDEO_WINDOWS * window
+        job.view = "timeline" if job.mode == "timeline" or (job.mode == "auto" and long) else "clip"
+        if job.view == "clip":
+            self._clip(job, ctx, model, labels)
+        else:
+            self._timeline(job, ctx, model, labels)
+
+    def _clip(self, job: Job, ctx: Context, model, labels: list[str]) -> None:
+        ctx.progress(0.1, "classifying")
+        errors: list[str] = []
+        preds = list(predict_iter([job.source], model, on_error=lambda video, message: errors.append(message)))
+        if errors:
+            raise ActionrecError(errors[0].replace(job.source, job.name))
+        pred = preds[0]
+        result = pred.to_dict(TOP)
+        result["video"] = job.name
+        if job.labels is not None:  # the classes asked for, ranked among themselves
+            keep = [i for i, label in enumerate(pred.labels) if label in labels]
+            order = sorted(keep, key=lambda i: -pred.probs[i])[:TOP]
+            result["top"] = [{"label": pred.labels[i], "prob": float(pred.probs[i])} for i in order]
+        job.top = result["top"]
+        write_json(ctx.folder / "result.json", result)
+
+    def _timeline(self, job: Job, ctx: Context, model, labels: list[str]) -> None:
+        thresholds, source = thresholds_for(model.info, labels, None)
+        wp = window_probabilities(job.source, model, cache=self.cache,
+                                  progress=lambda done, total: ctx.progress(done / max(total, 1), f"window {done} of {total}"))
+        ctx.progress(1.0, "writing the timeline")
+        save_windows(ctx.folder / "windows.npz", wp)
+        job.params.update(labels=labels, thresholds=thresholds, threshold_source=source)
+        timeline = build_timeline(wp, labels, thresholds, source)
+        timeline.video = job.name
+        mean = wp.probs.mean(0)
+        job.top = [{"label": wp.categories[i], "prob": float(mean[i])} for i in np.argsort(-mean, kind="stable")[:TOP]]
+        stem = Path(safe_name(job.name)).stem
+        for kind in DOWNLOADS:
+            job.files[kind] = write_download(timeline, kind, ctx.folder / "files", stem).name
+        write_json(ctx.folder / "result.json", timeline.to_dict())
+
+    # ------------------------------------------------------------------------------------------ censor
+
+    def censor(self, job: Job, ctx: Context) -> None:
+        parent = self.store.get(job.parent or "")
+        wp = load_windows(self.store.dir(parent) / "windows.npz")
+        labels = job.params["labels"]
+        thresholds, _ = thresholds_at(labels, parent.params["thresholds"], "", job.params.get("threshold"))
+        ranges = flag_ranges(wp, labels, thresholds)
+        ctx.progress(0.1, f"censoring {len(ranges)} ranges")
+        ext = ".webm" if parent.source.lower().endswith(".webm") else ".mp4"
+        out = ctx.folder / "files" / f"{Path(safe_name(parent.name)).stem}.censored{ext}"
+        counts = censor_video(parent.source, ranges, out, style=job.params.get("style", "black"))
+        job.files["video"] = out.name
+        write_json(ctx.folder / "result.json", {"video": parent.name, "ranges": [r.to_dict() for r in ranges], **counts})
+
+    # ------------------------------------------------------------------------------------------ train
+
+    def train(self, job: Job, ctx: Context) -> None:
+        p = job.params
+        config = TrainConfig(epochs=int(p.get("epochs", TrainConfig.epochs)),
+                             finetune_epochs=int(p.get("finetune_epochs", TrainConfig.finetune_epochs)))
+        total = config.epochs + config.finetune_epochs
+        epochs_seen = [0]
+
+        def say(line: str) -> None:
+            if " epoch " in line:
+                epochs_seen[0] += 1
+                ctx.progress(epochs_seen[0] / max(total, 1))
+            ctx.log(line)
+
+        ctx.progress(0.0, "reading the dataset")
+        samples = load_dataset(job.source, classes=p.get("classes") or None)
+        splits = make_splits(samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+        ctx.log(splits.summary().splitlines()[0])
+        out = self.models.runs_dir / job.name
+        metrics = train(splits, out, config, say=say, progress=False)
+        self.models.forget_run(job.name)
+        job.files["report"] = "report.html"
+        write_json(ctx.folder / "result.json", {"run": job.name, "summary": summary_text(metrics),
+                                                "test_accuracy": metrics.get("test_accuracy")})
+
+
+def run_name(name: str) -> str:
+    """A new run's folder name: sanitised, one component."""
+    cleaned = safe_name(name).replace(" ", "_").replace(".", "_").strip("_")
+    if not cleaned or cleaned in (os.curdir, os.pardir):
+        raise ActionrecError("give the run a name (letters, digits, - and _)")
+    return cleaned
