@@ -23,7 +23,9 @@ The returned model keeps `forward`, `forward_features`, `forward_head` and the a
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +52,7 @@ def optimize_for_inference(model: nn.Module, mode: str = "auto", example: torch.
         model = fold_batchnorm(model)
     if "channels_last" in parts:
         model = model.to(memory_format=torch.channels_last_3d)
-    if "packed" in parts and torch.backends.mkldnn.is_available():
+    if "packed" in parts and packed_conv_usable():
         for parent in list(model.modules()):
             for name, child in parent.named_children():
                 if isinstance(child, Unit3D):
@@ -81,6 +83,53 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+def _reorder_conv3d_weight(weight: torch.Tensor, conv: nn.Conv3d, input_size: list[int]) -> torch.Tensor:
+    """`weight` in oneDNN's blocked layout for inputs of `input_size` (a private PyTorch op)."""
+    return torch._C._nn.mkldnn_reorder_conv3d_weight(weight.detach().to_mkldnn(), conv.padding, conv.stride, conv.dilation,
+                                                     conv.groups, input_size)
+
+
+def _conv3d_relu(x: torch.Tensor, packed: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
+    """relu(conv3d(x)) with the packed weight and `conv`'s bias, as one oneDNN call (a private PyTorch op)."""
+    return torch.ops.mkldnn._convolution_pointwise(x, packed, conv.bias, conv.padding, conv.stride, conv.dilation,
+                                                   conv.groups, "relu", [], "")
+
+
+def packed_conv_problem() -> str | None:
+    """Why the packed oneDNN convolution cannot be used in this process (None: it runs and matches F.conv3d + ReLU).
+
+    Tried once, on a tiny channels-last convolution with a bias, padding and strides, against the plain computation.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return "oneDNN is not available"
+    generator = torch.Generator().manual_seed(0)
+    conv = nn.Conv3d(4, 6, 3, stride=(1, 2, 2), padding=1).eval()
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
+        conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator))
+    x = torch.randn(1, 4, 3, 6, 6, generator=generator).to(memory_format=torch.channels_last_3d)
+    try:
+        with torch.inference_mode():
+            out = _conv3d_relu(x, _reorder_conv3d_weight(conv.weight, conv, list(x.shape)), conv)
+            expected = F.relu(conv(x))
+    except Exception as err:  # a missing op is AttributeError or RuntimeError; anything else is as fatal to it
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        return f"{type(err).__name__}: {first}" if first else type(err).__name__
+    if out.shape != expected.shape or not torch.allclose(out, expected, atol=1e-4, rtol=1e-4):
+        return "its result differs from F.conv3d"
+    return None
+
+
+@cache
+def packed_conv_usable() -> bool:
+    """Whether "packed" can pack, tried once per process; when it cannot, one line on stderr says why (once)."""
+    problem = packed_conv_problem()
+    if problem is not None:
+        print(f"actionrec: the packed oneDNN convolution is not available in this torch ({problem}); using the plain path",
+              file=sys.stderr)
+    return problem is None
+
+
 class PackedUnit3D(nn.Module):
     """An I3D Unit3D (SAME pad, conv, BatchNorm, ReLU) with the BatchNorm folded in, run as one oneDNN call."""
 
@@ -101,10 +150,8 @@ class PackedUnit3D(nn.Module):
             return F.relu(c(x))
         if self.packed is None or self.packed_for != x.shape:  # oneDNN's best layout depends on the input shape
             self.packed_for = x.shape
-            self.packed = torch._C._nn.mkldnn_reorder_conv3d_weight(
-                c.weight.detach().to_mkldnn(), c.padding, c.stride, c.dilation, c.groups, list(x.shape)
-            )
-        return torch.ops.mkldnn._convolution_pointwise(x, self.packed, c.bias, c.padding, c.stride, c.dilation, c.groups, "relu", [], "")
+            self.packed = _reorder_conv3d_weight(c.weight, c, list(x.shape))
+        return _conv3d_relu(x, self.packed, c)
 
     def __getstate__(self):  # a oneDNN tensor can be neither copied nor pickled: copies pack again on first use
         return {**self.__dict__, "packed": None}
