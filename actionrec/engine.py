@@ -29,7 +29,7 @@ from torch import nn
 
 from .errors import ActionrecError
 
-OUTPUTS = ("probs", "logits", "features")  # or the name of an endpoint of the network
+OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # or the name of an endpoint of the network
 Clips = Callable[[Any], Iterable[tuple[Any, torch.Tensor]]]
 
 
@@ -80,7 +80,10 @@ class Engine:
         return self._net
 
     def forward(self, x: torch.Tensor, output: str = "probs") -> torch.Tensor:
-        """One batch (B, 3, T, H, W) -> float32 outputs on the CPU (see OUTPUTS)."""
+        """One batch (B, 3, T, H, W) -> float32 outputs on the CPU: "probs"/"logits" (B, K), "features" (B, C) pooled,
+        "steps" (B, T', C) features per time step (I3D: Mixed_5c pooled over space, one step per 8 frames),
+        "step_logits" (B, T', K) the head on each step (the logits of a span of steps are their mean), or the
+        activation at an endpoint."""
         net = self.net
         with torch.inference_mode():
             x = x.to(self.device)
@@ -89,6 +92,10 @@ class Engine:
                 y = y.softmax(-1) if output == "probs" else y
             elif output == "features":
                 y = net.forward_features(x)
+            elif output == "steps":
+                y = net.forward_steps(x)
+            elif output == "step_logits":
+                y = net.forward_head(net.forward_steps(x))
             else:
                 y = net.forward_until(x, output)
         self.clips_run += len(x)

@@ -26,13 +26,14 @@ from ..data.video import iter_windows, probe, sliding_windows
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..files import atomic_write
+from ..models.i3d import I3D
 from ..models.pretrained import ModelInfo, check_classifier
 from ..models.weights import home_dir
 
 DEFAULT_MIN_STRIDE = 0.5  # seconds: the default stride is max(this, window / 2)
 MIN_WINDOW_FRAMES = 8  # I3D downsamples time by 8: fewer frames are not a window
 FRAMES_PER_BATCH = 128  # default batch: 8 windows of 16 frames, 2 of 64 (the activations' memory stays the same)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: windows may come from per-step logits
 
 
 def model_fps(info: ModelInfo, video_fps: float | None = None) -> float:
@@ -89,7 +90,8 @@ class WindowProbs:
         return (self.starts + self.ends) / 2
 
 
-def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int) -> Path | None:
+def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int,
+                per_step: bool) -> Path | None:
     from ..training.features import content_key
 
     if not info.identity:
@@ -99,12 +101,15 @@ def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: 
         "version": CACHE_VERSION, "model": info.identity, "video": content_key(video), "window": round(window, 6),
         "stride": round(stride, 6), "frames": frames, "fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
         "mean": list(spec.mean), "std": list(spec.std),
+        "per_step": [STEP_FRAMES, CHUNK_STEPS, CONTEXT_STEPS] if per_step else None,
     }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:32]
     return root / key[:2] / f"{key}.npz"
 
 
 def _load_cached(path: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int) -> WindowProbs | None:
+    if not path.is_file():
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
             categories = tuple(str(c) for c in z["categories"])
@@ -136,13 +141,17 @@ def window_probabilities(
     batch_size: int | None = None,
     cache: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    per_step: bool | None = None,
 ) -> WindowProbs:
     """Per-window softmax over the whole video in one streaming decode pass.
 
     Windows of ``window`` seconds (default: the model's, see :func:`window_frames`) start every ``stride`` seconds
-    (default :func:`default_stride`); see :func:`actionrec.video.sliding_windows` for where their frames come from.
-    The engine decodes and preprocesses the next windows while the model runs ``batch_size`` windows at a time (default: :data:`FRAMES_PER_BATCH` frames per pass). ``cache``: a folder for the probabilities (None: ``$ACTIONREC_HOME/timelines``; False: none).
-    ``progress(done, total)`` is called after each batch.
+    (default :func:`default_stride`); see :func:`actionrec.data.video.sliding_windows` for where their frames come from.
+    ``per_step`` (default: for networks convolutional in time, I3D) runs the network once over the whole video in
+    chunks and averages its per-step logits over each window (see :func:`step_logits`), so each frame goes through
+    the network once however much windows overlap; else each window is a clip of its own (``batch_size`` windows per
+    pass, default :data:`FRAMES_PER_BATCH` frames). ``cache``: a folder for the probabilities (None:
+    ``$ACTIONREC_HOME/timelines``; False: none). ``progress(done, total)`` is called after each pass.
     """
     video = os.fspath(video)
     engine = engine_for(model)
@@ -150,29 +159,42 @@ def window_probabilities(
     check_classifier(info)
     meta = probe(video)
     window, frames = window_frames(info, window, meta.fps)
-    batch_size = max(1, FRAMES_PER_BATCH // frames) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
     stride = default_stride(window) if stride is None else float(stride)
     if not (math.isfinite(stride) and stride > 0):
         raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
-
+    per_step = isinstance(engine.model, I3D) if per_step is None else per_step
     cache_file = None
     if cache is not False:
         root = default_cache_root() if cache in (None, True) else Path(cache)
-        cache_file = _cache_path(root, video, info, window, stride, frames)
-        if cache_file is not None and cache_file.is_file():
-            cached = _load_cached(cache_file, video, info, window, stride, frames)
-            if cached is not None:
-                if progress:
-                    progress(len(cached.starts), len(cached.starts))
-                return cached
+        cache_file = _cache_path(root, video, info, window, stride, frames, per_step)
+        cached = _load_cached(cache_file, video, info, window, stride, frames) if cache_file is not None else None
+        if cached is not None:
+            if progress:
+                progress(len(cached.starts), len(cached.starts))
+            return cached
+    spans = sliding_windows(meta.num_frames, meta.fps, window, stride, frames)
+    if per_step:
+        starts, ends, probs = _windows_from_steps(video, engine, spans, progress)
+    else:
+        starts, ends, probs = _windowed(video, engine, window, stride, frames, len(spans), batch_size, progress)
+    wp = WindowProbs(video, info.name, tuple(info.categories), starts, ends, probs, float(ends.max()), float(meta.fps),
+                     window, stride, frames)
+    if cache_file is not None:
+        try:
+            _save_cached(cache_file, wp)
+        except OSError:
+            pass  # a read-only cache only costs the next run its time
+    return wp
 
-    spec = info.spec
-    total = len(sliding_windows(meta.num_frames, meta.fps, window, stride, frames))
-    starts: list[float] = []
-    ends: list[float] = []
-    rows: list[np.ndarray] = []
+
+def _windowed(video: str, engine: Engine, window: float, stride: float, frames: int, total: int,
+              batch_size: int | None, progress: Callable | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each window a clip of its own through the network: (starts, ends, probs)."""
+    batch_size = max(1, FRAMES_PER_BATCH // frames) if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
+    spec = engine.info.spec
+    rows: list[tuple[float, float, np.ndarray]] = []
 
     def clips(path: str) -> Iterator[tuple[tuple[float, float], torch.Tensor]]:
         for clip in iter_windows(path, window, stride, n=frames, short_side=spec.resize):
@@ -180,21 +202,79 @@ def window_probabilities(
 
     def done(n: int) -> None:
         if progress:
-            progress(len(starts), max(total, len(starts)))
+            progress(len(rows), max(total, len(rows)))
 
     for result in engine.map([video], clips, batch_size=batch_size, per_clip=True, progress=done):
-        starts.append(result.meta[0])
-        ends.append(result.meta[1])
-        rows.append(result.output)
-    if not starts:
+        rows.append((*result.meta, result.output))
+    if not rows:
         raise ActionrecError(f"{video}: no window could be read")
-    wp = WindowProbs(
-        video, info.name, tuple(info.categories), np.array(starts, np.float64), np.array(ends, np.float64),
-        np.stack(rows).astype(np.float32), float(max(ends)), float(meta.fps), window, stride, frames,
-    )
-    if cache_file is not None:
-        try:
-            _save_cached(cache_file, wp)
-        except OSError:
-            pass  # a read-only cache only costs the next run its time
-    return wp
+    return (np.array([r[0] for r in rows], np.float64), np.array([r[1] for r in rows], np.float64),
+            np.stack([r[2] for r in rows]).astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------- once per frame
+
+STEP_FRAMES = 8  # I3D's time stride: Mixed_5c has one step per 8 input frames
+CHUNK_STEPS = 16  # new steps per pass (128 frames)
+CONTEXT_STEPS = 4  # steps of real frames on each side of a chunk (32 frames), so its borders see real context
+
+
+def _step_chunks(video: str, spec, fps: float) -> Iterator[tuple[tuple[int, list], torch.Tensor]]:
+    """The video at the model's frame rate in chunks of CHUNK_STEPS steps, each with up to CONTEXT_STEPS steps of the
+    frames before and after it: ((steps of context before, [(start, end) of each own step]), input)."""
+    step_sec = STEP_FRAMES / fps
+    steps = ((c.span.start_sec, c.span.end_sec, preprocess(c.frames, spec))
+             for c in iter_windows(video, step_sec, step_sec, n=STEP_FRAMES, short_side=spec.resize))
+    left: list = []
+    pending: list = []
+    for step in steps:
+        pending.append(step)
+        if len(pending) == CHUNK_STEPS + CONTEXT_STEPS:
+            core, right = pending[:CHUNK_STEPS], pending[CHUNK_STEPS:]
+            yield (len(left), [s[:2] for s in core]), torch.cat([s[2] for s in left + core + right], dim=1)
+            left, pending = core[-CONTEXT_STEPS:], right
+    if pending:
+        yield (len(left), [s[:2] for s in pending]), torch.cat([s[2] for s in left + pending], dim=1)
+
+
+def step_logits(video: str, engine: Engine, progress: Callable[[int], None] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network once over the whole video: (starts, ends, logits) per step of STEP_FRAMES frames at the model's
+    frame rate (0.32 s at 25 fps). Chunks of CHUNK_STEPS steps run with CONTEXT_STEPS steps of real frames on each
+    side, whose own outputs are dropped; memory holds one chunk's frames and K floats per step."""
+    fps = model_fps(engine.info)
+    times: list[tuple[float, float]] = []
+    rows: list[np.ndarray] = []
+    for result in engine.map([video], lambda v: _step_chunks(v, engine.info.spec, fps), output="step_logits",
+                             batch_size=1, per_clip=True):
+        before, own = result.meta
+        times += own
+        rows.append(result.output[before : before + len(own)])
+        if progress:
+            progress(len(times))
+    if not times:
+        raise ActionrecError(f"{video}: no frame could be read")
+    return (np.array([t[0] for t in times], np.float64), np.array([t[1] for t in times], np.float64),
+            np.concatenate(rows).astype(np.float32))
+
+
+def _windows_from_steps(video: str, engine: Engine, spans: list, progress: Callable | None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each window's softmax of the mean logits of the steps centred in it (the nearest step when none is)."""
+    total_steps = max(1, int(math.ceil(spans[-1].end_sec * model_fps(engine.info) / STEP_FRAMES)))
+
+    def done(steps: int) -> None:
+        if progress:
+            progress(min(len(spans), steps * len(spans) // total_steps), len(spans))
+
+    starts, ends, logits = step_logits(video, engine, done)
+    centres = (starts + ends) / 2
+    probs = np.empty((len(spans), logits.shape[1]), np.float32)
+    for k, span in enumerate(spans):
+        inside = (centres >= span.start_sec) & (centres < span.end_sec)
+        if not inside.any():
+            inside[np.argmin(np.abs(centres - (span.start_sec + span.end_sec) / 2))] = True
+        probs[k] = torch.from_numpy(logits[inside].mean(0)).softmax(-1).numpy()
+    if progress:
+        progress(len(spans), len(spans))
+    return (np.array([s.start_sec for s in spans], np.float64), np.array([s.end_sec for s in spans], np.float64), probs)

@@ -1,0 +1,185 @@
+"""Archives: `predict` or `timeline` over a folder of videos (or a text file listing them), resumable, shardable.
+
+Each video's result goes to ``OUT/<path relative to the input>.json`` (written atomically) and one line to the
+append-only ``OUT/index.jsonl`` (video, status, result or error, content key). A rerun skips every video whose index
+line has the same content key, done or failed (a failed video is reported once, not retried forever; delete its
+line to retry). Under torchrun each rank takes a shard balanced by duration (:func:`actionrec.distributed.balanced_shards`)
+and appends its own lines (one ``write`` each, O_APPEND, so lines never interleave).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, probe
+from ..distributed import Ranks, balanced_shards
+from ..errors import ActionrecError
+from ..files import write_json
+
+INDEX = "index.jsonl"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One video of an archive: its path and where its result goes, relative to the archive's root."""
+
+    video: str
+    relative: str
+
+
+def is_archive(path: str | os.PathLike) -> bool:
+    """A folder that holds videos (not a folder of image frames, which is one video), or a .txt list of videos."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() == ".txt"
+    return path.is_dir() and any(_is_video(p) for p in path.iterdir())
+
+
+def _is_video(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
+
+
+def _is_frame_folder(p: Path) -> bool:
+    return p.is_dir() and any(c.suffix.lower() in IMAGE_EXTENSIONS for c in p.iterdir()) and not any(_is_video(c) for c in p.iterdir())
+
+
+def list_archive(source: str | os.PathLike) -> list[Item]:
+    """The videos of a folder (recursively; a folder of image frames is one video) or of a text file (one path a
+    line, relative to the file's folder; blank lines and # comments ignored), in a stable order."""
+    source = Path(source)
+    if source.is_file():
+        base = source.parent
+        lines = [l.strip() for l in source.read_text(encoding="utf-8", errors="surrogateescape").splitlines()]
+        items = []
+        for line in lines:
+            if line and not line.startswith("#"):
+                path = Path(line) if Path(line).is_absolute() else base / line
+                items.append(Item(os.fspath(path), Path(line).as_posix().lstrip("/")))
+        return items
+    if not source.is_dir():
+        raise ActionrecError(f"{source}: no such folder or list file; pass a folder of videos or a .txt list")
+    items = []
+    for dirpath, dirnames, filenames in os.walk(source):
+        here = Path(dirpath)
+        dirnames.sort()
+        for d in list(dirnames):
+            if _is_frame_folder(here / d):
+                items.append(Item(os.fspath(here / d), (here / d).relative_to(source).as_posix()))
+                dirnames.remove(d)
+        items += [Item(os.fspath(here / f), (here / f).relative_to(source).as_posix()) for f in sorted(filenames)
+                  if _is_video(here / f)]
+    return sorted(items, key=lambda i: i.relative)
+
+
+def _duration(item: Item) -> float:
+    try:
+        return probe(item.video).duration
+    except ActionrecError:
+        return 0.0  # an unreadable video costs nothing; it will be reported when processed
+
+
+def read_index(out: Path) -> dict[str, dict]:
+    """The last index line of each video (by its relative path); torn or foreign lines are ignored."""
+    done: dict[str, dict] = {}
+    try:
+        lines = (out / INDEX).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return done
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            done[entry["relative"]] = entry
+        except (ValueError, KeyError, TypeError):
+            continue
+    return done
+
+
+def _append(out: Path, entry: dict) -> None:
+    line = (json.dumps(entry) + "\n").encode()
+    fd = os.open(out / INDEX, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def run_archive(
+    items: list[Item],
+    out: str | os.PathLike,
+    process: Callable[[str], dict],
+    key: Callable[[str], str],
+    ranks: Ranks = Ranks(),
+    on_error: Callable[[str, str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[dict]:
+    """Process this rank's share of `items` not yet in the index; yield each new index entry.
+
+    ``process(video) -> dict`` is the result written to OUT/<relative>.json; ``key(video)`` identifies its content.
+    A video whose processing raises ActionrecError is recorded as failed and reported to ``on_error``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = read_index(out)
+    shard = balanced_shards(items, _duration, ranks.world)[ranks.rank] if ranks.distributed else items
+    for item in shard:
+        entry = {"video": item.video, "relative": item.relative}
+        try:
+            entry["key"] = key(item.video)
+            previous = done.get(item.relative)
+            if previous is not None and previous.get("key") == entry["key"]:
+                if progress:
+                    progress(1)
+                continue
+            result = process(item.video)
+            write_json(out / f"{item.relative}.json", result)
+            entry.update(status="ok", result=f"{item.relative}.json")
+        except ActionrecError as err:
+            entry.update(status="error", error=str(err))
+            if on_error is not None:
+                on_error(item.video, str(err))
+        _append(out, entry)
+        if progress:
+            progress(1)
+        yield entry
+
+
+def summarize(out: str | os.PathLike) -> dict:
+    """Over the whole archive (every rank's lines): videos done and failed, the failures, and for timelines the time
+    per action summed over every video (the study's "minutes of each sport per broadcast", over a season)."""
+    out = Path(out)
+    entries = list(read_index(out).values())
+    totals: dict[str, float] = {}
+    duration = 0.0
+    for entry in entries:
+        if entry.get("status") != "ok":
+            continue
+        try:
+            result = json.loads((out / entry["result"]).read_text())
+        except (OSError, ValueError):
+            continue
+        duration += float(result.get("duration", 0.0))
+        for label, seconds in (result.get("totals") or {}).items():
+            totals[label] = totals.get(label, 0.0) + float(seconds)
+    failed = [{"video": e["video"], "error": e.get("error", "")} for e in entries if e.get("status") != "ok"]
+    return {"videos": len(entries), "done": len(entries) - len(failed), "failed": failed,
+            "duration": round(duration, 3), "totals": {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}}
+
+
+def summary_table(summary: dict) -> str:
+    """The summary as a few lines of text: counts, then minutes and share per action."""
+    from .timeline import format_clock
+
+    lines = [f"{summary['done']} of {summary['videos']} videos done, {len(summary['failed'])} failed"]
+    if summary["totals"]:
+        width = max(len(label) for label in summary["totals"])
+        lines.append(f"  {'action':<{width}}  {'time':>10}  {'minutes':>8}  {'share':>6}")
+        for label, seconds in summary["totals"].items():
+            share = seconds / summary["duration"] * 100 if summary["duration"] else 0.0
+            lines.append(f"  {label:<{width}}  {format_clock(seconds):>10}  {seconds / 60:8.2f}  {share:5.1f}%")
+    for failure in summary["failed"]:
+        lines.append(f"  failed: {failure['error']}")
+    return "\n".join(lines)

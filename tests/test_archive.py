@@ -1,0 +1,87 @@
+"""Archives: a folder of videos (or a list) through predict/timeline, resumable after a kill, one bad file reported
+once; shards balanced by duration."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from test_timeline import ColourModel, colour_frames, write_av_video
+
+from actionrec.apps.archive import list_archive, run_archive, summarize, summary_table
+from actionrec.apps.timeline import timeline
+from actionrec.distributed import Ranks, balanced_shards, ranks_from_env, threads_per_rank
+from actionrec.errors import ActionrecError
+from actionrec.training.features import content_key
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    (root / "season" / "week1").mkdir(parents=True)
+    write_av_video(root / "season" / "week1" / "a.mp4", colour_frames([("Red", 2.0), ("Green", 1.0)]))
+    write_av_video(root / "season" / "b.mp4", colour_frames([("Blue", 1.5)]))
+    write_av_video(root / "c.mp4", colour_frames([("Green", 2.5)]))
+    (root / "broken.mp4").write_text("not a video")
+    return root
+
+
+def test_listing_a_folder_and_a_list_file(archive, tmp_path):
+    items = list_archive(archive)
+    assert [i.relative for i in items] == ["broken.mp4", "c.mp4", "season/b.mp4", "season/week1/a.mp4"]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# two of them\n{archive / 'c.mp4'}\n\n{archive / 'season' / 'b.mp4'}\n")
+    assert [i.video for i in list_archive(listing)] == [str(archive / "c.mp4"), str(archive / "season" / "b.mp4")]
+    with pytest.raises(ActionrecError, match="no such folder"):
+        list_archive(tmp_path / "missing")
+
+
+def test_timeline_archive_resumes_and_reports_the_bad_file_once(archive, tmp_path):
+    model = ColourModel()
+    out = tmp_path / "out"
+    errors = []
+
+    def process(video):
+        return timeline(video, model, stride=0.5, cache=False).to_dict()
+
+    items = list_archive(archive)
+    first = run_archive(items, out, process, content_key, on_error=lambda v, m: errors.append(v))
+    next(first)  # the broken file, then a kill: the generator is dropped before the rest
+    next(first)
+    first.close()
+    calls = model.calls
+    entries = list(run_archive(items, out, process, content_key, on_error=lambda v, m: errors.append(v)))
+    assert [e["relative"] for e in entries] == ["season/b.mp4", "season/week1/a.mp4"]  # only what was not done
+    assert model.calls > calls and errors == [str(archive / "broken.mp4")]  # reported once, not retried
+    assert list(run_archive(items, out, process, content_key)) == []  # all done
+    result = json.loads((out / "season" / "week1" / "a.mp4.json").read_text())
+    assert {s["label"] for s in result["segments"]} >= {"Red", "Green"}
+    summary = summarize(out)
+    assert summary["videos"] == 4 and summary["done"] == 3 and len(summary["failed"]) == 1
+    assert abs(summary["duration"] - 7.0) < 0.3 and abs(sum(summary["totals"].values()) - summary["duration"]) < 0.1
+    assert abs(summary["totals"]["Green"] - 3.5) < 0.6
+    text = summary_table(summary)
+    assert "3 of 4 videos done, 1 failed" in text and "broken.mp4" in text
+
+
+def test_shards_are_balanced_by_duration_and_cover_every_item_once():
+    rng = random.Random(0)
+    for _ in range(50):
+        weights = [rng.expovariate(1 / 600) for _ in range(rng.randint(1, 40))]
+        world = rng.randint(1, 5)
+        shards = balanced_shards(list(range(len(weights))), lambda i: weights[i], world)
+        assert sorted(i for s in shards for i in s) == list(range(len(weights)))
+        loads = [sum(weights[i] for i in s) for s in shards]
+        assert max(loads) - min(loads) <= max(weights) + 1e-9
+        assert all(s == sorted(s) for s in shards)
+
+
+def test_ranks_from_torchrun_variables():
+    assert ranks_from_env({}) == Ranks()
+    r = ranks_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+    assert (r.rank, r.world, r.local_rank, r.local_world, r.is_main, r.distributed) == (3, 4, 1, 2, False, True)
+    assert threads_per_rank(r, cores=2) == 1 and threads_per_rank(Ranks(), cores=2) == 2
+    with pytest.raises(ActionrecError, match="not a valid torchrun placement"):
+        ranks_from_env({"RANK": "4", "WORLD_SIZE": "4"})
