@@ -243,3 +243,15 @@ def test_trained_run_on_a_stream_served_on_loopback(run_and_data, tmp_path, caps
     alerts = alerts_of(capsys.readouterr().out)
     assert [a["label"] for a in alerts] == ["Bouncing", "Spinning"], alerts
     assert abs(alerts[1]["start"] - 3.0) <= STRIDE
+
+
+def test_fps_is_checked_and_never_overrides_a_files_own_rate(colour_video, monkeypatch, capsys):
+    from actionrec.apps.watch import AlertRule, WatchOptions, watch
+
+    use_model(monkeypatch, ColourModel())
+    for bad in ("-5", "0", "nan", "1e9"):
+        assert main(["watch", str(colour_video), "--run", "any", "--alert", "Red>=0.8", "--fps", bad, "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--fps" in err[0], err
+    stats = watch(str(colour_video), ColourModel(), [AlertRule("Red", 0.8)], WatchOptions(fps=100.0))
+    assert stats.fps == 25.0 and stats.seconds == stats.frames / 25.0  # the file says 25 fps: its own rate wins

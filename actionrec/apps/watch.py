@@ -49,6 +49,7 @@ DEFAULT_MAX_LATENCY = 2.0  # seconds of stream a window may wait before it is dr
 DEFAULT_CONFIRM = 2  # windows in a row at or above the threshold to fire
 DEFAULT_COOLDOWN = 3.0  # seconds below the threshold before the same alert can fire again
 DEFAULT_FPS = 25.0  # frame rate assumed when a live source does not say
+MAX_FPS = 240.0  # a source claiming more is not telling its frame rate
 READ_TIMEOUT = 10.0  # a network stream that sends nothing for this long has ended
 _EPS = 1e-6
 
@@ -241,6 +242,8 @@ def open_source(source: str | int, fps: float | None = None, read_timeout: float
     import cv2
 
     shown = str(source)
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise ActionrecError(f"--fps must be a frame rate between 0 and {MAX_FPS:g}, not {fps!r}")
     params: list[int] = []
     if isinstance(source, int) or shown.isdigit():
         kind = "camera"
@@ -262,10 +265,8 @@ def open_source(source: str | int, fps: float | None = None, read_timeout: float
         what = {"camera": "camera", "stream": "stream", "file": "video"}[kind]
         raise ActionrecError(f"{shown}: cannot open this {what} (check the index, URL or path, and that nothing else holds it)")
     rate = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    if fps:
-        rate = float(fps)
-    elif not (math.isfinite(rate) and 0 < rate <= 240):
-        rate = DEFAULT_FPS
+    if not (math.isfinite(rate) and 0 < rate <= MAX_FPS):  # the source does not say: --fps, else the default
+        rate = float(fps or DEFAULT_FPS)
     return cap, kind, rate, shown
 
 
