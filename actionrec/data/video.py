@@ -1,12 +1,12 @@
-"""Decoding videos and sampling clips from them.
+"""Decoding videos into clips.
 
 Everything a model needs from a video goes through this module:
 
 * :func:`probe` reads the metadata (fps, frame count, size after rotation) of a video file or of a
   folder of image frames, and checks that at least one frame decodes.
 * The samplers (:func:`central_clip`, :func:`uniform_clips`, :func:`random_clip`,
-  :func:`sliding_windows`) are pure functions of ``(num_frames, fps)``: they say *which* source frames
-  make a clip (a :class:`ClipSpan`) without decoding anything.
+  :func:`sliding_windows`, in :mod:`.sampling` and re-exported here) are pure functions of
+  ``(num_frames, fps)``: they say *which* source frames make a clip (a :class:`ClipSpan`).
 * :func:`read_clips` decodes the frames of any number of spans in one sequential pass, keeping only
   the frames some span needs (resized as soon as they are decoded), so memory does not grow with the
   length of the video. :func:`iter_windows` streams sliding windows over a long video.
@@ -14,11 +14,17 @@ Everything a model needs from a video goes through this module:
 Decoding uses OpenCV's FFmpeg backend (``cv2.VideoCapture``), which also reads animated GIFs and
 applies the display-matrix rotation of phone videos. Pillow is a fallback for GIFs OpenCV cannot open,
 and a folder of frames is read with ``cv2.imdecode``. Frames come out as uint8 RGB, upright.
+OpenCV crashes on a file name that is not valid UTF-8 (such names exist on real disks): every open
+goes through :func:`cv2_path`, which hands OpenCV a temporary link with a plain name instead, and
+messages show such names with ``\\xNN`` escapes (:func:`display_path`).
 
 Frame counts stored in containers can be wrong (Matroska/WebM only store a duration, edit lists, files
 cut short...). The reader never trusts them blindly: when the decode runs out of frames before a
 requested index, the spans are re-fitted onto the frames that really exist (looping if needed) and
-the missing frames are fetched in a second pass, so the result is always made of real frames.
+the missing frames are fetched in a second pass, so the result is always made of real frames. A
+video clearly shorter than its container declares (damaged or cut short) is flagged on the
+:class:`VideoInfo` that comes with every clip (``truncated``, ``truncation_warning()``); finding
+that out costs nothing more than the decode the caller asked for.
 
 Frames are counted in decode order, frame ``i`` being at time ``i / fps``. Long gaps between needed
 frames are skipped by seeking, but only when the seek can be checked: after a seek the timestamps of
@@ -31,15 +37,20 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections import deque
-from dataclasses import dataclass
+import shutil
+import tempfile
+import weakref
+from collections import Counter, deque
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Generator, Iterator, NamedTuple, Sequence
 
 import cv2
 import numpy as np
 
 from ..errors import ActionrecError
+from .sampling import _EPS, ClipSpan, _fit_span, central_clip, random_clip, sliding_windows, uniform_clips
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -49,6 +60,7 @@ __all__ = [
     "VideoInfo",
     "ClipSpan",
     "Clip",
+    "WindowStream",
     "probe",
     "central_clip",
     "uniform_clips",
@@ -58,7 +70,11 @@ __all__ = [
     "read_clip",
     "iter_windows",
     "resized_shape",
+    "resize_short_side",
     "list_frame_files",
+    "display_path",
+    "cv2_path",
+    "unreadable_error",
 ]
 
 # FFmpeg (inside OpenCV) prints its complaints about damaged files straight to stderr; our VideoError
@@ -88,21 +104,104 @@ SEEK_MIN_GAP = 500
 # Number of frames before the target whose timestamps must match after a seek.
 _SEEK_CHECK_FRAMES = 3
 _MAX_FPS = 1000.0
-_EPS = 1e-6
+# A video whose decode ends more than this many frames (or this share of them) before the count its
+# container declares is reported as cut short (estimated counts are often a frame or two off).
+_SHORTFALL_FRAMES = 2
+_SHORTFALL_SHARE = 0.05
+
 
 
 class VideoError(ActionrecError):
     """A video (or frame folder) that cannot be read; the message is one line naming the path."""
 
 
+# --------------------------------------------------------------------------------------------------
+# File names: what OpenCV can be given, what a message can show
+# --------------------------------------------------------------------------------------------------
+
+
+def display_path(path: str | bytes | os.PathLike) -> str:
+    """``path`` as text that prints and encodes anywhere: bytes that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def unreadable_error(
+    path: str | bytes | os.PathLike, exc: OSError, what: str = "", error: type[ActionrecError] = VideoError
+) -> ActionrecError:
+    """The one-line error for a file or folder the system refuses to read (a permission problem says so)."""
+    shown = f"{what}{display_path(path)}"
+    if isinstance(exc, PermissionError):
+        return error(f"{shown}: cannot be read: permission denied; check its permissions")
+    return error(f"{shown}: cannot be read ({exc.strerror or exc}); check the disk and the path")
+
+
+class _CvName:
+    """A name OpenCV can open for ``path``: the path itself when it is valid UTF-8, else a temporary
+    symbolic link with a plain name (removed by :meth:`close`, or at the latest when collected)."""
+
+    def __init__(self, path: str | bytes | os.PathLike):
+        raw = os.fsencode(path)
+        self._cleanup = None
+        try:
+            self.name = raw.decode("utf-8")
+            return
+        except UnicodeDecodeError:
+            pass
+        folder = tempfile.mkdtemp(prefix="actionrec-name-")
+        self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+        ext = os.path.splitext(display_path(raw))[1]
+        self.name = os.path.join(folder, "video" + (ext if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", ext) else ""))
+        try:
+            os.symlink(os.path.abspath(raw), os.fsencode(self.name))
+        except OSError as exc:
+            self.close()
+            raise VideoError(
+                f"{display_path(raw)}: its name is not valid UTF-8 and no temporary link to it could be made"
+                f" ({exc.strerror or exc}); rename the file"
+            ) from None
+
+    def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup()
+
+
+@contextmanager
+def cv2_path(path: str | bytes | os.PathLike) -> Iterator[str]:
+    """``with cv2_path(p) as name: cv2.VideoCapture(name, ...)``: a name that is safe to give OpenCV.
+
+    OpenCV crashes (segmentation fault) on a ``str`` holding surrogate escapes, which is how Python
+    spells file names that are not valid UTF-8. Such a path is opened through a temporary symbolic
+    link with a plain name (the file's extension kept), removed when the block ends; other paths are
+    given as they are. Also for a file about to be written (the link may dangle until then).
+    """
+    alias = _CvName(path)
+    try:
+        yield alias.name
+    finally:
+        alias.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# What a reader returns
+# --------------------------------------------------------------------------------------------------
+
+
+def _cut_short(real: int, declared: int) -> bool:
+    """Whether ``real`` decodable frames are clearly fewer than the ``declared`` count."""
+    return declared > 0 and declared - real > max(_SHORTFALL_FRAMES, _SHORTFALL_SHARE * declared)
+
+
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe` found out about a video.
+    """What :func:`probe` (and then the decode) found out about a video.
 
     ``width`` and ``height`` are those of the frames as they come out (after rotation);
     ``rotation`` is the clockwise rotation in degrees from the container's metadata (0 if none),
     already applied to the frames. ``num_frames`` is the container's count (or, for Matroska/WebM
-    and similar, the number of video packets) and can still be an estimate: the readers cope.
+    and similar, the number of video packets) and can still be an estimate: the readers cope, and
+    the info that comes with a decoded clip has the real count when the decode ran out early.
+    ``declared_frames`` is set when the video holds clearly fewer frames than its container
+    declares (a damaged or cut-short file): then it is the declared count and ``truncated`` is True.
     """
 
     path: str
@@ -111,177 +210,43 @@ class VideoInfo:
     width: int
     height: int
     rotation: int
+    declared_frames: int | None = None
 
     @property
     def duration(self) -> float:
-        """Length in seconds (``num_frames / fps``)."""
+        """Length in seconds (``num_frames / fps``): of the part that decodes, once that is known."""
         return self.num_frames / self.fps
 
+    @property
+    def truncated(self) -> bool:
+        """True when the video was found clearly shorter than its container declares."""
+        return self.declared_frames is not None
 
-class ClipSpan(NamedTuple):
-    """Which source frames make one clip (returned by the samplers, no pixels)."""
+    @property
+    def declared_duration(self) -> float:
+        """The length in seconds that the container declares."""
+        return (self.declared_frames or self.num_frames) / self.fps
 
-    frame_indices: np.ndarray  # int64, source-frame indices, may repeat (looping, fps upsampling)
-    start_sec: float
-    end_sec: float
-    looped: bool  # True when the video was shorter than the clip and was played again from the start
+    def truncation_warning(self) -> str | None:
+        """One line naming the file and the span that decodes, for a truncated video; else None."""
+        if not self.truncated:
+            return None
+        return (
+            f"{display_path(self.path)}: only 0-{self.duration:.2f} s of the {self.declared_duration:.2f} s its"
+            f" container declares decode ({self.num_frames} of {self.declared_frames} frames; damaged or cut"
+            " short); results cover that part only: re-download or re-encode the video for the rest"
+        )
+
+    def _ran_out_at(self, real: int) -> "VideoInfo":
+        """This info for a video whose decode ended after ``real`` frames."""
+        declared = self.declared_frames or self.num_frames
+        return replace(self, num_frames=real, declared_frames=declared if _cut_short(real, declared) else None)
 
 
 class Clip(NamedTuple):
     frames: np.ndarray  # (n, H, W, 3) uint8 RGB
     span: ClipSpan
-
-
-# --------------------------------------------------------------------------------------------------
-# Samplers: pure arithmetic on (num_frames, fps)
-# --------------------------------------------------------------------------------------------------
-
-
-def _check_video(num_frames: int, fps: float) -> None:
-    if int(num_frames) < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if not (math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number, got {fps}")
-
-
-def _clip_offsets(n: int, fps: float, target_fps: float | None) -> np.ndarray:
-    """Offsets (in source frames) of the n frames of a clip relative to its first frame."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if target_fps is None:
-        return np.arange(n, dtype=np.int64)
-    if not (math.isfinite(target_fps) and target_fps > 0):
-        raise ValueError(f"target_fps must be a positive number or None, got {target_fps}")
-    # Frame j is at time j / target_fps after the clip start: the source frame showing at that time
-    # is the nearest earlier one (floor); the epsilon keeps exact ratios from flooring down.
-    return np.floor(np.arange(n) * (fps / target_fps) + _EPS).astype(np.int64)
-
-
-def _clip_length_sec(n: int, fps: float, target_fps: float | None) -> float:
-    return n / (fps if target_fps is None else target_fps)
-
-
-def _span_from(start: int, offsets: np.ndarray, num_frames: int, fps: float, length_sec: float) -> ClipSpan:
-    footprint = int(offsets[-1]) + 1
-    if footprint > num_frames:
-        # Too short: play the video in a loop (in time, so the frame spacing stays right).
-        return ClipSpan(offsets % num_frames, 0.0, num_frames / fps, True)
-    start_sec = start / fps
-    return ClipSpan(start + offsets, start_sec, start_sec + length_sec, False)
-
-
-def central_clip(num_frames: int, fps: float, n: int = 16, target_fps: float | None = None) -> ClipSpan:
-    """The n frames in the middle of the video.
-
-    ``target_fps=None`` takes n consecutive source frames; a number spaces the clip's frames
-    1/target_fps seconds apart (each mapped to the nearest earlier source frame). A video shorter
-    than the clip is looped (``looped=True``).
-    """
-    _check_video(num_frames, fps)
-    offsets = _clip_offsets(n, fps, target_fps)
-    footprint = int(offsets[-1]) + 1
-    start = max(0, (int(num_frames) - footprint) // 2)
-    return _span_from(start, offsets, int(num_frames), fps, _clip_length_sec(n, fps, target_fps))
-
-
-def uniform_clips(
-    num_frames: int, fps: float, n: int = 16, count: int = 3, target_fps: float | None = None
-) -> list[ClipSpan]:
-    """``count`` clips of n frames evenly spaced over the video.
-
-    The video is cut into ``count`` equal segments and clip k is centred on the middle of segment k
-    (shifted inwards if it would stick out), so ``count=1`` gives :func:`central_clip`. Clips may
-    overlap when the video is short; a video shorter than one clip gives ``count`` looped clips.
-    """
-    _check_video(num_frames, fps)
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
-    num_frames = int(num_frames)
-    offsets = _clip_offsets(n, fps, target_fps)
-    footprint = int(offsets[-1]) + 1
-    length_sec = _clip_length_sec(n, fps, target_fps)
-    spans = []
-    for k in range(count):
-        centre = (k + 0.5) * num_frames / count
-        start = int(math.floor(centre - footprint / 2 + _EPS))
-        start = min(max(start, 0), max(num_frames - footprint, 0))
-        spans.append(_span_from(start, offsets, num_frames, fps, length_sec))
-    return spans
-
-
-def random_clip(
-    num_frames: int, fps: float, n: int, rng: np.random.Generator, target_fps: float | None = None
-) -> ClipSpan:
-    """n frames starting at a uniformly random frame (training augmentation); seeded by ``rng``."""
-    _check_video(num_frames, fps)
-    num_frames = int(num_frames)
-    offsets = _clip_offsets(n, fps, target_fps)
-    footprint = int(offsets[-1]) + 1
-    start = int(rng.integers(0, num_frames - footprint + 1)) if footprint <= num_frames else 0
-    return _span_from(start, offsets, num_frames, fps, _clip_length_sec(n, fps, target_fps))
-
-
-def sliding_windows(
-    num_frames: int, fps: float, window_sec: float, stride_sec: float, n: int = 16
-) -> list[ClipSpan]:
-    """Windows of ``window_sec`` seconds every ``stride_sec`` seconds, n frames evenly spread over each.
-
-    Windows start at 0, stride, 2*stride, ... as long as they fit; if the last of those does not end
-    at the end of the video, one more window is added that does, so the whole video is covered.
-    Frame j of a window starting at ``a`` is the source frame shown at ``a + (j + 0.5) * window_sec / n``.
-    A video shorter than the window gives a single window played in a loop (``looped=True``).
-    """
-    _check_video(num_frames, fps)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if not (math.isfinite(window_sec) and window_sec > 0):
-        raise ValueError(f"window_sec must be a positive number, got {window_sec}")
-    if not (math.isfinite(stride_sec) and stride_sec > 0):
-        raise ValueError(f"stride_sec must be a positive number, got {stride_sec}")
-    num_frames = int(num_frames)
-    duration = num_frames / fps
-    rel = (np.arange(n) + 0.5) * (window_sec / n)
-
-    if window_sec > duration + _EPS:
-        idx = np.floor(rel * fps + _EPS).astype(np.int64) % num_frames
-        return [ClipSpan(idx, 0.0, duration, True)]
-
-    count = int(math.floor((duration - window_sec) / stride_sec + _EPS)) + 1
-    starts = [k * stride_sec for k in range(count)]
-    if duration - (starts[-1] + window_sec) > _EPS:
-        starts.append(duration - window_sec)
-    spans = []
-    for a in starts:
-        idx = np.floor((a + rel) * fps + _EPS).astype(np.int64)
-        np.clip(idx, 0, num_frames - 1, out=idx)
-        spans.append(ClipSpan(idx, float(a), float(a + window_sec), False))
-    return spans
-
-
-def _fit_span(span: ClipSpan, num_frames: int, ref_frames: int, fps: float) -> ClipSpan:
-    """Re-fit a span computed for ``ref_frames`` frames onto a video that really has ``num_frames``.
-
-    Spans that only use existing frames are kept. Others keep their frame spacing and their relative
-    position in the video (a central clip stays central), shifted inwards to fit; a span longer than
-    the video is looped.
-    """
-    idx = np.asarray(span.frame_indices, dtype=np.int64)
-    if idx.size == 0 or int(idx.max()) < num_frames:
-        return span
-    # Undo a previous looping (index going back) so the spacing pattern is kept.
-    add = np.zeros_like(idx)
-    if idx.size > 1:
-        back = np.flatnonzero(np.diff(idx) < 0)
-        add[back + 1] = idx[back] - idx[back + 1] + 1
-    unrolled = idx + np.cumsum(add)
-    offsets = unrolled - unrolled[0]
-    footprint = int(offsets.max()) + 1
-    if footprint > num_frames:
-        return ClipSpan(offsets % num_frames, 0.0, num_frames / fps, True)
-    start = int(round(int(unrolled[0]) * num_frames / max(ref_frames, 1)))
-    start = min(max(start, 0), num_frames - footprint)
-    length = span.end_sec - span.start_sec
-    return ClipSpan(start + offsets, start / fps, start / fps + length, False)
+    video: VideoInfo | None = None  # the video as known when the clip was decoded (see VideoInfo.truncated)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -345,54 +310,55 @@ class _Source:
         self.close()
 
 
-def _open_capture(path: str) -> "cv2.VideoCapture":
+def _error(path: str, problem: str) -> VideoError:
+    """``<path>: <problem>; <fix>`` as one line, the path shown safely."""
+    return VideoError(f"{display_path(path)}: {problem}")
+
+
+def _open_capture(name: str, path: str) -> "cv2.VideoCapture":
+    """A capture of ``name`` (a :func:`cv2_path` name); errors name ``path``."""
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
     previous = None
     if logging is not None:  # OpenCV warns on stderr about files it cannot open; we raise instead
         previous = logging.getLogLevel()
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
     try:
-        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
     finally:
         if logging is not None:
             logging.setLogLevel(previous)
     if not cap.isOpened():
         cap.release()
-        raise VideoError(
-            f"{path}: cannot be opened as a video (not a video file, damaged or truncated, or an "
-            "unsupported codec); check that it plays in a video player, or re-encode it, e.g. "
-            "`ffmpeg -i IN -c:v libx264 OUT.mp4`"
+        raise _error(
+            path,
+            "cannot be opened as a video (not a video file, damaged or truncated, or an unsupported codec); check"
+            " that it plays in a video player, or re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`",
         )
     return cap
 
 
 def _no_frames_error(path: str) -> VideoError:
-    return VideoError(
-        f"{path}: no video frame could be decoded (empty, damaged or truncated file); "
-        "re-download or re-encode the video, or use another file"
+    return _error(
+        path,
+        "no video frame could be decoded (empty, damaged or truncated file); "
+        "re-download or re-encode the video, or use another file",
     )
 
 
-def _count_packets(path: str) -> int:
-    """Number of video packets (demuxing only, no decoding); 0 if this OpenCV cannot do it."""
+def _decodes_differently(path: str) -> VideoError:
+    return _error(
+        path,
+        "the video decodes differently on each pass (damaged file); re-encode it, e.g. "
+        "`ffmpeg -i IN -c:v libx264 OUT.mp4`",
+    )
+
+
+def _count_grabs(name: str, path: str, packets_only: bool) -> int:
+    """Frames a plain pass grabs (decoding them, or with ``packets_only`` only demuxing: 0 if unsupported)."""
+    cap = _open_capture(name, path)
     try:
-        cap = _open_capture(path)
-    except VideoError:
-        return 0
-    try:
-        if not cap.set(cv2.CAP_PROP_FORMAT, -1):
+        if packets_only and not cap.set(cv2.CAP_PROP_FORMAT, -1):
             return 0
-        count = 0
-        while cap.grab():
-            count += 1
-        return count
-    finally:
-        cap.release()
-
-
-def _count_decoded(path: str) -> int:
-    cap = _open_capture(path)
-    try:
         count = 0
         while cap.grab():
             count += 1
@@ -412,33 +378,39 @@ class _CvSource(_Source):
         self._auto_rotate = auto_rotate
         self.seeks = 0  # successful seeks (for tests)
         self._seekable = True
-        cap = self._open()
+        self._cap = None
+        self._rotate_code = None
+        self._name = _CvName(path)
         try:
-            first = self._first_frame
-            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-            if not (math.isfinite(fps) and 0 < fps <= _MAX_FPS):
-                fps = float(fps_hint) if fps_hint else DEFAULT_FOLDER_FPS
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            ext = os.path.splitext(path)[1].lower()
-            if count <= 0 or (
-                ext in _ESTIMATED_COUNT_EXTENSIONS and os.path.getsize(path) <= _COUNT_PACKETS_MAX_BYTES
-            ):
-                packets = _count_packets(path)
-                if packets > 0:
-                    count = packets
-            if count <= 0:  # neither the container nor the demuxer knows: decode everything once
-                count = _count_decoded(path)
-            rotation = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
-        except Exception:
-            cap.release()
+            self.info = self._probe(fps_hint)
+        except BaseException:
+            self.close()
             raise
-        self._rotate_code = None if auto_rotate else _MANUAL_ROTATION.get(rotation)
-        first = self._rotate(first)
-        height, width = first.shape[:2]
-        self.info = VideoInfo(path, fps, max(count, 1), width, height, rotation)
+
+    def _probe(self, fps_hint: float | None) -> VideoInfo:
+        cap = self._open()
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not (math.isfinite(fps) and 0 < fps <= _MAX_FPS):
+            fps = float(fps_hint) if fps_hint else DEFAULT_FOLDER_FPS
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        count = declared
+        ext = os.path.splitext(self.path)[1].lower()
+        if count <= 0 or (ext in _ESTIMATED_COUNT_EXTENSIONS and os.path.getsize(self.path) <= _COUNT_PACKETS_MAX_BYTES):
+            try:
+                count = _count_grabs(self._name.name, self.path, packets_only=True) or count
+            except VideoError:
+                pass
+        if count <= 0:  # neither the container nor the demuxer knows: decode everything once
+            count = _count_grabs(self._name.name, self.path, packets_only=False)
+        rotation = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
+        self._rotate_code = None if self._auto_rotate else _MANUAL_ROTATION.get(rotation)
+        height, width = self._rotate(self._first_frame).shape[:2]
+        # A Matroska-like file whose packets fall clearly short of its declared duration was cut short.
+        claimed = declared if _cut_short(count, declared) else None
+        return VideoInfo(self.path, fps, max(count, 1), width, height, rotation, claimed)
 
     def _open(self) -> "cv2.VideoCapture":
-        cap = _open_capture(self.path)
+        cap = _open_capture(self._name.name, self.path)
         cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1 if self._auto_rotate else 0)
         ok = cap.grab()
         frame = cap.retrieve()[1] if ok else None
@@ -452,16 +424,19 @@ class _CvSource(_Source):
         return cap
 
     def _rotate(self, frame: np.ndarray) -> np.ndarray:
-        return frame if getattr(self, "_rotate_code", None) is None else cv2.rotate(frame, self._rotate_code)
+        return frame if self._rotate_code is None else cv2.rotate(frame, self._rotate_code)
 
-    def close(self) -> None:
-        cap = getattr(self, "_cap", None)
-        if cap is not None:
-            cap.release()
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
             self._cap = None
 
+    def close(self) -> None:
+        self._release()
+        self._name.close()
+
     def _reopen(self) -> None:
-        self.close()
+        self._release()
         self._open()
 
     def _frame_number_from_time(self) -> int | None:
@@ -490,7 +465,7 @@ class _CvSource(_Source):
 
     def frames(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         self.end = None
-        if getattr(self, "_cap", None) is None:
+        if self._cap is None:
             self._open()
         for target in np.asarray(wanted, dtype=np.int64).tolist():
             if target < self._pos:
@@ -523,8 +498,8 @@ class _PillowGifSource(_Source):
             first = np.asarray(self._im.convert("RGB"))
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise VideoError(
-                f"{path}: cannot be read as an animated GIF ({reason}); re-export the GIF or convert it to a video"
+            raise _error(
+                path, f"cannot be read as an animated GIF ({reason}); re-export the GIF or convert it to a video"
             ) from None
         count = int(getattr(self._im, "n_frames", 1))
         delay_ms = self._im.info.get("duration") or 100  # browsers show 0-delay GIFs at 10 fps
@@ -564,13 +539,11 @@ def list_frame_files(folder: str | os.PathLike) -> list[Path]:
 def _read_image(path: Path) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        data = None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    except OSError as exc:
+        raise unreadable_error(path, exc, "image frame ") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise VideoError(
-            f"{path}: cannot read this image frame (damaged or not an image); replace or delete the file"
-        )
+        raise _error(str(path), "cannot read this image frame (damaged or not an image); replace or delete the file")
     return image
 
 
@@ -585,11 +558,12 @@ class _FolderSource(_Source):
         try:
             self.files = list_frame_files(path)
         except OSError as exc:
-            raise VideoError(f"{path}: cannot list the folder ({exc.strerror}); check its permissions") from None
+            raise unreadable_error(path, exc, "folder ") from None
         if not self.files:
-            raise VideoError(
-                f"{path}: folder contains no image frames ({', '.join(IMAGE_EXTENSIONS)}); "
-                "put the frames there (e.g. frame_00001.png ...) or pass a video file"
+            raise _error(
+                path,
+                f"folder contains no image frames ({', '.join(IMAGE_EXTENSIONS)}); "
+                "put the frames there (e.g. frame_00001.png ...) or pass a video file",
             )
         first = _read_image(self.files[0])
         self.info = VideoInfo(path, fps, len(self.files), first.shape[1], first.shape[0], 0)
@@ -602,21 +576,27 @@ class _FolderSource(_Source):
                 return
             image = _read_image(self.files[target])
             if image.shape[:2] != (self.info.height, self.info.width):
-                raise VideoError(
-                    f"{self.files[target]}: frame is {image.shape[1]}x{image.shape[0]} but the first frame "
-                    f"of the folder is {self.info.width}x{self.info.height}; make all frames the same size"
+                raise _error(
+                    str(self.files[target]),
+                    f"frame is {image.shape[1]}x{image.shape[0]} but the first frame of the folder is"
+                    f" {self.info.width}x{self.info.height}; make all frames the same size",
                 )
             yield target, image
 
 
-def _open_source(path: str | os.PathLike, fps: float | None = None) -> _Source:
-    shown = os.fspath(path)
+def _open_source(path: str | bytes | os.PathLike, fps: float | None = None) -> _Source:
+    shown = os.fsdecode(os.fspath(path))
     if not os.path.exists(shown):
-        raise VideoError(f"{shown}: no such file or folder; check the path")
+        raise _error(shown, "no such file or folder; check the path")
     if os.path.isdir(shown):
         return _FolderSource(shown, fps)
-    if os.path.getsize(shown) == 0:
-        raise VideoError(f"{shown}: the file is empty (0 bytes); re-download or re-export the video")
+    try:
+        with open(shown, "rb") as f:
+            empty = not f.read(1)
+    except OSError as exc:
+        raise unreadable_error(shown, exc) from None
+    if empty:
+        raise _error(shown, "the file is empty (0 bytes); re-download or re-export the video")
     try:
         return _CvSource(shown, fps)
     except VideoError:
@@ -650,6 +630,25 @@ def _as_span(span: ClipSpan) -> ClipSpan:
     return ClipSpan(idx, float(span.start_sec), float(span.end_sec), bool(span.looped))
 
 
+def _ran_out(source: _Source) -> int:
+    """After a decode that ended early: the real frame count, now also on ``source.info``."""
+    real = source.end
+    if real is None or real < 1:
+        raise _no_frames_error(source.info.path)
+    source.info = source.info._ran_out_at(real)
+    return real
+
+
+def _fetch(source: _Source, missing: np.ndarray, process: Callable, into: dict[int, np.ndarray]) -> None:
+    """Decode the frames ``missing`` after a re-fit (a second pass); they must all exist now."""
+    if not missing.size:
+        return
+    for i, frame in source.frames(missing):
+        into[i] = process(frame)
+    if source.end is not None:
+        raise _decodes_differently(source.info.path)
+
+
 def _read_spans(
     source: _Source,
     spans: Sequence[ClipSpan],
@@ -666,25 +665,15 @@ def _read_spans(
         kept[i] = process(frame)
 
     if source.end is not None:  # the video has fewer frames than its container said
-        real = source.end
-        if real < 1:
-            raise _no_frames_error(source.info.path)
+        ref = max(source.info.num_frames, int(wanted[-1]) + 1)
+        real = _ran_out(source)
         if respan is not None:
             spans = [_as_span(s) for s in respan(real)]
         else:
-            ref = max(source.info.num_frames, int(wanted[-1]) + 1)
             spans = [_fit_span(s, real, ref, source.info.fps) for s in spans]
         needed = np.unique(np.concatenate([s.frame_indices for s in spans]))
-        missing = needed[~np.isin(needed, np.fromiter(kept, dtype=np.int64, count=len(kept)))]
-        if missing.size:
-            for i, frame in source.frames(missing):
-                kept[i] = process(frame)
-            if source.end is not None:
-                raise VideoError(
-                    f"{source.info.path}: the video decodes differently on each pass (damaged file); "
-                    "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`"
-                )
-    return [Clip(np.stack([kept[i] for i in s.frame_indices.tolist()]), s) for s in spans]
+        _fetch(source, needed[~np.isin(needed, np.fromiter(kept, dtype=np.int64, count=len(kept)))], process, kept)
+    return [Clip(np.stack([kept[i] for i in s.frame_indices.tolist()]), s, source.info) for s in spans]
 
 
 def read_clips(
@@ -699,7 +688,8 @@ def read_clips(
     side is ``short_side`` (if given; INTER_AREA when shrinking, aspect ratio kept). ``fps`` is the
     frame rate of a frame folder. If the video turns out to have fewer frames than the spans ask
     for, those spans are re-fitted onto the real frames (see the module doc) and the returned
-    ``Clip.span`` says which frames were used.
+    ``Clip.span`` says which frames were used; ``Clip.video`` then has the real count (and says
+    whether the video is ``truncated``).
     """
     with _open_source(path, fps) as source:
         return _read_spans(source, spans, short_side)
@@ -728,81 +718,87 @@ def iter_windows(
     n: int = 16,
     short_side: int | None = None,
     fps: float | None = None,
-) -> Iterator[Clip]:
+) -> "WindowStream":
     """Stream the :func:`sliding_windows` clips of a video, in order, in one decode pass.
 
     Only the frames of windows still open are held, so memory stays bounded however long the video
-    is. The file is opened (and errors raised) when this is called, before the first clip.
+    is. The file is opened (and errors raised) when this is called, before the first clip. The
+    returned :class:`WindowStream` iterates over the clips; its ``info`` is final once they are
+    all read (``info.truncated`` for a video cut short).
     """
     source = _open_source(path, fps)
     try:
-        info = source.info
-        windows = sliding_windows(info.num_frames, info.fps, window_sec, stride_sec, n)
-        process = _processor(info, short_side)
+        return WindowStream(source, window_sec, stride_sec, n, short_side)
     except BaseException:
         source.close()
         raise
-    return _stream_windows(source, windows, process, window_sec, stride_sec, n)
 
 
-def _stream_windows(
-    source: _Source,
-    windows: list[ClipSpan],
-    process: Callable[[np.ndarray], np.ndarray],
-    window_sec: float,
-    stride_sec: float,
-    n: int,
-) -> Iterator[Clip]:
-    try:
-        info = source.info
-        pending = deque(windows)
-        users: dict[int, int] = {}  # frame index -> number of pending windows using it
-        for w in windows:
-            for i in np.unique(w.frame_indices).tolist():
-                users[i] = users.get(i, 0) + 1
-        held: dict[int, np.ndarray] = {}
+class WindowStream(Iterator[Clip]):
+    """The clips of :func:`iter_windows`, in order.
+
+    ``info`` is the video's :class:`VideoInfo`; when the decode finds the video shorter than its
+    container said, ``info`` (and the ``video`` of the clips from then on) has the real count, and
+    the windows still to come are those of the real length.
+    """
+
+    def __init__(self, source: _Source, window_sec: float, stride_sec: float, n: int, short_side: int | None):
+        self.info = source.info
+        self._source = source
+        self._sliding = lambda num_frames: sliding_windows(num_frames, source.info.fps, window_sec, stride_sec, n)
+        self._windows = self._sliding(source.info.num_frames)
+        self._process = _processor(source.info, short_side)
+        self._held: dict[int, np.ndarray] = {}
+        self._clips = self._stream()
+
+    def __next__(self) -> Clip:
+        return next(self._clips)
+
+    def close(self) -> None:
+        """Stop early and release the video."""
+        self._clips.close()
+        self._source.close()
+
+    def _emit(self, w: ClipSpan) -> Clip:
+        return Clip(np.stack([self._held[i] for i in w.frame_indices.tolist()]), w, self.info)
+
+    def _stream(self) -> Iterator[Clip]:
+        try:
+            last_start = yield from self._planned()
+            if self._source.end is not None:
+                yield from self._rest(last_start)
+        finally:
+            self._source.close()
+
+    def _planned(self) -> Generator[Clip, None, float | None]:
+        """The planned windows while the frames last; returns the start of the last one emitted."""
+        pending = deque(self._windows)
+        users: Counter[int] = Counter()  # frame index -> number of pending windows using it
+        for w in self._windows:
+            users.update(np.unique(w.frame_indices).tolist())
         last_start: float | None = None
-
-        def emit(w: ClipSpan) -> Clip:
-            return Clip(np.stack([held[i] for i in w.frame_indices.tolist()]), w)
-
         wanted = np.fromiter(sorted(users), dtype=np.int64, count=len(users))
-        for i, frame in source.frames(wanted):
-            held[i] = process(frame)
+        for i, frame in self._source.frames(wanted):
+            self._held[i] = self._process(frame)
             while pending and int(pending[0].frame_indices.max()) <= i:
                 w = pending.popleft()
-                yield emit(w)
+                yield self._emit(w)
                 last_start = w.start_sec
                 for j in np.unique(w.frame_indices).tolist():
                     users[j] -= 1
                     if users[j] == 0:
                         del users[j]
-                        held.pop(j, None)
+                        self._held.pop(j, None)
+        return last_start
 
-        if source.end is None:
-            return
-        # Fewer frames than announced: the windows still to come are those of the real length.
-        real = source.end
-        if real < 1:
-            raise _no_frames_error(info.path)
-        rest = [
-            w for w in sliding_windows(real, info.fps, window_sec, stride_sec, n)
-            if last_start is None or w.start_sec > last_start + _EPS
-        ]
+    def _rest(self, last_start: float | None) -> Iterator[Clip]:
+        """Fewer frames than announced: the windows still to come are those of the real length."""
+        real = _ran_out(self._source)
+        self.info = self._source.info
+        rest = [w for w in self._sliding(real) if last_start is None or w.start_sec > last_start + _EPS]
         needed = set(np.unique(np.concatenate([w.frame_indices for w in rest])).tolist()) if rest else set()
-        for j in list(held):
-            if j not in needed:
-                del held[j]
-        missing = np.array(sorted(needed - held.keys()), dtype=np.int64)
-        if missing.size:
-            for i, frame in source.frames(missing):
-                held[i] = process(frame)
-            if source.end is not None:
-                raise VideoError(
-                    f"{info.path}: the video decodes differently on each pass (damaged file); "
-                    "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`"
-                )
+        for j in [j for j in self._held if j not in needed]:
+            del self._held[j]
+        _fetch(self._source, np.array(sorted(needed - self._held.keys()), dtype=np.int64), self._process, self._held)
         for w in rest:
-            yield emit(w)
-    finally:
-        source.close()
+            yield self._emit(w)
