@@ -40,11 +40,14 @@ import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from ..errors import ActionrecError
+from ..files import write_text
+from .video import cv2_path
 
 __all__ = ["DEMO_CLASSES", "write_demo_dataset"]
 
@@ -86,6 +89,39 @@ def write_demo_dataset(
     these arguments is there, nothing is written; otherwise our files under `root` are replaced.
     A non-empty `root` that is not a demo dataset is refused (nothing in it is touched).
     """
+    params = _params(classes, clips_per_class, seed, size, frames, fps)
+    root = Path(root).expanduser()
+    if _is_complete(root, params):
+        return root
+    _prepare(root)
+
+    width, height = params["size"]
+    frames, fps, seed, clips_per_class = params["frames"], params["fps"], params["seed"], params["clips_per_class"]
+    groups = _source_sizes(clips_per_class, seed)
+    codec = None
+    files: list[str] = []
+    for cls in params["classes"]:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        index = 0
+        for g, n_in_group in enumerate(groups):
+            background_style = _background_style(seed, g)
+            background = _background(background_style, seed, cls, g, width, height)
+            for c in range(n_in_group):
+                clip = _render_clip(cls, seed, index, clips_per_class, background, width, height, frames, fps)
+                stem = f"{cls}_s{g + 1:02d}_c{c + 1:02d}"
+                codec, rel = _write_clip(root, cls, stem, clip, fps, codec)
+                files.append(rel)
+                index += 1
+
+    write_text(root / MANIFEST, json.dumps(dict(params, fourcc=codec[0], files=files), indent=1) + "\n")
+    return root
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _params(classes: Sequence[str], clips_per_class, seed, size, frames, fps) -> dict:
+    """The checked arguments of :func:`write_demo_dataset`, as recorded in ``demo.json``."""
     clips_per_class = _int_arg("clips_per_class", clips_per_class, 1)
     frames = _int_arg("frames", frames, 2)
     seed = _int_arg("seed", seed, 0)
@@ -102,9 +138,7 @@ def write_demo_dataset(
     fps = float(fps)
     if not (math.isfinite(fps) and fps > 0):
         raise ActionrecError(f"fps must be a positive number, not {fps!r}")
-
-    root = Path(root).expanduser()
-    params = {
+    return {
         "version": DEMO_VERSION,
         "classes": classes,
         "clips_per_class": clips_per_class,
@@ -113,34 +147,6 @@ def write_demo_dataset(
         "frames": frames,
         "fps": fps,
     }
-    if _is_complete(root, params):
-        return root
-    _prepare(root)
-
-    groups = _source_sizes(clips_per_class, seed)
-    codec = None
-    files: list[str] = []
-    for cls in classes:
-        (root / cls).mkdir(parents=True, exist_ok=True)
-        index = 0
-        for g, n_in_group in enumerate(groups):
-            background_style = _background_style(seed, g)
-            background = _background(background_style, seed, cls, g, width, height)
-            for c in range(n_in_group):
-                clip = _render_clip(cls, seed, index, clips_per_class, background, width, height, frames, fps)
-                stem = f"{cls}_s{g + 1:02d}_c{c + 1:02d}"
-                codec, rel = _write_clip(root, cls, stem, clip, fps, codec)
-                files.append(rel)
-                index += 1
-
-    manifest = dict(params, fourcc=codec[0], files=files)
-    tmp = root / f".{MANIFEST}.part"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, root / MANIFEST)
-    return root
-
-
-# ----------------------------------------------------------------------------- files
 
 
 def _int_arg(name: str, value, minimum: int) -> int:
@@ -179,7 +185,7 @@ def _prepare(root: Path) -> None:
         foreign = [
             e.name
             for e in os.scandir(root)
-            if not (e.name in DEMO_CLASSES and e.is_dir()) and e.name != f".{MANIFEST}.part"
+            if not (e.name in DEMO_CLASSES and e.is_dir()) and not e.name.startswith(f".{MANIFEST}.")  # our temp files
         ]
         foreign += [
             f"{cls}/{e.name}"
@@ -230,8 +236,14 @@ def _write_clip(root: Path, cls: str, stem: str, clip: np.ndarray, fps: float, c
 
 
 def _encode(path: Path, clip: np.ndarray, fps: float, fourcc: str) -> str | None:
+    with cv2_path(path) as name:  # the root's name may not be valid UTF-8
+        return _encode_and_check(name, clip, fps, fourcc)
+
+
+def _encode_and_check(name: str, clip: np.ndarray, fps: float, fourcc: str) -> str | None:
+    """Write `clip` to `name` and decode it back; what went wrong, or None."""
     t, h, w = clip.shape[:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     try:
         if not writer.isOpened():
             return "the writer does not open"
@@ -239,7 +251,7 @@ def _encode(path: Path, clip: np.ndarray, fps: float, fourcc: str) -> str | None
             writer.write(np.ascontiguousarray(frame[..., ::-1]))  # RGB -> BGR
     finally:
         writer.release()
-    cap = cv2.VideoCapture(str(path))
+    cap = cv2.VideoCapture(name)
     n = 0
     try:
         while True:
@@ -384,105 +396,40 @@ def _object_colour(rng: np.random.Generator, hue: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- clips
 
 
+class _Stage(NamedTuple):
+    """The central square of the frame (the part a centre crop keeps): the motion happens there."""
+
+    x0: float
+    y0: float
+    short: float
+    margin: float
+
+
+class _Track(NamedTuple):
+    """One object of a clip and where it is, how big and how turned in every frame."""
+
+    pieces: list[np.ndarray]
+    colour: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    rad: np.ndarray
+    ang: np.ndarray
+    stripes: tuple[float, float, float]  # frequency, angle, phase of the painted stripes
+
+
 def _render_clip(
     cls: str, seed: int, index: int, n: int, background: np.ndarray, w: int, h: int, frames: int, fps: float
 ) -> np.ndarray:
     """The `index`-th clip of class `cls`: (T, H, W, 3) uint8 RGB."""
-    cid = _CLASS_IDS[cls]
-    # Stratified appearance: per class, hues spread evenly over the circle and every shape equally
-    # often, each in a shuffled order (so no class gets more of any colour or shape).
-    plan = _rng(seed, 4, cid)
-    hue_slots = plan.permutation(n)
-    shape_slots = plan.permutation(np.resize(np.arange(len(SHAPES)), n))
-    count_slots = plan.permutation(np.resize(np.arange(OBJECTS[0], OBJECTS[1] + 1), n))
-    rng = _rng(seed, 5, cid, index)
-    hue = (hue_slots[index] + rng.random()) / n
-    first_shape = int(shape_slots[index])
-    count = int(count_slots[index])
-
-    # The "stage" is the central square, the part that a centre crop keeps: the motion happens there.
-    short = min(w, h)
-    x0, y0 = (w - short) / 2, (h - short) / 2
-    margin = 0.03 * short
-    t = np.arange(frames, dtype=np.float64)
-    slots = rng.permutation(count)  # which column / row / cell each object gets
-    cells = rng.permutation(4)[:count]  # 2 x 2 cells of the stage for the in-place classes
-    direction = rng.choice([-1.0, 1.0])  # all objects of a Sliding clip go the same way
-
-    objects = []
-    for k in range(count):
-        shape = SHAPES[(first_shape + k) % len(SHAPES)]
-        colour = _object_colour(rng, hue + k * 0.382)
-        radius = rng.uniform(*SIZE) * short
-        angle0 = rng.uniform(0, 2 * np.pi)
-        cx = np.empty(frames)
-        cy = np.empty(frames)
-        rad = np.full(frames, radius)
-        ang = np.full(frames, angle0)
-        if cls == "Bouncing":  # each in its own column, with its own height, period and phase
-            lane = short / count
-            cx[:] = x0 + lane * (slots[k] + 0.5) + rng.uniform(-0.15, 0.15) * lane
-            floor = y0 + short - radius - rng.uniform(0.5, 1.5) * margin
-            room = floor - (y0 + radius + margin)
-            period = rng.uniform(0.55, 0.95) * fps  # frames between bounces
-            u = (t / period + rng.random()) % 1.0
-            cy[:] = floor - rng.uniform(0.6, 0.95) * room * 4 * u * (1 - u)  # parabolas: constant gravity
-        elif cls == "Sliding":  # each in its own row, all the same way, across the stage
-            lane = short / count
-            cy[:] = y0 + lane * (slots[k] + 0.5) + rng.uniform(-0.15, 0.15) * lane
-            travel = rng.uniform(0.8, 1.1) * short
-            mid = w / 2 + rng.uniform(-0.2, 0.2) * short
-            cx[:] = mid + direction * travel * (t / max(1, frames - 1) - 0.5)
-        elif cls in ("Spinning", "Zooming"):  # in place, each in its own quarter of the stage
-            cell = short / 2
-            amp = rng.uniform(0.4, 0.55) if cls == "Zooming" else 0.0
-            r_max = radius * (1 + amp)
-            jitter = max(0.0, cell / 2 - r_max) * 0.6
-            cx[:] = x0 + cell * (cells[k] % 2 + 0.5) + rng.uniform(-jitter, jitter)
-            cy[:] = y0 + cell * (cells[k] // 2 + 0.5) + rng.uniform(-jitter, jitter)
-            if cls == "Spinning":
-                omega = np.deg2rad(rng.uniform(180, 360)) / fps * rng.choice([-1.0, 1.0])  # per frame
-                ang = angle0 + omega * t
-            else:
-                period = rng.uniform(0.7, 1.2) * fps
-                rad = radius * (1 + amp * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)))
-        else:  # pragma: no cover
-            raise ValueError(cls)
-        stripes = (rng.uniform(2.0, 3.5), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi))
-        objects.append((_shape_polygons(shape), colour, cx, cy, rad, ang, stripes))
-
-    # Camera: a slow random shake (sub-pixel to ~1 px), flicker and sensor noise.
-    shake = np.cumsum(rng.normal(0, 0.25, (frames, 2)), 0)
-    shake = np.clip(shake - shake.mean(0), -1.2, 1.2)
-    flicker = 1 + rng.normal(0, 0.012, frames)
-    noise = rng.uniform(0.006, 0.014)
-    # Sensor noise: windows of one larger noise field at random offsets (much cheaper than fresh noise).
-    grain = rng.standard_normal((2 * h, 2 * w, 3), dtype=np.float32) * np.float32(255 * noise) + np.float32(0.5)
-    offsets = np.stack([rng.integers(0, h + 1, frames), rng.integers(0, w + 1, frames)], 1)
-    kernel = np.ones((3, 3), np.uint8)
+    rng = _rng(seed, 5, _CLASS_IDS[cls], index)
+    tracks = _tracks(cls, seed, index, n, rng, w, h, frames, fps)
+    shake, flicker, grain, offsets = _camera(rng, frames, w, h)
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-
     out = np.empty((frames, h, w, 3), np.uint8)
     for i in range(frames):
         frame = background.copy()
-        for pieces, colour, cx, cy, rad, ang, stripes in objects:
-            # Only the window around the object (every piece lies within 1.08 `rad` of its centre).
-            reach = 1.1 * rad[i] + 3
-            left, top = max(0, int(cx[i] - reach)), max(0, int(cy[i] - reach))
-            right, bottom = min(w, int(cx[i] + reach) + 2), min(h, int(cy[i] + reach) + 2)
-            if right <= left or bottom <= top:
-                continue  # out of view
-            m = _coverage(pieces, cx[i], cy[i], rad[i], ang[i], left, top, right - left, bottom - top)
-            inner = cv2.GaussianBlur(cv2.erode(m, kernel), (3, 3), 0)[..., None]
-            fill = colour * (0.55 + 0.45 * inner)  # a darker rim
-            # Stripes painted on the object: they move, turn and scale with it (flat colour would only
-            # show motion at the edges; a pattern makes the whole object's motion visible).
-            freq, theta, phase = stripes
-            a = ang[i] + theta
-            u = ((gx[top:bottom, left:right] - cx[i]) * math.cos(a) + (gy[top:bottom, left:right] - cy[i]) * math.sin(a))
-            fill = fill * (1 - STRIPE + STRIPE * np.sin(np.float32(np.pi * freq / rad[i]) * u + np.float32(phase)))[..., None]
-            window = frame[top:bottom, left:right]
-            window += m[..., None] * (fill - window)
+        for track in tracks:
+            _draw(frame, track, i, gx, gy)
         dx, dy = shake[i]
         frame = cv2.warpAffine(frame, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h),
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -491,3 +438,114 @@ def _render_clip(
         frame += grain[oy : oy + h, ox : ox + w]
         out[i] = np.clip(frame, 0, 255).astype(np.uint8)
     return out
+
+
+def _tracks(
+    cls: str, seed: int, index: int, n: int, rng: np.random.Generator, w: int, h: int, frames: int, fps: float
+) -> list[_Track]:
+    """The 3-4 objects of the clip, all doing the class's motion."""
+    # Stratified appearance: per class, hues spread evenly over the circle and every shape equally
+    # often, each in a shuffled order (so no class gets more of any colour or shape).
+    plan = _rng(seed, 4, _CLASS_IDS[cls])
+    hue_slots = plan.permutation(n)
+    shape_slots = plan.permutation(np.resize(np.arange(len(SHAPES)), n))
+    count_slots = plan.permutation(np.resize(np.arange(OBJECTS[0], OBJECTS[1] + 1), n))
+    hue = (hue_slots[index] + rng.random()) / n
+    first_shape = int(shape_slots[index])
+    count = int(count_slots[index])
+
+    short = min(w, h)
+    stage = _Stage((w - short) / 2, (h - short) / 2, short, 0.03 * short)
+    t = np.arange(frames, dtype=np.float64)
+    slots = rng.permutation(count)  # which column / row / cell each object gets
+    cells = rng.permutation(4)[:count]  # 2 x 2 cells of the stage for the in-place classes
+    direction = rng.choice([-1.0, 1.0])  # all objects of a Sliding clip go the same way
+    tracks = []
+    for k in range(count):
+        shape = SHAPES[(first_shape + k) % len(SHAPES)]
+        colour = _object_colour(rng, hue + k * 0.382)
+        radius = rng.uniform(*SIZE) * short
+        angle0 = rng.uniform(0, 2 * np.pi)
+        slot = cells[k] if cls in ("Spinning", "Zooming") else slots[k]
+        cx, cy, rad, ang = _motion(cls, rng, stage, count, slot, direction, radius, angle0, t, w, fps)
+        stripes = (rng.uniform(2.0, 3.5), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi))
+        tracks.append(_Track(_shape_polygons(shape), colour, cx, cy, rad, ang, stripes))
+    return tracks
+
+
+def _motion(
+    cls: str, rng: np.random.Generator, stage: _Stage, count: int, slot: int, direction: float, radius: float,
+    angle0: float, t: np.ndarray, w: int, fps: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cx, cy, radius, angle) of one object in every frame; `slot` is its lane (or its cell of the stage)."""
+    x0, y0, short, margin = stage
+    frames = len(t)
+    cx, cy = np.empty(frames), np.empty(frames)
+    rad, ang = np.full(frames, radius), np.full(frames, angle0)
+    if cls == "Bouncing":  # each in its own column, with its own height, period and phase
+        lane = short / count
+        cx[:] = x0 + lane * (slot + 0.5) + rng.uniform(-0.15, 0.15) * lane
+        floor = y0 + short - radius - rng.uniform(0.5, 1.5) * margin
+        room = floor - (y0 + radius + margin)
+        period = rng.uniform(0.55, 0.95) * fps  # frames between bounces
+        u = (t / period + rng.random()) % 1.0
+        cy[:] = floor - rng.uniform(0.6, 0.95) * room * 4 * u * (1 - u)  # parabolas: constant gravity
+    elif cls == "Sliding":  # each in its own row, all the same way, across the stage
+        lane = short / count
+        cy[:] = y0 + lane * (slot + 0.5) + rng.uniform(-0.15, 0.15) * lane
+        travel = rng.uniform(0.8, 1.1) * short
+        mid = w / 2 + rng.uniform(-0.2, 0.2) * short
+        cx[:] = mid + direction * travel * (t / max(1, frames - 1) - 0.5)
+    elif cls in ("Spinning", "Zooming"):  # in place, each in its own quarter of the stage
+        cell = short / 2
+        amp = rng.uniform(0.4, 0.55) if cls == "Zooming" else 0.0
+        jitter = max(0.0, cell / 2 - radius * (1 + amp)) * 0.6
+        cx[:] = x0 + cell * (slot % 2 + 0.5) + rng.uniform(-jitter, jitter)
+        cy[:] = y0 + cell * (slot // 2 + 0.5) + rng.uniform(-jitter, jitter)
+        if cls == "Spinning":
+            omega = np.deg2rad(rng.uniform(180, 360)) / fps * rng.choice([-1.0, 1.0])  # per frame
+            ang = angle0 + omega * t
+        else:
+            period = rng.uniform(0.7, 1.2) * fps
+            rad = radius * (1 + amp * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)))
+    else:  # pragma: no cover
+        raise ValueError(cls)
+    return cx, cy, rad, ang
+
+
+def _camera(rng: np.random.Generator, frames: int, w: int, h: int) -> tuple[np.ndarray, ...]:
+    """A slow random shake (sub-pixel to ~1 px), flicker and sensor noise: (shake, flicker, grain, offsets)."""
+    shake = np.cumsum(rng.normal(0, 0.25, (frames, 2)), 0)
+    shake = np.clip(shake - shake.mean(0), -1.2, 1.2)
+    flicker = 1 + rng.normal(0, 0.012, frames)
+    noise = rng.uniform(0.006, 0.014)
+    # Sensor noise: windows of one larger noise field at random offsets (much cheaper than fresh noise).
+    grain = rng.standard_normal((2 * h, 2 * w, 3), dtype=np.float32) * np.float32(255 * noise) + np.float32(0.5)
+    offsets = np.stack([rng.integers(0, h + 1, frames), rng.integers(0, w + 1, frames)], 1)
+    return shake, flicker, grain, offsets
+
+
+_ERODE = np.ones((3, 3), np.uint8)
+
+
+def _draw(frame: np.ndarray, track: _Track, i: int, gx: np.ndarray, gy: np.ndarray) -> None:
+    """Paint frame `i` of one object into `frame` ((H, W, 3) float32 in [0, 1]), in place."""
+    h, w = frame.shape[:2]
+    cx, cy, rad, ang = track.cx[i], track.cy[i], track.rad[i], track.ang[i]
+    # Only the window around the object (every piece lies within 1.08 `rad` of its centre).
+    reach = 1.1 * rad + 3
+    left, top = max(0, int(cx - reach)), max(0, int(cy - reach))
+    right, bottom = min(w, int(cx + reach) + 2), min(h, int(cy + reach) + 2)
+    if right <= left or bottom <= top:
+        return  # out of view
+    m = _coverage(track.pieces, cx, cy, rad, ang, left, top, right - left, bottom - top)
+    inner = cv2.GaussianBlur(cv2.erode(m, _ERODE), (3, 3), 0)[..., None]
+    fill = track.colour * (0.55 + 0.45 * inner)  # a darker rim
+    # Stripes painted on the object: they move, turn and scale with it (flat colour would only
+    # show motion at the edges; a pattern makes the whole object's motion visible).
+    freq, theta, phase = track.stripes
+    a = ang + theta
+    u = (gx[top:bottom, left:right] - cx) * math.cos(a) + (gy[top:bottom, left:right] - cy) * math.sin(a)
+    fill = fill * (1 - STRIPE + STRIPE * np.sin(np.float32(np.pi * freq / rad) * u + np.float32(phase)))[..., None]
+    window = frame[top:bottom, left:right]
+    window += m[..., None] * (fill - window)
