@@ -324,20 +324,27 @@ def test_read_clips_many_spans_one_pass(media, name):
     assert indices_of(clips[-1]) == [j % T for j in range(60)]
 
 
-def test_only_needed_frames_are_converted_and_decoding_stops(media, monkeypatch):
-    converted = []
+def _record_processed(monkeypatch) -> list[np.ndarray]:
+    """Every frame the reader converts (resized, RGB) is appended to the returned list."""
+    processed: list[np.ndarray] = []
     original = V._processor
 
-    def counting_processor(info, short_side):
+    def recording_processor(info, short_side):
         process = original(info, short_side)
 
         def wrapped(frame):
-            converted.append(frame.shape)
-            return process(frame)
+            out = process(frame)
+            processed.append(out)
+            return out
 
         return wrapped
 
-    monkeypatch.setattr(V, "_processor", counting_processor)
+    monkeypatch.setattr(V, "_processor", recording_processor)
+    return processed
+
+
+def test_only_needed_frames_are_converted_and_decoding_stops(media, monkeypatch):
+    converted = _record_processed(monkeypatch)
     spans = [V.ClipSpan(np.array([2, 3, 3, 9]), 0, 0, False), V.ClipSpan(np.array([9, 17]), 0, 0, False)]
     with V._open_source(media["mp4-h264-bframes"]) as source:
         clips = V._read_spans(source, spans, None)
@@ -360,20 +367,7 @@ def test_iter_windows_matches_read_clips(media, name):
 
 def test_iter_windows_holds_only_open_windows(media, monkeypatch):
     """Frames are dropped as soon as no pending window needs them."""
-    alive = []
-    original = V._processor
-
-    def counting_processor(info, short_side):
-        process = original(info, short_side)
-
-        def wrapped(frame):
-            out = process(frame)
-            alive.append(out)
-            return out
-
-        return wrapped
-
-    monkeypatch.setattr(V, "_processor", counting_processor)
+    alive = _record_processed(monkeypatch)
     import gc
     import weakref
 
