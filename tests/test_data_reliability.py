@@ -142,8 +142,11 @@ def test_permission_denied_is_reported_as_such():
         for label in ("Jump", "Run"):
             (classes / label).mkdir(parents=True)
             shutil.copyfile(video, classes / label / f"{label}.mp4")
+        manifest = place / "clips.csv"
+        manifest.write_text("path,label\nclasses/Jump/Jump.mp4,Jump\n")
         os.chmod(video, 0)
         os.chmod(classes / "Run", 0)
+        os.chmod(manifest, 0)
         with without_privileges():
             with pytest.raises(V.VideoError) as e:
                 V.probe(video)
@@ -155,6 +158,9 @@ def test_permission_denied_is_reported_as_such():
             with pytest.raises(ActionrecError) as e:
                 scan_class_folders(classes)
             one_line(str(e.value), str(classes / "Run"), "permission denied; check its permissions")
+            with pytest.raises(ActionrecError) as e:
+                load_dataset(manifest)
+            one_line(str(e.value), str(manifest), "permission denied; check its permissions")
         os.chmod(classes / "Run", 0o755)
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 from collections import defaultdict
 from dataclasses import replace
@@ -257,7 +258,7 @@ def same_clip_in_two_classes(samples: Sequence[Sample]) -> list[tuple[Sample, Sa
             st = os.stat(s.path)
         except OSError:
             continue
-        if os.path.isfile(s.path):
+        if stat.S_ISREG(st.st_mode):
             by_size[st.st_size].append(((st.st_dev, st.st_ino), s))
     pairs: list[tuple[Sample, Sample]] = []
     for same_size in by_size.values():

@@ -7,7 +7,8 @@ import os
 from typing import Iterable
 
 from ..errors import ActionrecError
-from .samples import SPLIT_NAMES, Sample, abspath, did_you_mean, infer_group, unreadable
+from .samples import SPLIT_NAMES, Sample, abspath, did_you_mean, infer_group
+from .video import unreadable_error
 
 __all__ = ["load_manifest"]
 
@@ -68,7 +69,7 @@ def _read_rows(csv_path: str) -> list[Row]:
     except csv.Error as e:
         raise ActionrecError(f"manifest {csv_path}: not valid CSV ({e}): fix the quoting") from None
     except OSError as e:
-        raise unreadable(csv_path, e, "manifest ") from None
+        raise unreadable_error(csv_path, e, "manifest ", ActionrecError) from None
 
 
 def _numbered_rows(reader) -> Iterable[Row]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from ..errors import ActionrecError
-from .video import VIDEO_EXTENSIONS
+from .video import VIDEO_EXTENSIONS, unreadable_error
 
 __all__ = ["Sample", "SPLIT_NAMES", "infer_group", "did_you_mean", "Say"]
 
@@ -127,19 +127,12 @@ def is_video_file(name: str, exts: tuple[str, ...]) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in exts
 
 
-def unreadable(path: str, exc: OSError, what: str = "") -> ActionrecError:
-    """The one-line error for a file or folder the OS refuses to read (permissions first)."""
-    if isinstance(exc, PermissionError):
-        return ActionrecError(f"{what}{path} cannot be read: permission denied; check its permissions")
-    return ActionrecError(f"{what}{path} cannot be read ({exc.strerror or exc}); check the disk and the path")
-
-
 def listdir(folder: str) -> list[str]:
     """``os.listdir``, with an unreadable folder as one clear line."""
     try:
         return os.listdir(folder)
     except OSError as exc:
-        raise unreadable(folder, exc, "folder ") from None
+        raise unreadable_error(folder, exc, "folder ", ActionrecError) from None
 
 
 def check_dir(root: str, what: str) -> None:
@@ -166,4 +159,4 @@ def read_lines(path: str) -> list[tuple[int, str]]:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             return [(i, ln.strip()) for i, ln in enumerate(f, 1) if ln.strip()]
     except OSError as e:
-        raise unreadable(path, e) from None
+        raise unreadable_error(path, e, "", ActionrecError) from None
