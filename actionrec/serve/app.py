@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import os
+from collections import deque
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -49,8 +50,8 @@ class Server:
         self.store = JobStore(settings.state / "jobs")
         self.models = Models(settings.models, Path(settings.runs), preloaded)
         self.cache = settings.state / "cache"
-        self.runner = Runner(self.store, Workshop(self.models, self.store, self.cache), settings.workers, settings.max_queued)
-        self.requests = 0  # requests answered (tests check that the slider sends none)
+        self.runner = Runner(self.store, Workshop(self.models, self.store, self.cache, settings.features), settings.workers, settings.max_queued)
+        self.paths: deque[str] = deque(maxlen=1000)  # the latest requests' paths (tests check what the slider sends)
 
     def sweep(self) -> int:
         """Remove finished jobs, uploads and cached probabilities older than the retention; returns how many."""
@@ -130,7 +131,7 @@ class Guard:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        self.server.requests += 1
+        self.server.paths.append(scope.get("path", ""))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         token = self.server.settings.token
         from_query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]

@@ -31,6 +31,7 @@ class Settings:
     workers: int = 1  # jobs run at once
     max_queued: int = 100  # jobs waiting at most
     retention_days: float = 7.0
+    features: Path | None = None  # training's feature cache (None: $ACTIONREC_HOME/features, shared with `actionrec train`)
 
     def check(self) -> None:
         if self.host not in LOOPBACK_NAMES and not self.token:

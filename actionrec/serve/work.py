@@ -37,11 +37,13 @@ TOP = 5
 
 @dataclass
 class Workshop:
-    """Runs a job's work (see the module doc); `cache`: the per-window probabilities' cache folder."""
+    """Runs a job's work (see the module doc); `cache`: the per-window probabilities' cache folder; `features`:
+    training's feature cache."""
 
     models: Models
     store: JobStore
     cache: Path
+    features: Path | None = None
 
     def __call__(self, job: Job, ctx: Context) -> None:
         {"analyse": self.analyse, "censor": self.censor, "train": self.train}[job.kind](job, ctx)
@@ -130,7 +132,7 @@ class Workshop:
         splits = make_splits(samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
         ctx.log(splits.summary().splitlines()[0])
         out = self.models.runs_dir / job.name
-        metrics = train(splits, out, config, say=say, progress=False)
+        metrics = train(splits, out, config, cache_root=self.features, say=say, progress=False)
         self.models.forget_run(job.name)
         job.files["report"] = "report.html"
         write_json(ctx.folder / "result.json", {"run": job.name, "summary": summary_text(metrics),

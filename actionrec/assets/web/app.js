@@ -102,7 +102,8 @@ function upload(file) {
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = { error: xhr.statusText }; }
       row.remove();
       if (xhr.status !== 200) {
-        say(`${file.name}: ${body.error || "the upload failed"}`);
+        const error = body.error || "the upload failed";
+        say(error.startsWith(file.name) ? error : `${file.name}: ${error}`);
       } else {
         try { await createJob({ upload: body.upload }); } catch (err) { say(err.message); }
       }
