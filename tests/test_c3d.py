@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from actionrec.errors import ActionrecError
 from actionrec.models.c3d import (
     C3D,
     C3D_SPORTS1M,
@@ -34,7 +35,6 @@ from actionrec.models.c3d import (
     pickle_filter_fn,
     read_keras_h5,
 )
-from actionrec.errors import ActionrecError
 
 CONVS = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 MMACTION2_NAMES = {"conv1": "conv1a", "conv2": "conv2a"}  # mmaction/models/backbones/c3d.py; the others keep their names
@@ -522,7 +522,7 @@ def test_bad_values_and_dtypes_are_refused_by_the_pure_filters(ref_state):
         keras_filter_fn({"layers": layers, "attrs": {"backend": "theano"}}, model)
     with pytest.raises(ValueError, match="unexpected layers with weights, e.g. fc9"):
         keras_filter_fn({"layers": {**layers, "fc9": layers["fc8"]}, "attrs": {}}, model)
-    with pytest.raises(ValueError, match="layers missing, e.g. conv5b"):
+    with pytest.raises(ValueError, match="layers with weights missing, e.g. conv5b"):
         keras_filter_fn({"layers": {k: v for k, v in layers.items() if k != "conv5b"}, "attrs": {}}, model)
     bad = dict(layers)
     bad["fc6"] = [layers["fc6"][0][:4096], layers["fc6"][1]]  # a 4096-input fc6 (a 112x112 model without the pad?)
@@ -554,10 +554,11 @@ def test_fetch_from_a_url_converts_into_the_cache_and_loads(files, ref_state, re
     """`actionrec weights fetch c3d-sports1m --from URL` through the real download, conversion and cache."""
     import shutil
 
+    from conftest import HTTPHandler
+
     from actionrec import load_model
     from actionrec.cli import main
     from actionrec.models.weights import weights_path
-    from conftest import HTTPHandler
 
     root, url = server
     shutil.copyfile(files["pickle"], root / "c3d.pickle")
@@ -573,6 +574,22 @@ def test_fetch_from_a_url_converts_into_the_cache_and_loads(files, ref_state, re
     with torch.no_grad():
         logits = model(bgr_clip.flip(1))
     assert torch.allclose(logits, reference_out[1], rtol=1e-4, atol=1e-4 * float(reference_out[1].abs().max()))
+
+    # no published checksum for C3D (it depends on the user's copy): the one of the conversion is recorded in the file
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from actionrec.models.pretrained import weights_status
+
+    assert weights_status(C3D_SPORTS1M) == "cached"
+    path = weights_path(C3D_SPORTS1M)
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tensors["head.bias"][367] += 1.0  # a tampered cache, its recorded checksum kept
+    save_file(tensors, str(path), metadata=metadata)
+    assert weights_status(C3D_SPORTS1M).startswith(f"damaged: {path}: checksum is not that of the converted c3d-sports1m")
+    with pytest.raises(ActionrecError, match="altered or truncated: delete it and run `actionrec weights fetch c3d-sports1m`"):
+        load_model("c3d-sports1m")
 
 
 def test_train_c3d_without_weights_warns_it_is_not_transfer_learning(home, tmp_path, capsys):

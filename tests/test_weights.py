@@ -7,17 +7,16 @@ import io
 import os
 import pickle
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import HTTPHandler
 
 from actionrec.errors import ActionrecError
 from actionrec.models.i3d import I3D, I3D_KINETICS400, checkpoint_filter_fn
 from actionrec.models.pretrained import fetch_weights, get_spec
 from actionrec.models.weights import download, load_numpy_pickle, weights_path
-from conftest import HTTPHandler
 
 
 def test_download_checks_sha256(server, tmp_path):
@@ -30,7 +29,7 @@ def test_download_checks_sha256(server, tmp_path):
     other = tmp_path / "cache" / "other.bin"
     with pytest.raises(ActionrecError, match="checksum mismatch"):
         download(f"{url}/w.bin", other, "0" * 64)
-    assert not other.exists() and not list(other.parent.glob("*.part"))
+    assert [p.name for p in other.parent.iterdir()] == ["w.bin"]  # no other.bin, no temporary file left
 
 
 def test_interrupted_download_is_never_cached(server, tmp_path):
@@ -41,7 +40,7 @@ def test_interrupted_download_is_never_cached(server, tmp_path):
     dest = tmp_path / "cache" / "big.bin"
     with pytest.raises(ActionrecError, match="big.bin"):
         download(f"{url}/big.bin", dest, hashlib.sha256(payload).hexdigest())
-    assert not dest.exists() and not list(dest.parent.glob("*.part"))
+    assert not dest.exists() and not list(dest.parent.iterdir())  # no temporary file left either
 
 
 def test_unreachable_url_says_how_to_fix(tmp_path):

@@ -50,7 +50,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ActionrecError
-from .weights import WeightsSpec, read_labels
+from .network import EndpointNetwork
+from .weights import (
+    WeightsSpec,
+    check_and_copy,
+    check_complete,
+    check_key_sets,
+    float32_tensor,
+    read_labels,
+)
 
 ENDPOINTS = (
     "conv1",
@@ -186,7 +194,7 @@ def _check_clip(x: torch.Tensor) -> None:
         raise ValueError(f"C3D needs clips of 16 frames of 112x112 (B, 3, 16, 112, 112); got {tuple(x.shape)}")
 
 
-class C3D(nn.Module):
+class C3D(EndpointNetwork):
     """C3D. Input (B, 3, 16, 112, 112), RGB, raw 0-255 levels minus the spec's mean (see the module docstring).
 
     `forward_until(x, endpoint, start)` runs the layers after endpoint `start` (or from the input) up to `endpoint`
@@ -203,11 +211,7 @@ class C3D(nn.Module):
     FEATURES_ENDPOINT = "fc7"
 
     def __init__(self, num_classes: int = 487, final_endpoint: str = "fc8", drop_rate: float = 0.5):
-        super().__init__()
-        if final_endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown final_endpoint {final_endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
-        self.final_endpoint = final_endpoint
-        self.num_features = FEATURE_DIM
+        super().__init__(final_endpoint, FEATURE_DIM)
         for name, (cin, cout) in _CONVS.items():
             setattr(self, name, _uninitialised(nn.Conv3d, cin, cout, kernel_size=3, padding=1))
         self.fc6 = _uninitialised(nn.Linear, FC6_IN, FEATURE_DIM)
@@ -261,8 +265,8 @@ class C3D(nn.Module):
     def forward_until(self, x: torch.Tensor, endpoint: str = "fc7", start: str | None = None) -> torch.Tensor:
         """Activation at `endpoint`, starting from the input or from the activation of endpoint `start`."""
         for name in (endpoint, start):
-            if name is not None and name not in ENDPOINTS:
-                raise ValueError(f"unknown endpoint {name!r}; choose one of {', '.join(ENDPOINTS)}")
+            if name is not None:
+                self.check_endpoint(name)
         if start is None and ENDPOINTS.index(endpoint) >= ENDPOINTS.index("pool5"):
             _check_clip(x)
         first = 0 if start is None else ENDPOINTS.index(start) + 1
@@ -276,47 +280,10 @@ class C3D(nn.Module):
             raise ValueError("forward_features cannot start after fc8 (the head)")
         return self.forward_until(x, "fc7", start)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.final_endpoint != "fc8":
-            return self.forward_until(x, self.final_endpoint)
-        return self.forward_head(self.forward_features(x))
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Pure checkpoint filters: the loaded mapping of one format -> our state dict. They check every key, shape and dtype
 # (and that values are finite) against `model` before anything is copied, and raise ValueError naming the first problem.
-
-
-def _check_tensor(where: str, tensor: torch.Tensor, ours: str, target: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    if ours not in target:
-        raise ValueError(f"{where}: our model has no {ours}")
-    if tuple(tensor.shape) != tuple(target[ours].shape):
-        raise ValueError(f"{where}: shape {tuple(tensor.shape)} does not fit {ours} {tuple(target[ours].shape)}")
-    if not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{where}: holds NaN or infinite values")
-    return tensor.contiguous()
-
-
-def _as_float32_tensor(where: str, value: object) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        if value.dtype != np.float32:
-            raise ValueError(f"{where} is {value.dtype}, not float32")
-        return torch.from_numpy(np.ascontiguousarray(value))
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{where} is a {type(value).__name__}, not a tensor")
-    if value.dtype != torch.float32:
-        raise ValueError(f"{where} is {value.dtype}, not float32")
-    return value.detach()
-
-
-def _finish(out: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], provider: str) -> dict[str, torch.Tensor]:
-    missing = [k for k in target if k not in out]
-    if missing:
-        raise ValueError(f"{provider} does not provide {missing[0]}")
-    return out
 
 
 def _bgr_to_rgb(conv1_weight: torch.Tensor) -> torch.Tensor:
@@ -332,18 +299,13 @@ def pickle_filter_fn(state: Mapping, model: C3D) -> dict[str, torch.Tensor]:
     """DavideA/c3d-pytorch `c3d.pickle` (a state dict `conv1.weight` ... `fc8.bias`) -> our state dict (RGB input)."""
     if not isinstance(state, Mapping):
         raise ValueError(f"holds a {type(state).__name__}, not a state dict")
-    missing = [k for k in _PICKLE_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"{len(missing)} expected tensors missing, e.g. {missing[0]}")
-    unused = sorted(set(state) - set(_PICKLE_KEYS))
-    if unused:
-        raise ValueError(f"{len(unused)} unexpected tensors, e.g. {unused[0]}")
+    check_key_sets(_PICKLE_KEYS, state, "tensors")
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     for theirs, ours in _PICKLE_KEYS.items():
-        tensor = _check_tensor(theirs, _as_float32_tensor(theirs, state[theirs]), ours, target)
-        out[ours] = _bgr_to_rgb(tensor) if ours == "conv1.weight" else tensor
-    return _finish(out, target, "c3d.pickle")
+        check_and_copy(theirs, float32_tensor(theirs, state[theirs]), ours, target, out)
+    out["conv1.weight"] = _bgr_to_rgb(out["conv1.weight"])
+    return check_complete(out, target, "c3d.pickle")
 
 
 _MMACTION2_KEYS = {
@@ -381,17 +343,14 @@ def mmaction2_filter_fn(checkpoint: Mapping, model: C3D) -> dict[str, torch.Tens
     head = sorted(k for k in state if isinstance(k, str) and k.startswith("cls_head."))
     if head:
         raise ValueError(f"holds a classifier ({head[0]}): a fine-tuned recognizer, not the Sports-1M pretrained backbone")
-    missing = [k for k in _MMACTION2_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"{len(missing)} expected tensors missing, e.g. {missing[0]}")
-    unused = sorted(str(k) for k in set(state) - set(_MMACTION2_KEYS))
-    if unused:
-        raise ValueError(f"{len(unused)} unexpected tensors, e.g. {unused[0]}")
+    check_key_sets(_MMACTION2_KEYS, state, "tensors")
     target = model.state_dict()
     if "head.weight" in target:
         raise ValueError("the mmaction2 checkpoint has no fc8: build C3D(num_classes=0) and train a head")
-    out = {ours: _check_tensor(theirs, _as_float32_tensor(theirs, state[theirs]), ours, target) for theirs, ours in _MMACTION2_KEYS.items()}
-    return _finish(out, target, "the mmaction2 checkpoint")
+    out: dict[str, torch.Tensor] = {}
+    for theirs, ours in _MMACTION2_KEYS.items():
+        check_and_copy(theirs, float32_tensor(theirs, state[theirs]), ours, target, out)
+    return check_complete(out, target, "the mmaction2 checkpoint")
 
 
 _KERAS_LAYERS = (*_CONVS, "fc6", "fc7", "fc8")
@@ -422,12 +381,7 @@ def keras_filter_fn(weights: Mapping, model: C3D) -> dict[str, torch.Tensor]:
         raise ValueError("not a Keras weights mapping")
     layers = weights["layers"]
     backend = (weights.get("attrs") or {}).get("backend")
-    missing = [n for n in _KERAS_LAYERS if n not in layers]
-    if missing:
-        raise ValueError(f"{len(missing)} expected layers missing, e.g. {missing[0]} (found {', '.join(sorted(layers)) or 'none'})")
-    unused = sorted(set(layers) - set(_KERAS_LAYERS))
-    if unused:
-        raise ValueError(f"{len(unused)} unexpected layers with weights, e.g. {unused[0]}")
+    check_key_sets(_KERAS_LAYERS, layers, "layers with weights")
     layout = keras_layout(weights)
     if layout == "channels_last" and backend == "theano":
         raise ValueError("saved by Keras's Theano backend (flipped kernels); save it again with the TensorFlow backend")
@@ -437,8 +391,8 @@ def keras_filter_fn(weights: Mapping, model: C3D) -> dict[str, torch.Tensor]:
         arrays = layers[name]
         if len(arrays) != 2:
             raise ValueError(f"layer {name} has {len(arrays)} weights, expected a kernel and a bias")
-        kernel = _as_float32_tensor(f"{name} kernel", arrays[0])
-        bias = _as_float32_tensor(f"{name} bias", arrays[1])
+        kernel = float32_tensor(f"{name} kernel", arrays[0])
+        bias = float32_tensor(f"{name} bias", arrays[1])
         ours = "head" if name == "fc8" else name
         if name in _CONVS:
             if kernel.ndim != 5:
@@ -456,10 +410,10 @@ def keras_filter_fn(weights: Mapping, model: C3D) -> dict[str, torch.Tensor]:
                     raise ValueError(f"fc6 kernel has shape {tuple(arrays[0].shape)}, expected ({FC6_IN}, {FEATURE_DIM})")
                 t, h, w = POOL5_SHAPE[1:]
                 kernel = kernel.reshape(FEATURE_DIM, t, h, w, 512).permute(0, 4, 1, 2, 3).reshape(FEATURE_DIM, FC6_IN)
-        weight = _check_tensor(f"{name} kernel", kernel.contiguous(), f"{ours}.weight", target)
-        out[f"{ours}.weight"] = _bgr_to_rgb(weight) if name == "conv1" else weight
-        out[f"{ours}.bias"] = _check_tensor(f"{name} bias", bias, f"{ours}.bias", target)
-    return _finish(out, target, "the Keras file")
+        check_and_copy(f"{name} kernel", kernel, f"{ours}.weight", target, out)
+        check_and_copy(f"{name} bias", bias, f"{ours}.bias", target, out)
+    out["conv1.weight"] = _bgr_to_rgb(out["conv1.weight"])
+    return check_complete(out, target, "the Keras file")
 
 
 FILTERS = {"c3d-pickle": pickle_filter_fn, "mmaction2": mmaction2_filter_fn, "keras-h5": keras_filter_fn}

@@ -13,12 +13,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import WeightsSpec, kinetics400_labels
+from .network import EndpointNetwork
+from .weights import (
+    WeightsSpec,
+    check_and_copy,
+    check_complete,
+    check_key_sets,
+    float32_tensor,
+    kinetics400_labels,
+)
 
 ENDPOINTS = (
     "Conv3d_1a_7x7",
@@ -148,7 +155,7 @@ class InceptionModule(nn.Module):
         return torch.cat([y0, y1, y2, y3], dim=1)
 
 
-class I3D(nn.Module):
+class I3D(EndpointNetwork):
     """Inflated Inception-v1. Input (B, 3, T, H, W) RGB in [-1, 1]; 224x224 and T >= 9 for the pretrained head.
 
     `final_endpoint` cuts the network after that endpoint (as DeepMind's `final_endpoint`): `forward` then returns
@@ -161,12 +168,8 @@ class I3D(nn.Module):
     FEATURES_ENDPOINT = "Mixed_5c"
 
     def __init__(self, num_classes: int = 400, final_endpoint: str = "Logits", drop_rate: float = 0.0):
-        super().__init__()
-        if final_endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown final_endpoint {final_endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
-        self.final_endpoint = final_endpoint
+        super().__init__(final_endpoint, FEATURE_DIM)
         self.num_classes = num_classes
-        self.num_features = FEATURE_DIM
         self.Conv3d_1a_7x7 = Unit3D(3, 64, (7, 7, 7), (2, 2, 2))
         self.MaxPool3d_2a_3x3 = MaxPoolSame((1, 3, 3), (1, 2, 2))
         self.Conv3d_2b_1x1 = Unit3D(64, 64)
@@ -204,14 +207,6 @@ class I3D(nn.Module):
     def forward_features(self, x: torch.Tensor, start: str | None = None) -> torch.Tensor:
         """Pooled 1024-d features (B, 1024) from the input, or from the activation of endpoint `start`."""
         return self.pool(self.forward_until(x, "Mixed_5c", start))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.final_endpoint != "Logits":
-            return self.forward_until(x, self.final_endpoint)
-        return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a fresh one with `num_classes` outputs."""
@@ -269,35 +264,21 @@ def checkpoint_filter_fn(variables: Mapping, model: I3D) -> dict[str, torch.Tens
     Pure: checks that every expected key exists, that no foreign key is left over, and that every shape matches
     `model`'s, before anything is copied. Raises ValueError naming the first mismatch.
     """
-    flat = _flatten(variables)
-    key_map = _flax_key_map()
+    flat = {".".join(path): value for path, value in _flatten(variables).items()}
+    key_map = {ours: ".".join(path) for ours, path in _flax_key_map().items()}
+    check_key_sets(key_map.values(), flat, "arrays")
     target = model.state_dict()
-    missing = [".".join(path) for path in key_map.values() if path not in flat]
-    if missing:
-        raise ValueError(f"{len(missing)} expected arrays missing, e.g. {missing[0]}")
-    unused = sorted(set(flat) - set(key_map.values()))
-    if unused:
-        raise ValueError(f"{len(unused)} unexpected arrays, e.g. {'.'.join(unused[0])}")
     out: dict[str, torch.Tensor] = {}
-    for ours, path in key_map.items():
-        array = flat[path]
-        if not isinstance(array, np.ndarray) or array.dtype != np.float32:
-            raise ValueError(f"{'.'.join(path)} is not a float32 array")
-        if array.ndim == 5 and path[-1] == "kernel":  # (T, H, W, Cin, Cout) -> (Cout, Cin, T, H, W)
-            tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(4, 3, 0, 1, 2)))
+    for ours, theirs in key_map.items():
+        tensor = float32_tensor(theirs, flat[theirs])
+        if tensor.ndim == 5 and theirs.endswith(".kernel"):  # (T, H, W, Cin, Cout) -> (Cout, Cin, T, H, W)
+            tensor = tensor.permute(4, 3, 0, 1, 2)
             if ours == "head.weight":
                 tensor = tensor.reshape(tensor.shape[0], tensor.shape[1])
         else:  # biases and (1, 1, 1, 1, C) batch statistics
-            tensor = torch.from_numpy(np.ascontiguousarray(array.reshape(-1)))
-        if ours not in target:
-            raise ValueError(f"our model has no parameter {ours}")
-        if tuple(tensor.shape) != tuple(target[ours].shape):
-            raise ValueError(f"{'.'.join(path)}: shape {tuple(array.shape)} does not fit {ours} {tuple(target[ours].shape)}")
-        out[ours] = tensor
-    not_covered = [k for k in target if k not in out and not k.endswith("num_batches_tracked")]
-    if not_covered:
-        raise ValueError(f"the checkpoint does not provide {not_covered[0]}")
+            tensor = tensor.reshape(-1)
+        check_and_copy(theirs, tensor, ours, target, out)
     for key in target:
         if key.endswith("num_batches_tracked"):
             out[key] = torch.zeros((), dtype=torch.long)
-    return out
+    return check_complete(out, target, "the checkpoint")

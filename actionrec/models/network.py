@@ -1,0 +1,36 @@
+"""What I3D and C3D share: named endpoints ending with the classifier, a cut after `final_endpoint`, pooled features,
+then dropout and the classifier `head` (the interface the engine and the trainer use)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class EndpointNetwork(nn.Module):
+    """Base of the networks. Subclasses set ENDPOINTS (in order, the classifier last), TRAINABLE_BLOCKS and
+    FEATURES_ENDPOINT, build `drop` and `head`, and define `forward_until(x, endpoint, start)` and
+    `forward_features(x, start)`."""
+
+    ENDPOINTS: tuple[str, ...] = ()
+    TRAINABLE_BLOCKS: tuple[str, ...] = ()
+    FEATURES_ENDPOINT = ""
+
+    def __init__(self, final_endpoint: str, num_features: int):
+        super().__init__()
+        self.final_endpoint = self.check_endpoint(final_endpoint, "final_endpoint")
+        self.num_features = num_features
+
+    def check_endpoint(self, name: str, what: str = "endpoint") -> str:
+        """`name`, if it is one of ENDPOINTS; else ValueError listing them."""
+        if name not in self.ENDPOINTS:
+            raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(self.ENDPOINTS)}")
+        return name
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.final_endpoint != self.ENDPOINTS[-1]:
+            return self.forward_until(x, self.final_endpoint)
+        return self.forward_head(self.forward_features(x))
