@@ -96,7 +96,7 @@ def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_ki
     """DeepMind's preprocessed sample, fed as is (79 frames): our decoder gives the reference's exact frames and logits."""
     import hashlib
 
-    from actionrec.data.video import probe, read_clips, ClipSpan
+    from actionrec.data.video import ClipSpan, probe, read_clips
 
     path = realclips / "cricket_shot_224.gif"
     info = probe(path)
