@@ -159,8 +159,8 @@ class I3D(EndpointNetwork):
     """Inflated Inception-v1. Input (B, 3, T, H, W) RGB in [-1, 1]; 224x224 and T >= 9 for the pretrained head.
 
     `final_endpoint` cuts the network after that endpoint (as DeepMind's `final_endpoint`): `forward` then returns
-    that endpoint's activation. `forward_from(x, start)` runs the layers after endpoint `start`, so features cached at
-    an intermediate endpoint (e.g. `Mixed_4f`) can be fed to the trainable top.
+    that endpoint's activation. `forward_until(x, endpoint, start)` runs the layers after endpoint `start`, so features
+    cached at an intermediate endpoint (e.g. `Mixed_4f`) can be fed to the trainable top.
     """
 
     ENDPOINTS = ENDPOINTS
