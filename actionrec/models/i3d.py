@@ -208,6 +208,11 @@ class I3D(EndpointNetwork):
         """Pooled 1024-d features (B, 1024) from the input, or from the activation of endpoint `start`."""
         return self.pool(self.forward_until(x, "Mixed_5c", start))
 
+    def forward_steps(self, x: torch.Tensor, start: str | None = None) -> torch.Tensor:
+        """Features per time step (B, T', 1024): Mixed_5c averaged over space, one step per 8 input frames. A window's
+        pooled feature is close to the mean of its steps (DeepMind's (2, 7, 7) pool weighs the end steps half)."""
+        return self.forward_until(x, "Mixed_5c", start).mean(dim=(3, 4)).transpose(1, 2)
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a fresh one with `num_classes` outputs."""
         self.num_classes = num_classes
