@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import ActionrecError
+from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, warn_once
 
 OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # or the name of an endpoint of the network
 Clips = Callable[[Any], Iterable[tuple[Any, torch.Tensor]]]
@@ -52,20 +53,37 @@ class ClipResult:
 
 
 class Engine:
-    """Runs one model for inference (see the module doc). Use :func:`engine_for` to share one per model."""
+    """Runs one model for inference (see the module doc). Use :func:`engine_for` to share one per model.
 
-    def __init__(self, model: nn.Module, *, fast: bool = True, device: str | torch.device | None = None):
+    ``precision``: "auto" (bf16 where the CPU has native bf16, else fp32), "fp32" or "bf16"; ``backend``: "auto"
+    (OpenVINO for I3D and C3D on the CPU when installed, else PyTorch), "openvino" or "torch" (see
+    :mod:`actionrec.models.backends`). If OpenVINO fails on this network, a warning says so once and PyTorch runs from
+    then on. ``fast=False``: the model itself, eager PyTorch, fp32 unless ``precision="bf16"`` (the reference path).
+    ``threads``: OpenVINO's inference threads (default: its own choice, every core).
+    """
+
+    def __init__(self, model: nn.Module, *, fast: bool = True, device: str | torch.device | None = None,
+                 precision: str = "auto", backend: str = "auto", threads: int | None = None):
         self.model = model.eval()
         self.info = model.info
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.fast = fast
+        self.requested = (precision, backend)
+        self.precision = resolve_precision("fp32" if not fast and precision == "auto" else precision, device=self.device.type)
+        self.backend = resolve_backend(backend, model, self.device) if fast else "torch"
+        self.threads = threads
         self.clips_run = 0  # clips through the network so far (tests check cache reuse with it)
         self._net: nn.Module | None = None
+        self._openvino: OpenVINONet | None = None
         self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        """Backend, precision, CPU and its flags, threads, versions: what runs cache keys and `doctor` record."""
+        return describe(self.backend, self.precision, self.threads)
 
     @property
     def net(self) -> nn.Module:
-        """The network the forward runs: the fast copy (made once, on first use) or the model itself."""
+        """The PyTorch network (the fast copy, made once, on first use, or the model itself): the fallback path."""
         if self._net is None:
             with self._lock:
                 if self._net is None:
@@ -74,32 +92,49 @@ class Engine:
                     from .models.i3d import I3D
 
                     if self.fast and self.device.type == "cpu" and isinstance(self.model, (I3D, C3D)):
-                        self._net = optimize_for_inference(self.model)
+                        # oneDNN's packed fp32 convolutions do not run under autocast: bf16 takes the folded network
+                        self._net = optimize_for_inference(self.model, "auto" if self.precision == "fp32" else "fused+channels_last")
                     else:
                         self._net = self.model
         return self._net
 
     def forward(self, x: torch.Tensor, output: str = "probs") -> torch.Tensor:
         """One batch (B, 3, T, H, W) -> float32 outputs on the CPU: "probs"/"logits" (B, K), "features" (B, C) pooled,
-        "steps" (B, T', C) features per time step (I3D: Mixed_5c pooled over space, one step per 8 frames),
-        "step_logits" (B, T', K) the head on each step (the logits of a span of steps are their mean), or the
-        activation at an endpoint."""
-        net = self.net
-        with torch.inference_mode():
-            x = x.to(self.device)
-            if output in ("probs", "logits"):
-                y = net(x).float()
-                y = y.softmax(-1) if output == "probs" else y
-            elif output == "features":
-                y = net.forward_features(x)
-            elif output == "steps":
-                y = net.forward_steps(x)
-            elif output == "step_logits":
-                y = net.forward_head(net.forward_steps(x))
-            else:
-                y = net.forward_until(x, output)
+        "steps" (B, T', C) features per time step (I3D: Mixed_5c pooled over space, one step per 8 frames), or the
+        activation at an endpoint. Any T the network takes: OpenVINO compiles each new input shape once."""
+        y = self._forward_openvino(x, output) if self.backend == "openvino" else self._forward_torch(x, output)
+        if output == "probs":
+            y = y.float().softmax(-1)
         self.clips_run += len(x)
         return y.float().cpu()
+
+    def _forward_openvino(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        """OpenVINO's output; if OpenVINO fails on this network, PyTorch's, and PyTorch runs from then on."""
+        try:
+            if self._openvino is None:
+                with self._lock:
+                    if self._openvino is None:
+                        self._openvino = OpenVINONet(self.model, self.precision, self.threads)
+            return self._openvino(x, output)
+        except Exception as err:  # export, conversion, compile or run: whatever it was, PyTorch can run the network
+            y = self._forward_torch(x, output)  # a bad input raises here, and OpenVINO stays
+            self.backend = "torch"
+            warn_once(f"OpenVINO could not run {self.info.name} ({type(err).__name__}: {str(err).strip()[:300]}); "
+                      "running it with PyTorch instead")
+            return y
+
+    def _forward_torch(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        net = self.net
+        bf16 = self.precision == "bf16"
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            x = x.to(self.device)
+            if output in ("probs", "logits"):
+                return net(x).float()
+            if output == "features":
+                return net.forward_features(x).float()
+            if output == "steps":
+                return net.forward_steps(x).float()
+            return net.forward_until(x, output).float()
 
     def map(
         self,
@@ -139,13 +174,14 @@ class Engine:
 _engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def engine_for(model: nn.Module | Engine) -> Engine:
-    """The engine of `model`, made once per model (its fast copy is reused by every command in the process)."""
+def engine_for(model: nn.Module | Engine, *, precision: str = "auto", backend: str = "auto") -> Engine:
+    """The engine of `model`, made once per model and settings (its fast copy is reused by every command in the
+    process)."""
     if isinstance(model, Engine):
         return model
     engine = _engines.get(model)
-    if engine is None:
-        engine = _engines[model] = Engine(model)
+    if engine is None or engine.requested != (precision, backend):
+        engine = _engines[model] = Engine(model, precision=precision, backend=backend)
     return engine
 
 

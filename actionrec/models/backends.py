@@ -1,0 +1,312 @@
+"""Which backend and precision run the frozen network for inference, decided at run time from this machine's CPU.
+
+* Precision: ``"auto"`` is bf16 where the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16``: Intel Cooper
+  Lake / Sapphire Rapids and later, AMD Zen 4 and later) and fp32 elsewhere: on AVX2-only or plain AVX-512 CPUs bf16
+  is emulated and 100-300x slower. A forced ``"fp32"`` is fp32 everywhere (OpenVINO would pick bf16 by itself on a
+  bf16 CPU: its ``INFERENCE_PRECISION_HINT`` is always set).
+* Backend: ``"openvino"`` (OpenVINO's CPU plugin, when the package is installed: the fastest measured on CPU, see
+  bench/bench_i3d.py) or ``"torch"`` (the packed oneDNN path of :mod:`actionrec.models.accel`; also the fallback and
+  what training uses). ``"auto"`` takes OpenVINO for I3D and C3D on the CPU when it can be imported.
+
+OpenVINO models are made lazily, one per graph (see graph_for) and input shape: ``torch.export`` (static shapes, so I3D's SAME
+padding is constant; the batch is dynamic) -> ``openvino.convert_model`` -> an IR saved under
+``$ACTIONREC_HOME/compiled/ir`` (keyed by the network's structure, source, weights, graph and shape class), compiled
+with OpenVINO's ``CACHE_DIR`` in ``$ACTIONREC_HOME/compiled/openvino``. A cold conversion costs seconds once per
+machine; a warm one is a file read and a compile (~0.4 s for I3D).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ActionrecError
+from .weights import home_dir, tensors_sha256
+
+PRECISIONS = ("auto", "fp32", "bf16")
+BACKENDS = ("auto", "openvino", "torch")
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+BATCH_DIM_MAX = 4096  # the exported graphs take any batch up to this
+
+
+# ------------------------------------------------------------------------------------------ the CPU
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags: /proc/cpuinfo, else `lscpu`, else what PyTorch's cpuinfo reports (empty if none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Flags:"):
+                return frozenset(line.split(":", 1)[1].split())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return _torch_flags()
+
+
+def _torch_flags() -> frozenset[str]:
+    """The flags that matter here, as PyTorch's cpuinfo (cpuid) sees them."""
+    checks = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported", "avx512_bf16": "_is_avx512_bf16_supported",
+              "amx_tile": "_is_amx_tile_supported"}
+    flags = {flag for flag, name in checks.items() if getattr(torch.cpu, name, lambda: False)()}
+    if "amx_tile" in flags:  # every CPU with AMX tiles so far has AMX-BF16
+        flags.add("amx_bf16")
+    return frozenset(flags)
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (avx512_bf16 or amx_bf16)."""
+    return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
+
+
+def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = None, device: str = "cpu") -> str:
+    """"fp32" or "bf16": "auto" is bf16 where the CPU has native bf16 (see the module doc), fp32 elsewhere and off
+    the CPU. A forced "bf16" on a CPU that emulates it is honoured, with a warning."""
+    if precision not in PRECISIONS:
+        raise ActionrecError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    native = native_bf16(flags)
+    if precision == "auto":
+        return "bf16" if native and device == "cpu" else "fp32"
+    if precision == "bf16" and device == "cpu" and not native:
+        warn_once("bf16 was asked for, but this CPU has no native bf16 (avx512_bf16 / amx_bf16): it is emulated "
+                  "and far slower than fp32 (use --precision auto or fp32)")
+    return precision
+
+
+# ------------------------------------------------------------------------------------------ the backend
+
+
+@functools.cache
+def openvino_version() -> str | None:
+    """OpenVINO's version, or None when it cannot be imported."""
+    try:
+        import openvino
+    except Exception:  # not installed, or a broken install: either way the PyTorch path runs
+        return None
+    return openvino.get_version()
+
+
+def resolve_backend(backend: str, model: nn.Module, device: torch.device) -> str:
+    """"openvino" or "torch" for `model` on `device` (see the module doc)."""
+    if backend not in BACKENDS:
+        raise ActionrecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return "torch"
+    from .c3d import C3D
+    from .i3d import I3D
+
+    supported = device.type == "cpu" and isinstance(model, (I3D, C3D))
+    if backend == "openvino":
+        if openvino_version() is None:
+            raise ActionrecError("the OpenVINO backend needs the openvino package: pip install openvino "
+                                 "(or use --backend torch)")
+        if not supported:
+            raise ActionrecError(f"{model.info.name}: OpenVINO runs I3D and C3D on the CPU only (use --backend torch)")
+        return "openvino"
+    return "openvino" if supported and openvino_version() is not None else "torch"
+
+
+def describe(backend: str, precision: str, threads: int | None = None) -> dict:
+    """What runs the network here, for run configs, cache keys and `doctor`: backend, precision, CPU and its flags."""
+    flags = cpu_flags()
+    return {
+        "backend": backend,
+        "precision": precision,
+        "cpu": cpu_model(),
+        "cpu_flags": [f for f in SHOWN_FLAGS if f in flags],
+        "native_bf16": native_bf16(flags),
+        "threads": threads or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "openvino": openvino_version() if backend == "openvino" else None,
+    }
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A RuntimeWarning, once per process per message."""
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------------------------------------ OpenVINO
+
+
+HEAD = "head"  # the graph of "probs", "logits" and "features": outputs (pooled features, logits)
+
+
+def graph_for(model: nn.Module, output: str) -> str:
+    """Which exported graph serves engine `output`: HEAD for probs, logits and features of an uncut network (one
+    graph, one IR on disk for the three), else the output itself."""
+    uncut = model.final_endpoint == model.ENDPOINTS[-1]
+    return HEAD if output in ("probs", "logits", "features") and uncut else output
+
+
+class _Graph(nn.Module):
+    """`model`'s forward for one graph (see graph_for): HEAD, logits, per-step features or an endpoint."""
+
+    def __init__(self, model: nn.Module, graph: str):
+        super().__init__()
+        self.model, self.graph = model, graph
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.graph == HEAD:
+            features = self.model.forward_features(x)
+            return features, self.model.forward_head(features)
+        if self.graph in ("probs", "logits"):
+            return self.model(x)
+        if self.graph == "features":
+            return self.model.forward_features(x)
+        if self.graph == "steps":
+            return self.model.forward_steps(x)
+        return self.model.forward_until(x, self.graph)
+
+
+def shape_class(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Input shapes (C, T, H, W) whose exported graphs are identical up to the sizes, so one IR serves them all.
+
+    I3D: its SAME paddings depend only on the parity of each size at each stride-2 stage (T has 3 of them, H and W
+    5: T mod 8, H and W mod 32), and its final average pool on min(T/8, 2) and min(H/32, 7), min(W/32, 7) (see
+    tests/test_backends.py). Other networks: the exact shape.
+    """
+    from .i3d import I3D
+
+    if not isinstance(model, I3D):
+        return tuple(shape)
+    c, t, h, w = shape
+    up = lambda n, d: -(-n // d)  # noqa: E731
+    return (c, t % 8, h % 32, w % 32, min(up(t, 8), 2), min(up(h, 32), 7), min(up(w, 32), 7))
+
+
+@functools.cache
+def _source_digest(files: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(Path(name).read_bytes())
+    return digest.hexdigest()
+
+
+def network_digest(model: nn.Module) -> str:
+    """What an exported graph of `model` depends on: its modules' types, settings and source, and its tensors."""
+    digest = hashlib.sha256(f"torch {torch.__version__}; openvino {openvino_version()}".encode())
+    files = set()
+    for name, module in model.named_modules():
+        settings = {k: v for k, v in vars(module).items()
+                    if not k.startswith("_") and isinstance(v, (bool, int, float, str, tuple))}
+        digest.update(f"{name}:{type(module).__qualname__}:{sorted(settings.items())};".encode())
+        try:
+            files.add(inspect.getfile(type(module)))
+        except (TypeError, OSError):
+            pass
+    digest.update(_source_digest(tuple(sorted(files))).encode())
+    digest.update(tensors_sha256(model.state_dict()).encode())
+    return digest.hexdigest()
+
+
+def compiled_dir() -> Path:
+    """Where exported and compiled networks are kept: $ACTIONREC_HOME/compiled."""
+    return home_dir() / "compiled"
+
+
+class OpenVINONet:
+    """`model` run by OpenVINO's CPU plugin at `precision`: one compiled model per (graph, input shape), made on
+    first use (see the module doc). Thread-safe; calls run one at a time."""
+
+    def __init__(self, model: nn.Module, precision: str, threads: int | None = None):
+        import openvino
+
+        self.model, self.precision, self.threads = model, precision, threads
+        self._core = openvino.Core()
+        self._core.set_property({"CACHE_DIR": str(compiled_dir() / "openvino")})
+        self._digest: str | None = None
+        self._compiled: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+        self.seconds_preparing = 0.0  # export, conversion and compiles so far (the bench reports it)
+
+    def config(self) -> dict[str, str]:
+        cfg = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        if self.threads:
+            cfg["INFERENCE_NUM_THREADS"] = str(self.threads)
+        return cfg
+
+    def __call__(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        graph = graph_for(self.model, output)
+        with self._lock:
+            compiled = self.compiled(graph, tuple(x.shape[1:]))
+            result = compiled(x.detach().float().contiguous().numpy())
+        return torch.from_numpy(result[int(graph == HEAD and output != "features")])
+
+    def compiled(self, graph: str, shape: tuple[int, ...]):
+        """The compiled model of `graph` (see graph_for) for inputs (B, *shape), made on first use."""
+        key = (graph, shape)
+        if key not in self._compiled:
+            start = time.perf_counter()
+            model = self._core.read_model(self._ir(graph, shape))
+            model.reshape([-1, *shape])
+            self._compiled[key] = self._core.compile_model(model, "CPU", self.config())
+            self.seconds_preparing += time.perf_counter() - start
+        return self._compiled[key]
+
+    def _ir(self, graph: str, shape: tuple[int, ...]) -> Path:
+        """The saved IR (model.xml) of `graph` for the shape class of `shape`, exported and converted if absent."""
+        if self._digest is None:
+            self._digest = network_digest(self.model)
+        key = hashlib.sha256(f"{self._digest}|{graph}|{shape_class(self.model, shape)}".encode()).hexdigest()[:32]
+        folder = compiled_dir() / "ir" / key
+        if not (folder / "model.xml").is_file():
+            self._export(graph, shape, folder)
+        return folder / "model.xml"
+
+    def _export(self, graph: str, shape: tuple[int, ...], folder: Path) -> None:
+        import openvino
+
+        example = torch.randn(2, *shape)  # batch 2: a batch of 1 would be specialised
+        batch = torch.export.Dim("batch", min=1, max=BATCH_DIM_MAX)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(_Graph(self.model, graph).eval(), (example,), dynamic_shapes=({0: batch},))
+            converted = openvino.convert_model(program)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            openvino.save_model(converted, tmp / "model.xml", compress_to_fp16=False)  # fp16 weights would change outputs
+            os.replace(tmp, folder)  # atomic; another process may have put the same IR there first
+        except OSError:
+            if not (folder / "model.xml").is_file():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
