@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import nn
@@ -28,6 +28,7 @@ from torch import nn
 from .. import __version__
 from ..errors import ActionrecError
 from . import routes
+from .docs import docs_page
 from .jobs import JobStore, QueueFull, Runner
 from .models import Models
 from .settings import LOOPBACK_NAMES, Settings
@@ -83,7 +84,7 @@ def create_app(settings: Settings, preloaded: dict[str, nn.Module] | None = None
         sweeper.cancel()
         server.runner.cancel_all()
 
-    app = FastAPI(title="actionrec", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="actionrec", version=__version__, lifespan=lifespan, docs_url="/docs/swagger", redoc_url=None,
                   description="Recognise actions in videos: jobs, timelines, flagging, runs. Errors are {\"error\": message}.")
     app.state.server = server
     _error_handlers(app)
@@ -93,6 +94,10 @@ def create_app(settings: Settings, preloaded: dict[str, nn.Module] | None = None
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(WEB / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi()))
 
     app.add_middleware(Guard, server=server)
     return app

@@ -43,7 +43,8 @@ class QueueFull(ActionrecError):
 
 @dataclass
 class Job:
-    """What the page shows of a job; ``source`` (the video's path on this machine) is never sent."""
+    """What the page shows of a job; ``source`` (the video's path on this machine) is never sent. The worker thread
+    replaces its lists and dicts rather than changing them, so a request reading the job never sees one mid-change."""
 
     id: str
     kind: str  # "analyse", "censor" or "train"
@@ -164,6 +165,7 @@ class Runner:
         self._tasks: dict[str, asyncio.Task] = {}
         self._limiter: anyio.CapacityLimiter | None = None
         self.running = 0
+        self._count = threading.Lock()
         self.most_running = 0  # the most jobs that ran at once (tests check the bound)
 
     def submit(self, job: Job) -> None:
@@ -204,8 +206,9 @@ class Runner:
             return
         job.status, job.message = "running", "starting"
         self.store.save(job)
-        self.running += 1
-        self.most_running = max(self.most_running, self.running)
+        with self._count:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
         try:
             self.work(job, Context(job, self.store.dir(job), cancel))
             self._finish(job, "done", "")
@@ -216,7 +219,8 @@ class Runner:
         except Exception as err:  # a job's failure must not take the server down; the page shows it
             self._finish(job, "failed", f"{type(err).__name__}: {err}")
         finally:
-            self.running -= 1
+            with self._count:
+                self.running -= 1
 
     def _finish(self, job: Job, status: str, error: str) -> None:
         job.status, job.error, job.finished = status, error, time.time()

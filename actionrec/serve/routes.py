@@ -93,7 +93,9 @@ def _general(api: APIRouter, server: Server) -> None:
     def files(path: str = "") -> dict:
         return {"path": path, "entries": [e.to_dict() for e in server.data.listing(path)]}
 
-    @api.post("/uploads", summary="Upload a video: the request body is the file, streamed to disk")
+    @api.post("/uploads", summary="Upload a video: the request body is the file, streamed to disk",
+              openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
+                  "schema": {"type": "string", "format": "binary"}}}}})
     async def upload(request: Request, filename: str = Query(description="the file's name, e.g. match.mp4")) -> dict:
         announced = request.headers.get("content-length")
         server.uploads.check_size(int(announced) if announced and announced.isdigit() else None)

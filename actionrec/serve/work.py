@@ -87,14 +87,13 @@ class Workshop:
                                   progress=lambda done, total: ctx.progress(done / max(total, 1), f"window {done} of {total}"))
         ctx.progress(1.0, "writing the timeline")
         save_windows(ctx.folder / "windows.npz", wp)
-        job.params.update(labels=labels, thresholds=thresholds, threshold_source=source)
+        job.params = {**job.params, "labels": labels, "thresholds": thresholds, "threshold_source": source}
         timeline = build_timeline(wp, labels, thresholds, source)
         timeline.video = job.name
         mean = wp.probs.mean(0)
         job.top = [{"label": wp.categories[i], "prob": float(mean[i])} for i in np.argsort(-mean, kind="stable")[:TOP]]
         stem = Path(safe_name(job.name)).stem
-        for kind in DOWNLOADS:
-            job.files[kind] = write_download(timeline, kind, ctx.folder / "files", stem).name
+        job.files = {kind: write_download(timeline, kind, ctx.folder / "files", stem).name for kind in DOWNLOADS}
         write_json(ctx.folder / "result.json", timeline.to_dict())
 
     # ------------------------------------------------------------------------------------------ censor
@@ -109,7 +108,7 @@ class Workshop:
         ext = ".webm" if parent.source.lower().endswith(".webm") else ".mp4"
         out = ctx.folder / "files" / f"{Path(safe_name(parent.name)).stem}.censored{ext}"
         counts = censor_video(parent.source, ranges, out, style=job.params.get("style", "black"))
-        job.files["video"] = out.name
+        job.files = {"video": out.name}
         write_json(ctx.folder / "result.json", {"video": parent.name, "ranges": [r.to_dict() for r in ranges], **counts})
 
     # ------------------------------------------------------------------------------------------ train
@@ -134,7 +133,7 @@ class Workshop:
         out = self.models.runs_dir / job.name
         metrics = train(splits, out, config, cache_root=self.features, say=say, progress=False)
         self.models.forget_run(job.name)
-        job.files["report"] = "report.html"
+        job.files = {"report": "report.html"}
         write_json(ctx.folder / "result.json", {"run": job.name, "summary": summary_text(metrics),
                                                 "test_accuracy": metrics.get("test_accuracy")})
 

@@ -316,7 +316,7 @@ async function showFlags() {
     state.flags = ranges;
     drawFlags(state.windows.duration);
     const total = ranges.reduce((t, r) => t + r.end - r.start, 0);
-    $("flag-note").textContent = `${ranges.length} ranges, ${clock(total)} in all`;
+    $("flag-note").textContent = `${ranges.length} ${ranges.length === 1 ? "range" : "ranges"}, ${clock(total)} in all`;
   } catch (err) { say(err.message); }
 }
 
