@@ -213,3 +213,12 @@ def test_compare_table(tmp_path):
     assert len({len(line) for line in plain[:2]}) == 1  # header and rule aligned
     md = compare_table([a, b], markdown=True).splitlines()
     assert md[1].startswith("|---|") and all(line.startswith("|") and line.endswith("|") for line in md)
+
+
+def test_the_report_inlines_the_packaged_style_sheet(tmp_path):
+    from importlib import resources
+
+    css = resources.files("actionrec").joinpath("assets/report.css").read_text(encoding="utf-8")
+    assert "font-family" in css and "table.cm td.diag" in css
+    text = write_report(make_run(tmp_path, "styled")).read_text(encoding="utf-8")
+    assert f"<style>\n{css}</style>" in text

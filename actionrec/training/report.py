@@ -12,8 +12,8 @@ import io
 import json
 import math
 import os
-import secrets
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ActionrecError
+from ..files import write_bytes, write_text
 
 __all__ = [
     "compare_table",
@@ -109,24 +110,6 @@ def macro_f1(per_class: Mapping[str, Mapping[str, Any]]) -> float:
 
 # ----------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a unique temp file beside `path`, then os.replace it (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, unlike mkstemp's 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _is_num(x: Any) -> bool:
@@ -327,7 +310,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike,
     """PNG of accuracy and loss per epoch (train solid, val dashed), a dotted line where fine-tuning starts
     and the best epoch of each phase marked (from `best_epoch`, else the best val accuracy per phase)."""
     path = Path(path)
-    _atomic_write(path, _curves_png(history, best_epoch))
+    write_bytes(path, _curves_png(history, best_epoch))
     return path
 
 
@@ -379,7 +362,7 @@ def _confusion_png(cm: Sequence[Sequence[Any]], classes: Sequence[str]) -> bytes
 def plot_confusion(cm: Sequence[Sequence[Any]], classes: Sequence[str], path: str | os.PathLike) -> Path:
     """PNG heat map of the confusion matrix (rows true, columns predicted) with the counts in the cells."""
     path = Path(path)
-    _atomic_write(path, _confusion_png(cm, classes))
+    write_bytes(path, _confusion_png(cm, classes))
     return path
 
 
@@ -484,29 +467,9 @@ def compare_table(run_dirs: Sequence[str | os.PathLike], markdown: bool = False)
 # ----------------------------------------------------------------------------------------------
 # HTML report
 
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
-       padding: 0 1em; color: #1d1d1f; line-height: 1.4; }
-h1 { font-size: 1.6em; margin-bottom: 0.1em; }
-h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
-.sub { color: #555; margin-top: 0; }
-.cards { display: flex; flex-wrap: wrap; gap: 1em; margin: 1em 0; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.6em 1em; min-width: 9em; background: #fafafa; }
-.card .v { font-size: 1.6em; font-weight: 600; }
-.card .k { color: #555; font-size: 0.85em; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; }
-th { background: #f3f3f3; text-align: left; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
-tr.total td { font-weight: 600; background: #f7f7f7; }
-table.cm td { text-align: right; min-width: 2.2em; font-variant-numeric: tabular-nums; }
-table.cm td.diag { font-weight: 700; outline: 1px solid #3a6; }
-table.cm th.corner { font-weight: normal; color: #555; font-size: 0.85em; }
-img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; margin: 0.5em 0; }
-code, pre { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.9em; }
-td pre { margin: 0; white-space: pre-wrap; word-break: break-word; }
-.muted { color: #777; }
-"""
+def _css() -> str:
+    """The report's style sheet (actionrec/assets/report.css), inlined so the report is one self-contained file."""
+    return resources.files("actionrec").joinpath("assets/report.css").read_text(encoding="utf-8")
 
 
 def _e(x: Any) -> str:
@@ -608,7 +571,7 @@ def _section_per_class(m: Mapping[str, Any], classes: list[str]) -> str:
     rows.append(f'<tr class="total"><td>macro average</td><td class="n">{_dec(macro["precision"])}</td>'
                 f'<td class="n">{_dec(macro["recall"])}</td><td class="n">{_dec(macro["f1"])}</td><td class="n">{sup_total}</td></tr>')
     if sup_total:
-        rows.append(f'<tr class="total"><td>weighted average</td>'
+        rows.append('<tr class="total"><td>weighted average</td>'
                     + "".join(f'<td class="n">{_dec(weighted[k] / sup_total)}</td>' for k in ("precision", "recall", "f1"))
                     + f'<td class="n">{sup_total}</td></tr>')
     head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
@@ -645,7 +608,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         raise ActionrecError(f"{mpath}: 'history' is not a list; run `actionrec train` first to rewrite it")
     best = m.get("best_epoch") if isinstance(m.get("best_epoch"), Mapping) else None
     curves = _curves_png(history, best)
-    _atomic_write(run_dir / "curves.png", curves)
+    write_bytes(run_dir / "curves.png", curves)
 
     cm_section = '<p class="muted">not recorded</p>'
     raw_cm = m.get("confusion_matrix")
@@ -659,7 +622,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
             raise ActionrecError(f"{mpath}: confusion_matrix does not match 'classes' ({e}); "
                                  "run `actionrec train` first to rewrite it") from None
         png = _confusion_png(cm.tolist(), cm_classes)
-        _atomic_write(run_dir / "confusion.png", png)
+        write_bytes(run_dir / "confusion.png", png)
         cm_section = _img(png, "confusion matrix") + _section_confusion_table(cm, cm_classes)
 
     run_name = m.get("run") or run_dir.name
@@ -681,7 +644,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>\n{_css()}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="sub">backbone <b>{_e(m.get("backbone"))}</b>, weights <b>{_e(m.get("weights"))}</b>, '
         f"{len(classes)} classes: {', '.join(_e(c) for c in classes)}</p>",
@@ -697,6 +660,4 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         f'<p class="muted">Generated by actionrec from {_e(str(mpath))}.</p>',
         "</body></html>",
     ]
-    out = run_dir / "report.html"
-    _atomic_write(out, ("\n".join(parts) + "\n").encode("utf-8"))
-    return out
+    return write_text(run_dir / "report.html", "\n".join(parts) + "\n")
