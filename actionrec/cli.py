@@ -1,24 +1,53 @@
-"""`actionrec` command line: a thin layer over the Python API."""
+"""`actionrec` command line: a thin layer over the Python API.
+
+Every default shown in a help text is read from where the library declares it (TrainConfig, WatchOptions, the
+signatures of predict_iter, flag_ranges and censor_video, module constants); option values are checked by the
+library (one line, exit status 2), not here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import ActionrecError
+
+DEFAULT_TRAIN_OUT = "runs/latest"
+DEFAULT_DEMO_OUT = "runs/demo"
 
 
 def _error(message: str) -> None:
     print(f"actionrec: error: {message}", file=sys.stderr)
 
 
+def _say(quiet: bool) -> Callable[[str], None]:
+    """Progress lines on stderr (never glued to a progress bar), or nothing with --quiet."""
+    from .training.console import stderr_line
+
+    return (lambda m: None) if quiet else stderr_line
+
+
+def default_of(owner: object, name: str) -> object:
+    """The default of `name`: a field of the dataclass `owner`, or a parameter of the function `owner`."""
+    if dataclasses.is_dataclass(owner):
+        return {f.name: f.default for f in dataclasses.fields(owner)}[name]
+    return inspect.signature(owner).parameters[name].default
+
+
+# ----------------------------------------------------------------------------------------------- commands
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import load_model
     from .apps.predict import predict_iter
+    from .training.checks import check_predict_options
 
+    check_predict_options(frames=args.frames, windows=args.windows, batch_size=args.batch_size, top=args.top)
     model = load_model(args.model)
     failed = 0
 
@@ -41,42 +70,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="+", help="class folders root, UCF101 root, CSV manifest (path,label[,group][,split]), or several")
-    p.add_argument("--classes", default=None, help="comma-separated class subset, e.g. BabyCrawling,IceDancing,SkateBoarding")
-    p.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="UCF101 official split (default: %(default)s)")
-    p.add_argument("--cache", default=None, help="feature cache folder (default: $ACTIONREC_HOME/features)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+def _train_config(args: argparse.Namespace):
+    """The TrainConfig of the train command's options (checked by TrainConfig itself)."""
+    from .training.trainer import TrainConfig
 
-
-def _say(quiet: bool):
-    return (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    given["unfreeze"] = tuple(args.unfreeze.split(",")) if args.unfreeze else None
+    return TrainConfig(**given)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import report
     from .data.datasets import load_dataset, make_splits
-    from .training.trainer import TrainConfig, train
+    from .training import report
+    from .training.trainer import train
 
+    config = _train_config(args)
     samples = load_dataset(args.data, classes=args.classes, split=args.split, test_dir=args.test)
-    config = TrainConfig(
-        backbone=args.backbone, weights=args.weights, frames=args.frames, views=args.views, epochs=args.epochs, lr=args.lr,
-        weight_decay=args.weight_decay, dropout=args.dropout, batch_size=args.batch_size, patience=args.patience,
-        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        unfreeze=tuple(args.unfreeze.split(",")) if args.unfreeze else None,
-        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-    )
     splits = make_splits(samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
-    if not args.quiet:
-        print(splits.summary(), file=sys.stderr)
-    metrics = train(splits, args.out, config, cache_root=args.cache, say=_say(args.quiet), progress=not args.quiet)
+    metrics = train(splits, args.out, config, cache_root=args.cache, say=_say(args.quiet), progress=not args.quiet,
+                    force=args.force)
     print(report.summary_text(metrics))
     print(f"run: {args.out}  (report: {args.out}/report.html)")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .training import report
     from .data.datasets import load_dataset
     from .training.runs import load_run
     from .training.trainer import evaluate_run
@@ -85,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     samples = load_dataset(args.data, classes=classes, split=args.split)
     if any(s.split == "test" for s in samples):
         samples = [s for s in samples if s.split == "test"]
-    metrics = evaluate_run(args.run, samples, cache_root=args.cache, say=_say(args.quiet), progress=not args.quiet)
+    metrics = evaluate_run(args.run, samples, cache_root=args.cache, progress=not args.quiet)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -103,20 +121,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .training import report
+    from .apps.predict import predict_iter
     from .data.datasets import load_dataset, make_splits
     from .data.demo import write_demo_dataset
-    from .apps.predict import predict_iter
+    from .models.weights import home_dir
+    from .training import report
     from .training.runs import load_run
     from .training.trainer import TrainConfig, train
-    from .models.weights import home_dir
 
     data = Path(args.data) if args.data else home_dir() / "demo-data"
     print(f"demo: writing a labelled set of synthetic videos to {data}", file=sys.stderr)
     write_demo_dataset(data)
     splits = make_splits(load_dataset(data), seed=0)
-    print(splits.summary(), file=sys.stderr)
-    metrics = train(splits, args.out, TrainConfig(), say=_say(args.quiet), progress=not args.quiet)
+    metrics = train(splits, args.out, TrainConfig(), say=_say(args.quiet), progress=not args.quiet, force=True)
     print(report.summary_text(metrics))
     model = load_run(args.out)
     print("predictions on three held-out clips:")
@@ -150,24 +167,28 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(quiet: bool, desc: str):
-    """A (done, total) callback drawing a progress bar on stderr, and a function closing it."""
-    from tqdm import tqdm
+def cmd_cache(args: argparse.Namespace) -> int:
+    from .apps.windows import default_cache_root
+    from .training import caches
+    from .training.features import cache_root
 
-    bar = tqdm(total=0, desc=desc, unit="window", file=sys.stderr, disable=quiet, leave=False)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    return update, bar.close
+    roots = {"features": cache_root(args.features), "timelines": Path(args.timelines) if args.timelines else default_cache_root()}
+    if args.unused:
+        print(f"features: removed {caches.prune_unused(roots['features'], args.runs)} of recipes no run under "
+              f"{', '.join(args.runs)} uses")
+    if args.older_than is not None:
+        for name, root in roots.items():
+            print(f"{name}: removed {caches.prune_older(root, args.older_than)} unused for {args.older_than:g} days")
+    for name, root in roots.items():
+        print(f"{name}: {root}: {caches.usage(root)}")
+    return 0
 
 
 def _window_probs(args: argparse.Namespace, model, desc: str):
     from .apps.windows import window_probabilities
+    from .training.console import progress_callback
 
-    update, close = _progress(args.quiet, desc)
+    update, close = progress_callback(desc, "window", not args.quiet)
     try:
         return window_probabilities(args.video, model, args.window, args.stride, batch_size=args.batch_size,
                                     cache=False if args.no_cache else args.cache, progress=update)
@@ -175,14 +196,21 @@ def _window_probs(args: argparse.Namespace, model, desc: str):
         close()
 
 
-def cmd_timeline(args: argparse.Namespace) -> int:
+def _classifier(name: str):
+    """The model `name` (weights or run), refused in one line when it has no classes to report."""
     from . import load_model
-    from .apps.calibration import resolve_labels, thresholds_for
-    from .apps.timeline import build_timeline
     from .models.pretrained import check_classifier
 
-    model = load_model(args.model)
+    model = load_model(name)
     check_classifier(model.info)
+    return model
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from .apps.calibration import resolve_labels, thresholds_for
+    from .apps.timeline import build_timeline
+
+    model = _classifier(args.model)
     labels = resolve_labels(args.labels, model.info.categories)
     thresholds, source = thresholds_for(model.info, labels, args.threshold)
     wp = _window_probs(args, model, "timeline")
@@ -200,14 +228,11 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 
 def cmd_flag(args: argparse.Namespace) -> int:
-    from . import load_model
     from .apps.calibration import resolve_labels, thresholds_for
     from .apps.flag import censor_video, flag_ranges, require_av
     from .apps.timeline import format_clock
-    from .models.pretrained import check_classifier
 
-    model = load_model(args.model)
-    check_classifier(model.info)
+    model = _classifier(args.model)
     labels = resolve_labels(args.labels, model.info.categories)
     thresholds, source = thresholds_for(model.info, labels, args.threshold)
     if args.censor:
@@ -238,14 +263,11 @@ def cmd_flag(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from . import load_model
     from .apps.watch import ExecAction, WatchOptions, WebhookAction, parse_alert, watch
-    from .models.pretrained import check_classifier
 
     say = _say(args.quiet)
     warn = lambda m: print(f"actionrec: {m}", file=sys.stderr)  # noqa: E731
-    model = load_model(args.model)
-    check_classifier(model.info)
+    model = _classifier(args.model)
     rules = [parse_alert(a, model.info.categories) for a in args.alert]
     actions = []
     if args.exec:
@@ -270,45 +292,120 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="actionrec", description="Recognise human actions in videos with pretrained 3D CNNs.")
-    sub = parser.add_subparsers(dest="command", required=True)
+# ----------------------------------------------------------------------------------------------- the parser
 
-    p = sub.add_parser("predict", help="per-class probabilities for videos", description="Top-K actions of each video.")
-    p.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, webm, mov, gif) or folders of frames")
-    p.add_argument("--model", "--run", dest="model", default="i3d-kinetics400",
+
+def _parent() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(add_help=False)
+
+
+def _model_parent() -> argparse.ArgumentParser:
+    """--model/--run: pretrained weights or a trained run (predict, timeline, flag, watch)."""
+    from .apps.predict import predict
+
+    p = _parent()
+    p.add_argument("--model", "--run", dest="model", default=default_of(predict, "model"),
                    help="pretrained weights name or a trained run directory (default: %(default)s)")
-    p.add_argument("--top", type=int, default=5, help="how many classes to show (default: %(default)s)")
+    return p
+
+
+def _window_parent() -> argparse.ArgumentParser:
+    """--window and --stride of the commands that slide windows over a video or a stream."""
+    from .apps.windows import DEFAULT_MIN_STRIDE
+
+    p = _parent()
+    p.add_argument("--window", type=float, default=None,
+                   help="window length in seconds (default: the model's frames at its fps: 0.64 s for a run, 2.56 s for i3d-kinetics400)")
+    p.add_argument("--stride", type=float, default=None,
+                   help=f"seconds between window starts (default: max({DEFAULT_MIN_STRIDE:g}, window / 2))")
+    return p
+
+
+def _long_video_parent() -> argparse.ArgumentParser:
+    """The video and the options that timeline and flag share."""
+    from .apps.calibration import DEFAULT_THRESHOLD
+    from .apps.windows import FRAMES_PER_BATCH
+
+    p = _parent()
+    p.add_argument("video", help="a video file (any length) or a folder of frames")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"windows per forward pass (default: {FRAMES_PER_BATCH} frames' worth: {FRAMES_PER_BATCH // 16} of 16 frames, {FRAMES_PER_BATCH // 64} of 64)")
+    p.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
+    p.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    """The labelled videos of train and evaluate (positional: after the command's own positionals)."""
+    from .data.datasets import load_dataset
+
+    p.add_argument("data", nargs="+", help="class folders root, UCF101 root, CSV manifest (path,label[,group][,split]), or several")
+    p.add_argument("--classes", default=None, help="comma-separated class subset, e.g. BabyCrawling,IceDancing,SkateBoarding")
+    p.add_argument("--split", type=int, default=default_of(load_dataset, "split"), choices=(1, 2, 3),
+                   help="UCF101 official split (default: %(default)s)")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: $ACTIONREC_HOME/features)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (skipped files are still said)")
+
+
+def _add_predict(sub, model: argparse.ArgumentParser) -> None:
+    from .apps.predict import Prediction, predict_iter
+
+    p = sub.add_parser("predict", parents=[model], help="per-class probabilities for videos", description="Top-K actions of each video.")
+    p.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, webm, mov, gif) or folders of frames")
+    p.add_argument("--top", type=int, default=default_of(Prediction.to_dict, "k"), help="how many classes to show (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per video per line on stdout")
     p.add_argument("--frames", type=int, default=None, help="frames per window (default: the model's; 64 for I3D)")
-    p.add_argument("--windows", type=int, default=1, help="evenly spaced windows to average (default: %(default)s, central)")
+    p.add_argument("--windows", type=int, default=default_of(predict_iter, "windows"),
+                   help="evenly spaced windows to average (default: %(default)s, central)")
     p.add_argument("--single-clip", action="store_true", help="the study's way: one central clip of the model's training length (16)")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=default_of(predict_iter, "batch_size"),
+                   help="windows per forward pass (default: %(default)s)")
     p.set_defaults(func=cmd_predict)
+
+
+def _per_backbone(key: str) -> str:
+    """A per-backbone default for a help text, e.g. `0.05 for i3d, 0.001 for c3d`."""
+    from .training.trainer import BACKBONE_DEFAULTS
+
+    def shown(value: object) -> str:
+        return ",".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{shown(d[key])} for {name}" for name, d in BACKBONE_DEFAULTS.items())
+
+
+def _add_train(sub) -> None:
+    from .training.trainer import BACKBONE_DEFAULTS, TrainConfig as C
 
     t = sub.add_parser("train", help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
     _dataset_args(t)
     t.add_argument("--test", default=None, help="a folder of test videos (one sub-folder per class) instead of a held-out fraction")
-    t.add_argument("--out", default="runs/latest", help="run directory to write (default: %(default)s)")
-    t.add_argument("--backbone", default="i3d", choices=("i3d", "c3d"), help="(default: %(default)s)")
-    t.add_argument("--weights", default=None,
-                   help="pretrained weights name (default: the backbone's); none = random initialisation (not transfer learning)")
-    t.add_argument("--frames", type=int, default=16, help="frames per clip (default: %(default)s, the study's)")
-    t.add_argument("--views", type=int, default=1, help="clips per training video, 1 central + augmented (default: %(default)s)")
-    t.add_argument("--epochs", type=int, default=20, help="head epochs (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=None, help="head learning rate (default: the backbone's)")
-    t.add_argument("--weight-decay", type=float, default=1e-4, help="L2 (default: %(default)s)")
-    t.add_argument("--dropout", type=float, default=0.5, help="before the head (default: %(default)s)")
-    t.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
-    t.add_argument("--patience", type=int, default=5, help="early stopping on validation loss; 0 = off (default: %(default)s)")
-    t.add_argument("--finetune-epochs", type=int, default=5, help="fine-tuning epochs, 0 = none (default: %(default)s)")
-    t.add_argument("--finetune-lr", type=float, default=None, help="(default: the backbone's)")
-    t.add_argument("--unfreeze", default=None, help="blocks to fine-tune (default: Mixed_5b,Mixed_5c for i3d, fc6,fc7 for c3d)")
-    t.add_argument("--val-fraction", type=float, default=0.2, help="of training, for validation (default: %(default)s)")
-    t.add_argument("--test-fraction", type=float, default=0.2, help="held out when the data has no test set (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    t.add_argument("--out", default=DEFAULT_TRAIN_OUT, help="run directory to write (default: %(default)s)")
+    t.add_argument("--force", action="store_true", help="replace a finished run (or other files) in --out")
+    t.add_argument("--backbone", default=C.backbone, choices=tuple(BACKBONE_DEFAULTS), help="(default: %(default)s)")
+    t.add_argument("--weights", default=None, help=f"pretrained weights name (default: {_per_backbone('weights')}); "
+                                                   "none = random initialisation (not transfer learning)")
+    t.add_argument("--frames", type=int, default=C.frames, help="frames per clip (default: %(default)s, the study's)")
+    t.add_argument("--views", type=int, default=C.views, help="clips per training video, 1 central + augmented (default: %(default)s)")
+    t.add_argument("--epochs", type=int, default=C.epochs, help="head epochs (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=None, help=f"head learning rate (default: {_per_backbone('lr')})")
+    t.add_argument("--weight-decay", type=float, default=C.weight_decay, help="L2 (default: %(default)s)")
+    t.add_argument("--dropout", type=float, default=C.dropout, help="before the head (default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=C.batch_size, help="(default: %(default)s)")
+    t.add_argument("--patience", type=int, default=C.patience, help="early stopping on validation loss; 0 = off (default: %(default)s)")
+    t.add_argument("--finetune-epochs", type=int, default=C.finetune_epochs, help="fine-tuning epochs, 0 = none (default: %(default)s)")
+    t.add_argument("--finetune-lr", type=float, default=None, help=f"(default: {_per_backbone('finetune_lr')})")
+    t.add_argument("--unfreeze", default=None, help=f"blocks to fine-tune (default: {_per_backbone('unfreeze')})")
+    t.add_argument("--val-fraction", type=float, default=C.val_fraction, help="of training, for validation (default: %(default)s)")
+    t.add_argument("--test-fraction", type=float, default=C.test_fraction, help="held out when the data has no test set (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=C.seed, help="(default: %(default)s)")
     t.set_defaults(func=cmd_train)
 
+
+def _add_evaluate_compare_demo(sub) -> None:
     e = sub.add_parser("evaluate", help="score a trained run on labelled videos")
     e.add_argument("run", help="run directory")
     _dataset_args(e)
@@ -321,73 +418,63 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     d = sub.add_parser("demo", help="the whole workflow on a built-in synthetic dataset, in minutes")
-    d.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
+    d.add_argument("--out", default=DEFAULT_DEMO_OUT, help="run directory, replaced if it exists (default: %(default)s)")
     d.add_argument("--data", default=None, help="where to write the demo videos (default: $ACTIONREC_HOME/demo-data)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
-    def long_video_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("video", help="a video file (any length) or a folder of frames")
-        q.add_argument("--model", "--run", dest="model", default="i3d-kinetics400",
-                       help="pretrained weights name or a trained run directory (default: %(default)s)")
-        q.add_argument("--window", type=float, default=None,
-                       help="window length in seconds (default: the model's frames at its fps: 0.64 s for a run, 2.56 s for i3d-kinetics400)")
-        q.add_argument("--stride", type=float, default=None, help="seconds between window starts (default: max(0.5, window / 2))")
-        q.add_argument("--threshold", type=float, default=None,
-                       help="probability a class needs, for every class (default: calibrated on the run's validation clips, else 0.5)")
-        q.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 128 frames' worth: 8 of 16 frames, 2 of 64)")
-        q.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
-        q.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
-        q.add_argument("--json", action="store_true", help="one JSON object on stdout")
-        q.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    tl = sub.add_parser("timeline", help="label a long video over time: segments, minutes per class, CSV/JSON/SRT/PNG",
+def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
+    from .apps.flag import censor_video, flag_ranges
+    from .apps.timeline import DEFAULT_SMOOTH
+
+    tl = sub.add_parser("timeline", parents=parents, help="label a long video over time: segments, minutes per class, CSV/JSON/SRT/PNG",
                         description="Sliding windows over the whole video in one streaming pass, smoothed, with 'none' "
                                     "where no class is confident; merged segments and the time per class.")
-    long_video_args(tl)
     tl.add_argument("--labels", default=None, help="comma-separated classes to report (e.g. Kinetics-400 'playing tennis,skiing'); others count as none")
-    tl.add_argument("--smooth", type=float, default=1.0, help="seconds of windows over which a running median smooths the probabilities (default: %(default)s)")
+    tl.add_argument("--smooth", type=float, default=DEFAULT_SMOOTH, help="seconds of windows over which a running median smooths the probabilities (default: %(default)s)")
     tl.add_argument("--min-segment", type=float, default=None, help="shorter segments go to their neighbours (default: 1.5 strides)")
     tl.add_argument("--out", default=None, help="folder for the CSV, JSON, SRT and PNG files (default: ./<video name>_timeline)")
     tl.set_defaults(func=cmd_timeline)
 
-    fl = sub.add_parser("flag", help="time ranges showing given actions, and optionally a censored copy",
+    fl = sub.add_parser("flag", parents=parents, help="time ranges showing given actions, and optionally a censored copy",
                         description="The time ranges where any of --labels reaches its threshold; --censor writes a copy "
                                     "with them blacked out or blurred (audio copied, duration unchanged; needs PyAV).")
-    long_video_args(fl)
     fl.add_argument("--labels", required=True, help="comma-separated classes to flag")
     fl.add_argument("--censor", default=None, metavar="OUT", help="write a censored copy (.mp4, .mkv, .mov, .avi, .webm)")
-    fl.add_argument("--style", choices=("black", "blur"), default="black", help="how flagged frames are hidden (default: %(default)s)")
-    fl.add_argument("--crf", type=int, default=18, help="H.264/VP9 quality of the copy, 0 = lossless (default: %(default)s)")
-    fl.add_argument("--pad", type=float, default=0.25, help="seconds added before and after each range (default: %(default)s)")
-    fl.add_argument("--merge-gap", type=float, default=1.0, help="ranges closer than this are merged (default: %(default)s s)")
-    fl.add_argument("--smooth", type=float, default=0.0, help="seconds of running-median smoothing first (default: %(default)s, none)")
+    fl.add_argument("--style", choices=("black", "blur"), default=default_of(censor_video, "style"), help="how flagged frames are hidden (default: %(default)s)")
+    fl.add_argument("--crf", type=int, default=default_of(censor_video, "crf"), help="H.264/VP9 quality of the copy, 0 = lossless (default: %(default)s)")
+    fl.add_argument("--pad", type=float, default=default_of(flag_ranges, "pad"), help="seconds added before and after each range (default: %(default)s)")
+    fl.add_argument("--merge-gap", type=float, default=default_of(flag_ranges, "merge_gap"), help="ranges closer than this are merged (default: %(default)s s)")
+    fl.add_argument("--smooth", type=float, default=default_of(flag_ranges, "smooth"), help="seconds of running-median smoothing first (default: %(default)s, none)")
     fl.set_defaults(func=cmd_flag)
 
-    wa = sub.add_parser("watch", help="live alerts on a camera, a stream or a file",
+
+def _add_watch(sub, parents: list[argparse.ArgumentParser]) -> None:
+    from .apps.watch import DEFAULT_FPS, WatchOptions as W
+
+    wa = sub.add_parser("watch", parents=parents, help="live alerts on a camera, a stream or a file",
                         description="Classify windows as the frames arrive and raise debounced alerts; ends at the end "
                                     "of the stream or on Ctrl-C.")
     wa.add_argument("source", help="camera index (0), stream URL (rtsp://, http://...) or video file")
-    wa.add_argument("--model", "--run", dest="model", default="i3d-kinetics400",
-                    help="pretrained weights name or a trained run directory (default: %(default)s)")
     wa.add_argument("--alert", action="append", required=True, metavar="LABEL>=P",
                     help="raise an alert when LABEL's probability reaches P, e.g. 'Spinning>=0.8' (repeatable)")
     wa.add_argument("--exec", default=None, metavar="CMD", help="shell command run per alert, with ACTIONREC_LABEL, ACTIONREC_SCORE, "
                                                                "ACTIONREC_TIME, ACTIONREC_WALLTIME, ACTIONREC_ALERT (JSON)... in its environment")
     wa.add_argument("--webhook", default=None, metavar="URL", help="POST each alert as JSON to this URL")
-    wa.add_argument("--window", type=float, default=None, help="window length in seconds (default: the model's)")
-    wa.add_argument("--stride", type=float, default=None, help="seconds between windows (default: max(0.5, window / 2))")
-    wa.add_argument("--max-latency", type=float, default=2.0,
+    wa.add_argument("--max-latency", type=float, default=default_of(W, "max_latency"),
                     help="live sources: drop windows more than this many seconds behind the newest frame (default: %(default)s)")
     wa.add_argument("--realtime", action="store_true", help="read a file at its frame rate, like a camera (default: as fast as the model goes)")
-    wa.add_argument("--confirm", type=int, default=2, help="windows in a row at the threshold to raise an alert (default: %(default)s)")
-    wa.add_argument("--cooldown", type=float, default=3.0, help="seconds below the threshold before the same alert again (default: %(default)s)")
-    wa.add_argument("--fps", type=float, default=None, help="frame rate of a source that does not tell (default: its own, else 25)")
-    wa.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: 1 live, 8 for a file)")
+    wa.add_argument("--confirm", type=int, default=default_of(W, "confirm"), help="windows in a row at the threshold to raise an alert (default: %(default)s)")
+    wa.add_argument("--cooldown", type=float, default=default_of(W, "cooldown"), help="seconds below the threshold before the same alert again (default: %(default)s)")
+    wa.add_argument("--fps", type=float, default=default_of(W, "fps"), help=f"frame rate of a source that does not tell (default: its own, else {DEFAULT_FPS:g})")
+    wa.add_argument("--batch-size", type=int, default=default_of(W, "batch_size"), help="windows per forward pass (default: 1 live, 8 for a file)")
     wa.add_argument("--json", action="store_true", help="one JSON object per alert per line on stdout")
     wa.add_argument("--quiet", action="store_true", help="no start and summary lines on stderr")
     wa.set_defaults(func=cmd_watch)
 
+
+def _add_weights_cache(sub) -> None:
     w = sub.add_parser("weights", help="list or fetch pretrained weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)
     wl = wsub.add_parser("list", help="what exists and what is cached")
@@ -397,6 +484,29 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--from", dest="source", default=None, help="a local file or URL instead of the published download")
     wf.add_argument("--force", action="store_true", help="convert again even if cached")
     wf.set_defaults(func=cmd_weights_fetch)
+
+    c = sub.add_parser("cache", help="size of the feature and timeline caches; prune them by age or use",
+                       description="Shows what the feature cache and the timeline cache hold; --older-than and --unused "
+                                   "remove entries first (only the caches' own files).")
+    c.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                   help="remove feature entries not used, and timeline entries not written, for this many days")
+    c.add_argument("--unused", action="store_true", help="remove the feature recipes that no run under --runs uses")
+    c.add_argument("--runs", nargs="+", default=["runs"], metavar="DIR", help="folders holding your run directories, for --unused (default: runs)")
+    c.add_argument("--features", default=None, metavar="DIR", help="feature cache folder (default: $ACTIONREC_HOME/features)")
+    c.add_argument("--timelines", default=None, metavar="DIR", help="timeline cache folder (default: $ACTIONREC_HOME/timelines)")
+    c.set_defaults(func=cmd_cache)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="actionrec", description="Recognise human actions in videos with pretrained 3D CNNs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    model, windows = _model_parent(), _window_parent()
+    _add_predict(sub, model)
+    _add_train(sub)
+    _add_evaluate_compare_demo(sub)
+    _add_timeline_flag(sub, [model, windows, _long_video_parent()])
+    _add_watch(sub, [model, windows])
+    _add_weights_cache(sub)
     return parser
 
 

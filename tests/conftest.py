@@ -26,6 +26,22 @@ def i3d_kinetics():
     return load_model("i3d-kinetics400")
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, i3d_kinetics) -> tuple[Path, Path, Path]:
+    """A run trained once per session on a small demo set (4 classes x 9 clips of 24 frames, 2 fine-tuning epochs),
+    for every test module that needs a trained run. Returns (run directory, data folder, feature cache folder).
+    Tests must not change them (train into their own --out; the cache may be read and reused)."""
+    from actionrec.cli import main
+    from actionrec.data.demo import write_demo_dataset
+
+    base = tmp_path_factory.mktemp("demo-run")
+    data = write_demo_dataset(base / "demo", clips_per_class=9, frames=24)
+    run, cache = base / "run", base / "cache"
+    args = ["train", str(data), "--out", str(run), "--cache", str(cache), "--finetune-epochs", "2", "--quiet"]
+    assert main(args) == 0
+    return run, data, cache
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """An empty ACTIONREC_HOME for tests that write weights into the cache."""

@@ -18,23 +18,18 @@ pytestmark = pytest.mark.usefixtures("i3d_kinetics")  # the real pretrained back
 
 
 @pytest.fixture(scope="module")
-def demo_data(tmp_path_factory) -> Path:
-    from actionrec.data.demo import write_demo_dataset
-
-    return write_demo_dataset(tmp_path_factory.mktemp("data") / "demo", clips_per_class=9, frames=24)
+def run(demo_run) -> Path:
+    return demo_run[0]
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def demo_data(demo_run) -> Path:
+    return demo_run[1]
 
 
 @pytest.fixture(scope="module")
-def run(demo_data, cache_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "first"
-    args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "2", "--quiet"]
-    assert main(args) == 0
-    return out
+def cache_dir(demo_run) -> Path:
+    return demo_run[2]
 
 
 def test_run_directory_holds_model_metrics_plots_and_report(run):
@@ -87,7 +82,7 @@ def test_evaluate_predict_and_compare_a_trained_run(run, demo_data, cache_dir, c
 
 def test_killed_extraction_leaves_no_corrupt_entry_and_resumes(demo_data, tmp_path, i3d_kinetics):
     """SIGKILL a real extraction mid-way: every entry on disk is whole, and a rerun computes only the rest."""
-    from actionrec.training.features import FeatureCache, Sampling
+    from actionrec.training.features import FeatureCache, Sampling, read_entry
 
     videos = sorted(str(p) for p in demo_data.glob("*/*.mp4"))[:10]
     cache_root = tmp_path / "cache"
@@ -98,21 +93,21 @@ def test_killed_extraction_leaves_no_corrupt_entry_and_resumes(demo_data, tmp_pa
     )
     proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(cache_root.rglob("*.npy"))) < 2:
+    while time.time() < deadline and len(list(cache_root.rglob("*.npz"))) < 2:
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    done = list(cache_root.rglob("*.npy"))
+    done = list(cache_root.rglob("*.npz"))
     assert 2 <= len(done) < len(videos)
     for entry in done:
-        assert np.load(entry).shape == (832, 2, 7, 7)
+        assert read_entry(entry).shape == (832, 2, 7, 7)
     cache = FeatureCache(i3d_kinetics, "MaxPool3d_5a_2x2", Sampling(), root=cache_root)
     entries = cache.extract(videos)
     assert len(entries) == len(videos)
     assert cache.backbone_calls == len(videos) - len(done)
 
 
-def test_unreadable_video_is_skipped_and_reported(demo_data, cache_dir, tmp_path, capsys):
+def test_unreadable_video_is_skipped_and_reported(run, demo_data, cache_dir, tmp_path, capsys):
     import shutil
 
     data = tmp_path / "data"
@@ -124,6 +119,39 @@ def test_unreadable_video_is_skipped_and_reported(demo_data, cache_dir, tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["video"] for s in metrics["skipped"]] == [str(data / "Sliding" / "Sliding_s99_c01.mp4")]
     assert metrics["head_test_accuracy"] is None and all(r["phase"] == "head" for r in metrics["history"])
+    # --quiet hides progress, never a skipped file: one line of its own, naming it
+    err = capsys.readouterr().err.splitlines()
+    assert err == [line for line in err if line.startswith("skipped: ")] and len(err) == 1
+    assert str(data / "Sliding" / "Sliding_s99_c01.mp4") in err[0]
+    # the split counts are of the clips trained and tested on: the unreadable one is not among them
+    counts = metrics["splits"]["counts"]
+    assert sum(counts["Sliding"].values()) == 9 and sum(metrics["splits"]["clips"].values()) == 18
+    assert sum(sum(c.values()) for c in counts.values()) == 18
+
+    # evaluate --quiet says the skipped file too (and exits 1 for it)
+    assert main(["evaluate", str(run), str(data), "--classes", "Bouncing,Sliding", "--cache", str(cache_dir), "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("skipped: ") and "Sliding_s99_c01.mp4" in err[0]
+
+
+def test_a_class_without_a_readable_clip_is_left_out_with_one_warning(demo_data, cache_dir, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    for cls in ("Bouncing", "Sliding"):
+        shutil.copytree(demo_data / cls, data / cls)
+    (data / "Broken").mkdir()
+    for i in range(3):
+        (data / "Broken" / f"Broken_s{i}_c01.mp4").write_bytes(os.urandom(2048))
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "0", "--epochs", "2", "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert sum(line.startswith("skipped: ") for line in err) == 3
+    assert [line for line in err if not line.startswith("skipped: ")] == ["warning: class Broken left out: none of its training clips could be read"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == ["Bouncing", "Sliding"] and set(metrics["splits"]["counts"]) == {"Bouncing", "Sliding"}
+    assert json.loads((out / "config.json").read_text())["classes"] == ["Bouncing", "Sliding"]
+    assert "Broken" in metrics["splits"]["policy"]
 
 
 def test_single_class_and_empty_class_get_one_line(tmp_path, capsys):

@@ -1,9 +1,12 @@
 """The feature cache: the frozen part of a backbone runs once per clip and view, and its output is kept on disk.
 
-An entry is keyed by the video's content (size, mtime and a hash of its first and last 64 KiB), the weights, the
-endpoint it was cut at, the sampling and the preprocessing, so any change to one of them is a new entry. Entries are
-written to a temporary file and renamed, so a killed run leaves no corrupt entry and a rerun resumes where it stopped.
-Extraction takes a work list and a (rank, world) pair, so it can be sharded over processes without shared state.
+An entry is keyed by the video's content (a sha256 over every byte of the file, or of every file of a folder of
+frames, so a copied dataset reuses its entries and a file damaged anywhere is a new one), the weights, the endpoint
+it was cut at, the sampling and the preprocessing, so any change to one of them is a new entry. Each entry is an
+``.npz`` holding the activations and the sha256 of their values: it is written whole or not at all (a killed run
+leaves no partial entry and a rerun resumes where it stopped), and checked when read, so a truncated, garbled or
+overwritten entry is computed again (one warning line), never trusted. Extraction takes a work list and a (rank,
+world) pair, so it can be sharded over processes without shared state.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ActionrecError
+from ..data.sampling import central_clip, random_clip
 from ..data.transforms import preprocess
-from ..data.video import central_clip, probe, random_clip, read_clips
+from ..data.video import probe, read_clips
 from ..engine import Engine, engine_for
+from ..errors import ActionrecError
+from ..files import atomic_write
 from ..models.weights import home_dir
+from .console import stderr_line
 
-CACHE_VERSION = 1  # bump when the meaning of a cached array changes
+CACHE_VERSION = 2  # bump when the meaning of a cached entry changes (2: whole-content keys, checksummed .npz)
+ENTRY_SUFFIX = ".npz"
+_BLOCK = 1 << 20  # files are hashed 1 MiB at a time
 
 
 @dataclass(frozen=True)
@@ -39,32 +47,70 @@ class Sampling:
     crop_jitter: float = 0.8  # augmented views shift the crop by up to this fraction of the free margin
 
 
-def video_key(path: str | os.PathLike) -> str:
-    """A cheap content key: size, mtime and a hash of the first and last 64 KiB."""
-    stat = os.stat(path)
-    digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+def cache_root(root: str | os.PathLike | None = None) -> Path:
+    """The feature cache folder: `root`, or $ACTIONREC_HOME/features."""
+    return Path(root) if root is not None else home_dir() / "features"
+
+
+def _file_digest(path: str | os.PathLike, digest) -> None:
     with open(path, "rb") as f:
-        digest.update(f.read(65536))
-        if stat.st_size > 65536:
-            f.seek(max(stat.st_size - 65536, 65536))
-            digest.update(f.read(65536))
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            digest.update(block)
+
+
+def video_key(path: str | os.PathLike) -> str:
+    """The content key of a file: a sha256 over all of its bytes (its name and times do not count)."""
+    digest = hashlib.sha256()
+    _file_digest(path, digest)
     return digest.hexdigest()[:32]
 
 
 def _folder_key(path: str) -> str:
-    """A folder of frames: the key of its sorted file list and their stats."""
-    digest = hashlib.sha256()
+    """A folder of frames: a sha256 over its sorted file names and every file's content."""
+    digest = hashlib.sha256(b"folder;")
     for name in sorted(os.listdir(path)):
-        stat = os.stat(os.path.join(path, name))
-        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        full = os.path.join(path, name)
+        digest.update(f"{name}:".encode())
+        if os.path.isfile(full):
+            _file_digest(full, digest)
+        digest.update(b";")
     return digest.hexdigest()[:32]
 
 
 def content_key(path: str) -> str:
+    """What a cached result of `path` is keyed by: its content (see video_key), read in 1 MiB blocks."""
     try:
         return _folder_key(path) if os.path.isdir(path) else video_key(path)
     except OSError as err:
         raise ActionrecError(f"{path}: cannot be read ({err.strerror}); check the path") from None
+
+
+class DamagedEntry(ActionrecError):
+    """A cache entry that cannot be read or whose values do not match the checksum written with them."""
+
+
+def _array_sha256(array: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{array.dtype.str}|{array.shape};".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def write_entry(path: Path, array: np.ndarray) -> None:
+    """An entry (the array and its checksum), written whole or not at all."""
+    with atomic_write(path) as f:
+        np.savez(f, features=array, sha256=np.array(_array_sha256(array)))
+
+
+def read_entry(path: str | os.PathLike) -> np.ndarray:
+    """The array of an entry, checked against the checksum written with it (DamagedEntry when it does not match)."""
+    try:
+        with np.load(path, allow_pickle=False) as entry:
+            array, recorded = entry["features"], str(entry["sha256"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
+        raise DamagedEntry(f"feature cache entry {path} is not readable ({str(err)[:80] or type(err).__name__})") from None
+    if _array_sha256(array) != recorded:
+        raise DamagedEntry(f"feature cache entry {path} does not match its checksum (altered on disk)")
+    return array
 
 
 @dataclass(frozen=True)
@@ -77,11 +123,12 @@ class ViewPlan:
 
 
 class FeatureCache:
-    """Backbone activations at `endpoint`, one float16 .npy file per (video, view), under `root`."""
+    """Backbone activations at `endpoint`, one checksummed float16 entry per (video, view), under `root`."""
 
-    def __init__(self, model: nn.Module | Engine, endpoint: str, sampling: Sampling, root: str | os.PathLike | None = None):
-        self.engine, self.endpoint, self.sampling = engine_for(model), endpoint, sampling
-        self.root = Path(root) if root is not None else home_dir() / "features"
+    def __init__(self, model: nn.Module | Engine, endpoint: str, sampling: Sampling, root: str | os.PathLike | None = None,
+                 say: Callable[[str], None] = stderr_line):
+        self.engine, self.endpoint, self.sampling, self.say = engine_for(model), endpoint, sampling, say
+        self.root = cache_root(root)
         spec = self.engine.info.spec
         recipe = {
             "version": CACHE_VERSION,
@@ -101,20 +148,31 @@ class FeatureCache:
         self._calls_before = self.engine.clips_run
 
     def path(self, video_key_: str, view: int) -> Path:
-        name = f"{video_key_}-{view}.npy"
+        name = f"{video_key_}-{view}{ENTRY_SUFFIX}"
         return self.root / self.recipe_key / name[:2] / name
 
     def put(self, video_key_: str, view: int, array: np.ndarray) -> None:
-        path = self.path(video_key_, view)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            write_entry(self.path(video_key_, view), array)
+        except OSError as err:
+            raise ActionrecError(f"{self.root}: cannot write to the feature cache ({err.strerror or err}); free some "
+                                 "space or pass --cache DIR on a writable disk") from None
+
+    def _cached(self, video: str, key: str, view: int) -> bool:
+        """Whether a whole, unaltered entry is on disk; a damaged one is said on one line and computed again."""
+        path = self.path(key, view)
+        if not path.exists():
+            return False
+        try:
+            read_entry(path)
+        except DamagedEntry as err:
+            self.say(f"warning: {err}; computing {video} (view {view}) again")
+            return False
+        try:
+            os.utime(path)  # last used: `actionrec cache --older-than` prunes what has not been used for a while
+        except OSError:
+            pass  # a read-only cache is still read
+        return True
 
     def plan(self, video_key_: str, view: int) -> ViewPlan:
         if view == 0:
@@ -152,7 +210,8 @@ class FeatureCache:
         """Cache the activations of each (video, view) not cached yet; return where each entry lies on disk.
 
         `views` may depend on the video. Only this process's share of the work list (`videos[rank::world]`) is
-        handled. Unreadable videos go to `on_error(video, message)` and are skipped. Nothing is kept in memory.
+        handled. Unreadable videos go to `on_error(video, message)` and are skipped. Every entry found is checked
+        (read_entry); a damaged one is computed again. Nothing is kept in memory.
         """
         work = list(videos)[rank::world]
         result: dict[tuple[str, int], Path] = {}
@@ -168,7 +227,7 @@ class FeatureCache:
                 continue
             missing = []
             for view in wanted:
-                if self.path(key, view).exists():
+                if self._cached(video, key, view):
                     result[(video, view)] = self.path(key, view)
                 else:
                     missing.append(view)

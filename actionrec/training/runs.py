@@ -1,7 +1,8 @@
 """A run directory: the trained layers (`model.safetensors`) and what they are (`config.json`), saved and loaded.
 
 `config.json` carries `format_version` and the checksum of `model.safetensors`; the model is written first and the
-config last (each atomically), so a run killed between the two is refused with one line, never half-loaded.
+config last (each atomically; the trainer removes an old config.json before it writes anything), so a run killed on
+the way has no config.json and is refused with one line, never half-loaded.
 Runs of format 1 (before `format_version` and the checksum) still load.
 """
 
@@ -39,6 +40,18 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / "config.json").is_file() and (Path(path) / "model.safetensors").is_file()
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    """One line when `run_dir` is not there, is a file, or lacks the run's files (unfinished, or not a run)."""
+    if not run_dir.exists():
+        raise ActionrecError(f"{run_dir}: the run directory does not exist; check the path, or train one with "
+                             f"`actionrec train DATA --out {run_dir}`")
+    if not run_dir.is_dir():
+        raise ActionrecError(f"{run_dir}: a file, not a run directory; give the folder `actionrec train --out` wrote")
+    if not is_run_dir(run_dir):
+        raise ActionrecError(f"{run_dir}: not a run directory (no config.json + model.safetensors: unfinished, or not "
+                             "written by `actionrec train`); train one with `actionrec train`")
+
+
 def _read_config(run_dir: Path) -> dict:
     try:
         config = json.loads((run_dir / "config.json").read_text())
@@ -65,6 +78,10 @@ def _read_state(run_dir: Path, config: Mapping[str, Any]) -> dict[str, torch.Ten
     unknown = [k for k in state if k.split(".", 1)[0] not in config["trained_modules"]]
     if unknown:
         raise ActionrecError(f"{run_dir}/model.safetensors: unexpected tensor {unknown[0]}; the run directory is inconsistent")
+    head, classes = state.get("head.weight"), config.get("classes")
+    if head is not None and isinstance(classes, list) and head.shape[0] != len(classes):
+        raise ActionrecError(f"{run_dir}: config.json lists {len(classes)} classes but the trained head has {head.shape[0]} "
+                             "outputs (the run directory is inconsistent); train the run again")
     return state
 
 
@@ -81,6 +98,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     from .trainer import BACKBONE_DEFAULTS
 
     run_dir = Path(run_dir)
+    _check_run_dir(run_dir)
     config = _read_config(run_dir)
     state = _read_state(run_dir, config)
     try:

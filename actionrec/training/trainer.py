@@ -7,23 +7,26 @@ feature cache), so every epoch costs milliseconds for the head and seconds for f
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ActionrecError
 from ..files import write_json
-from .features import FeatureCache, Sampling
+from .checks import MIN_FRAMES, number, option_name, whole
+from .console import Skipped, progress_bar, stderr_line
+from .features import FeatureCache, Sampling, cache_root as feature_cache_root
+from .outdir import claim_run_dir, writable_dir
+from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities
 from .runs import load_run, save_run
 
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
@@ -57,9 +60,27 @@ class TrainConfig:
     test_fraction: float = 0.2  # held out when the data names no test set
     seed: int = 0  # splits, augmentation, initialisation and shuffling
 
-    def resolved(self) -> TrainConfig:
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """One ActionrecError line for the first value out of range (the CLI and the Python API share this)."""
         if self.backbone not in BACKBONE_DEFAULTS:
             raise ActionrecError(f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONE_DEFAULTS)}")
+        whole(self.frames, "--frames", MIN_FRAMES)
+        if self.backbone == "c3d" and self.frames != 16:
+            raise ActionrecError(f"--frames {self.frames}: C3D takes clips of exactly 16 frames (its fc6 is sized for them)")
+        for name, minimum in (("views", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("finetune_epochs", 0), ("seed", 0)):
+            whole(getattr(self, name), option_name(name), minimum)
+        for name in ("lr", "finetune_lr"):
+            if getattr(self, name) is not None:
+                number(getattr(self, name), option_name(name), 0.0, low_open=True)
+        number(self.weight_decay, "--weight-decay", 0.0)
+        for name in ("momentum", "dropout", "val_fraction", "test_fraction"):
+            number(getattr(self, name), option_name(name), 0.0, 1.0, high_open=True)
+
+    def resolved(self) -> TrainConfig:
+        """The backbone's defaults filled in for every None."""
         d = BACKBONE_DEFAULTS[self.backbone]
         return replace(
             self,
@@ -131,114 +152,180 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     return build_model(info, None)
 
 
-class _Activations:
-    """Cached activations of a list of clips, read from disk batch by batch (memory stays flat)."""
-
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int]):
-        self.paths, self.labels = list(paths), torch.tensor(list(labels), dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def batches(self, batch_size: int, order: Sequence[int] | None = None):
-        order = range(len(self)) if order is None else order
-        order = list(order)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            x = torch.from_numpy(np.stack([np.load(self.paths[i]) for i in idx])).float()
-            yield x, self.labels[idx]
-
-
-def _top_logits(model: nn.Module, cut: str, x: torch.Tensor) -> torch.Tensor:
-    return model.forward_head(model.forward_features(x, start=cut))
-
-
-def _evaluate(model: nn.Module, cut: str, data: _Activations, batch_size: int) -> tuple[float, float, np.ndarray]:
-    """Mean loss, accuracy and the predictions of the top on cached activations, in eval mode."""
-    model.eval()
-    losses, preds = [], []
-    with torch.no_grad():
-        for x, y in data.batches(batch_size):
-            logits = _top_logits(model, cut, x)
-            losses.append(F.cross_entropy(logits, y, reduction="sum").item())
-            preds.append(logits.argmax(1).numpy())
-    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=int)
-    n = max(len(data), 1)
-    return sum(losses) / n, float((pred == data.labels.numpy()).mean()) if len(data) else float("nan"), pred
-
-
-def _probabilities(model: nn.Module, cut: str, data: _Activations, batch_size: int, num_classes: int) -> np.ndarray:
-    model.eval()
-    with torch.no_grad():
-        parts = [_top_logits(model, cut, x).softmax(-1) for x, _ in data.batches(batch_size)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, num_classes), np.float32)
-
-
-def _pooled(model: nn.Module, cut: str, data: _Activations, batch_size: int) -> torch.Tensor:
-    with torch.no_grad():
-        parts = [model.forward_features(x, start=cut) for x, _ in data.batches(batch_size)]
-    return torch.cat(parts) if parts else torch.zeros(0, model.num_features)
-
-
-@dataclass
-class _History:
-    rows: list[dict] = field(default_factory=list)
-
-    def add(self, **row) -> None:
-        self.rows.append(row)
-
-
-def _fit(
-    step_params: list[nn.Parameter],
-    lr: float,
-    cfg: TrainConfig,
-    epochs: int,
-    n_train: int,
-    train_step: Callable[[list[int]], tuple[float, int]],
-    validate: Callable[[], tuple[float, float]],
-    snapshot: Callable[[], dict],
-    restore: Callable[[dict], None],
-    history: _History,
-    phase: str,
-    say: Callable[[str], None],
-) -> int:
-    """SGD with momentum, L2, a cosine schedule and early stopping on the validation loss; returns the best epoch."""
-    optimizer = torch.optim.SGD(step_params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs * steps_per_epoch, 1))
-    generator = torch.Generator().manual_seed(cfg.seed + (0 if phase == "head" else 1))
-    best = (math.inf, 0, snapshot())
-    first_epoch = len(history.rows) + 1
-    for epoch in range(first_epoch, first_epoch + epochs):
-        order = torch.randperm(n_train, generator=generator).tolist()
-        loss_sum, correct = 0.0, 0
-        for start in range(0, n_train, cfg.batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss, batch_correct = train_step(order[start : start + cfg.batch_size])
-            optimizer.step()
-            schedule.step()
-            loss_sum += batch_loss
-            correct += batch_correct
-        val_loss, val_acc = validate()
-        history.add(epoch=epoch, phase=phase, train_loss=loss_sum / n_train, train_acc=correct / n_train,
-                    val_loss=val_loss, val_acc=val_acc, lr=optimizer.param_groups[0]["lr"])
-        say(f"{phase} epoch {epoch}: train loss {loss_sum / n_train:.3f} acc {correct / n_train:.3f} | val loss {val_loss:.3f} acc {val_acc:.3f}")
-        score = loss_sum / n_train if math.isnan(val_loss) else val_loss  # no validation clips: the training loss
-        if score < best[0] - 1e-6:
-            best = (score, epoch, snapshot())
-        elif cfg.patience and epoch - best[1] >= cfg.patience:
-            say(f"{phase}: early stop, validation loss has not improved for {cfg.patience} epochs")
-            break
-    restore(best[2])
-    return best[1]
-
-
 def _versions() -> dict[str, str]:
     from .. import __version__
 
-    import numpy
+    return {"actionrec": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
-    return {"actionrec": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version()}
+
+def _recipe(cfg: TrainConfig, splits) -> str:
+    """What makes two trainings the same command: the resolved configuration and the clips of each split."""
+    data = {name: [[s.path, s.label] for s in getattr(splits, name)] for name in ("train", "val", "test")}
+    return hashlib.sha256(json.dumps({"config": asdict(cfg), "data": data}, sort_keys=True).encode()).hexdigest()
+
+
+def _activations(samples, entries: dict, classes: list[str], views: int) -> Activations:
+    """The cached entries of `samples` (views 0..views-1 of each, those that were extracted), labelled by class index."""
+    keys = [(s, view) for s in samples for view in range(views) if (s.path, view) in entries]
+    return Activations([entries[(s.path, view)] for s, view in keys], [classes.index(s.label) for s, _ in keys])
+
+
+class _Training:
+    """One training run, phase by phase: features, the head, fine-tuning, the test, writing the run directory."""
+
+    def __init__(self, config: TrainConfig, out: Path, cache_root: Path, say: Callable[[str], None],
+                 warn: Callable[[str], None], progress: bool):
+        self.cfg = cfg = config.resolved()
+        self.out, self.say, self.warn, self.progress = out, say, warn, progress
+        self.timing: dict[str, float] = {}
+        self.t_start = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        self.model = backbone_for(cfg, say, explicit=config.weights is not None)
+        self.random_init = self.model.info.weights_sha256.startswith("random")
+        self.cut = cut_endpoint(self.model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
+        self.cache = FeatureCache(self.model, self.cut, Sampling(frames=cfg.frames, views=cfg.views, seed=cfg.seed),
+                                  root=cache_root, say=warn)
+        self.skipped = Skipped(warn)
+        self.history = History()
+        self.classes: list[str] = []  # the readable classes, set by `features`
+        self.trained_modules = ["head"]
+        self.head_test = (float("nan"), float("nan"))  # test loss and accuracy of the head alone, set by `head`
+
+    def features(self, splits) -> tuple[object, Datasets]:
+        """The frozen part runs once per clip and view (training videos get the augmented views too); unreadable clips
+        are left out of the splits, and with them a class none of whose training clips could be read."""
+        t0 = time.perf_counter()
+        everything = [s.path for s in splits.train + splits.val + splits.test]
+        train_paths = {s.path for s in splits.train}
+        bar = progress_bar("features", "video", self.progress, total=len(everything))
+        entries = self.cache.extract(everything, views=lambda v: range(self.cfg.views) if v in train_paths else (0,),
+                                     on_error=self.skipped, progress=bar.update)
+        bar.close()
+        self.timing["features"] = time.perf_counter() - t0
+        readable = splits.without(v for v in everything if (v, 0) not in entries)
+        for label in readable.dropped_classes[len(splits.dropped_classes):]:
+            self.warn(f"warning: class {label} left out: none of its training clips could be read")
+        self.say(readable.summary())
+        self.classes = list(readable.classes)
+        data = Datasets(*(_activations(getattr(readable, name), entries, self.classes, self.cfg.views if name == "train" else 1)
+                          for name in ("train", "val", "test")))
+        if len(data.train) == 0 or len({int(y) for y in data.train.labels}) < 2:
+            raise ActionrecError(f"{self.out}: fewer than 2 classes have readable training videos; add videos or fix the skipped files")
+        return readable, data
+
+    def head(self, data: Datasets) -> int:
+        """The head on pooled features of the frozen backbone (computed once from the cache); its best epoch. The
+        test loss and accuracy of the head alone are kept (`head_test`)."""
+        model = self.model
+        model.reset_classifier(len(self.classes))
+        model.drop.p = self.cfg.dropout
+        for p in model.parameters():
+            p.requires_grad_(False)
+        t0 = time.perf_counter()
+        best = fit(HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs), self.cfg, self.history, self.say)
+        self.timing["head"] = time.perf_counter() - t0
+        self.head_test = evaluate(model, self.cut, data.test)[:2]
+        return best
+
+    def finetune(self, data: Datasets) -> int | None:
+        """The top blocks and the head from the cached activations at the cut; the best epoch (None: no fine-tuning)."""
+        cfg, best = self.cfg, None
+        if cfg.finetune_epochs and cfg.unfreeze:
+            t0 = time.perf_counter()
+            phase = FinetunePhase(self.model, self.cut, data, cfg.unfreeze, cfg.finetune_lr, cfg.finetune_epochs)
+            self.trained_modules = phase.modules
+            best = fit(phase, cfg, self.history, self.say)
+            self.timing["finetune"] = time.perf_counter() - t0
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return best
+
+    def test(self, data: Datasets) -> dict:
+        """The held-out clips, once, with the final model; and the validation probabilities (they calibrate the
+        timeline's per-class thresholds)."""
+        from . import report
+
+        t0 = time.perf_counter()
+        test_loss, test_acc, test_pred = evaluate(self.model, self.cut, data.test)
+        val_probs = probabilities(self.model, self.cut, data.val, len(self.classes))
+        per_class, confusion = report.per_class_metrics(data.test.labels.numpy(), test_pred, self.classes)
+        self.timing["evaluate"] = time.perf_counter() - t0
+        self.timing["total"] = time.perf_counter() - self.t_start
+        return {"test_loss": test_loss, "test_accuracy": test_acc, "per_class": per_class, "confusion_matrix": confusion,
+                "val_probs": val_probs}
+
+    def run_config(self) -> dict:
+        """config.json: what the run is (classes, backbone, weights, cut, preprocessing, options, versions)."""
+        cfg, spec, random_init = self.cfg, self.model.info.spec, self.random_init
+        return {
+            "classes": self.classes,
+            "backbone": cfg.backbone,
+            "weights": None if random_init else cfg.weights,
+            "weights_sha256": None if random_init else self.model.info.weights_sha256,
+            "trained_modules": self.saved_modules(),
+            "cut_endpoint": self.cut,
+            "frames": cfg.frames,
+            "preprocessing": {"fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
+                              "mean": spec.mean, "std": spec.std, "value_range": spec.value_range},
+            "train_config": asdict(cfg),
+            "versions": _versions(),
+        }
+
+    def saved_modules(self) -> list[str]:
+        """The modules written to model.safetensors: the trained ones (a randomly initialised backbone: all)."""
+        return [name for name, _ in self.model.named_children()] if self.random_init else self.trained_modules
+
+    def metrics(self, splits, data: Datasets, best: dict, tested: dict) -> dict:
+        """metrics.json: the history, the test, the splits, the time per phase, the model and the cache."""
+        cfg, model, spec, head_test = self.cfg, self.model, self.model.info.spec, self.head_test
+        trainable = sum(p.numel() for name in self.trained_modules for p in getattr(model, name).parameters())
+        return {
+            "run": str(self.out),
+            "backbone": cfg.backbone,
+            "weights": f"none (random initialisation, seed {cfg.seed})" if self.random_init else cfg.weights,
+            "classes": self.classes,
+            "history": self.history.rows,
+            "best_epoch": best,
+            "test_loss": tested["test_loss"],
+            "test_accuracy": tested["test_accuracy"],
+            "head_test_loss": head_test[0] if cfg.finetune_epochs else None,
+            "head_test_accuracy": head_test[1] if cfg.finetune_epochs and cfg.unfreeze else None,
+            "per_class": tested["per_class"],
+            "confusion_matrix": tested["confusion_matrix"],
+            "splits": {"policy": splits.policy, "counts": splits.counts(), "clips": data.sizes()},
+            "skipped": self.skipped.files,
+            "val_probs": np.round(tested["val_probs"], 6).tolist(),
+            "val_labels": data.val.labels.tolist(),
+            "timing": self.timing,
+            "model": {"parameters": sum(p.numel() for p in model.parameters()), "trainable_parameters": trainable,
+                      "input": f"3x{cfg.frames}x{spec.crop}x{spec.crop}",
+                      "gflops_per_clip": round(gflops_per_clip(model, cfg.frames), 2)},
+            "config": asdict(cfg),
+            "feature_cache": {**self.cache.describe(), "backbone_clips": self.cache.backbone_calls},
+            "versions": _versions(),
+        }
+
+    def write(self, config: dict, metrics: dict) -> None:
+        """The run directory, config.json last: until it is written the run is unfinished (and loads as none)."""
+        from . import report
+
+        (self.out / "config.json").unlink(missing_ok=True)
+        write_json(self.out / "metrics.json", metrics)
+        report.write_report(self.out)
+        save_run(self.model, self.out, config, self.saved_modules())
+
+    def run(self, splits) -> dict:
+        """Every phase in turn; the run's metrics."""
+        readable, data = self.features(splits)
+        best = {"head": self.head(data)}
+        finetuned = self.finetune(data)
+        if finetuned is not None:
+            best["finetune"] = finetuned
+        tested = self.test(data)
+        config = self.run_config()
+        metrics = self.metrics(readable, data, best, tested)
+        self.write(config, metrics)
+        return metrics
 
 
 def train(
@@ -246,198 +333,25 @@ def train(
     out: str | os.PathLike,
     config: TrainConfig = TrainConfig(),
     cache_root: str | os.PathLike | None = None,
-    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    say: Callable[[str], None] = stderr_line,
     progress: bool = True,
+    force: bool = False,
+    warn: Callable[[str], None] = stderr_line,
 ) -> dict:
-    """Train on `splits` (a datasets.Splits) and write the run directory `out`; returns its metrics."""
-    from . import report
+    """Train on `splits` (a datasets.Splits) and write the run directory `out`; returns its metrics.
 
+    `say` gets progress lines (the split table, epochs), `warn` the lines that must always be seen (skipped
+    files, classes left out, damaged cache entries). A finished run in `out` is replaced only with `force`; an
+    unfinished one left by the same command is taken over. The output and cache folders are checked writable, and
+    `out` locked, before any work."""
     cfg = config.resolved()
-    if cfg.backbone == "c3d" and cfg.frames != 16:
-        raise ActionrecError(f"--frames {cfg.frames}: C3D takes clips of exactly 16 frames (its fc6 is sized for them)")
-    torch.manual_seed(cfg.seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    timing: dict[str, float] = {}
-    t_start = time.perf_counter()
-
-    model = backbone_for(cfg, say, explicit=config.weights is not None)
-    random_init = model.info.weights_sha256.startswith("random")
-    classes = list(splits.classes)
-    index = {c: i for i, c in enumerate(classes)}
-    cut = cut_endpoint(model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
-    sampling = Sampling(frames=cfg.frames, views=cfg.views, seed=cfg.seed)
-    cache = FeatureCache(model, cut, sampling, root=cache_root)
-    skipped: list[dict] = []
-
-    def on_error(video: str, message: str) -> None:
-        skipped.append({"video": video, "error": message})
-        say(f"skipped: {message}")
-
-    # Features: the frozen part runs once per clip and view (training videos get the augmented views too).
-    t0 = time.perf_counter()
-    everything = [s.path for s in splits.train + splits.val + splits.test]
-    train_paths = {s.path for s in splits.train}
-    bar = _progress_bar(len(everything), "features", progress)
-    entries = cache.extract(
-        everything,
-        views=lambda v: range(cfg.views) if v in train_paths else (0,),
-        on_error=on_error,
-        progress=bar.update,
-    )
-    bar.close()
-    timing["features"] = time.perf_counter() - t0
-
-    def activations(samples, all_views: bool) -> _Activations:
-        paths, labels = [], []
-        for s in samples:
-            for view in range(cfg.views if all_views else 1):
-                if (s.path, view) in entries:
-                    paths.append(entries[(s.path, view)])
-                    labels.append(index[s.label])
-        return _Activations(paths, labels)
-
-    train_set, val_set, test_set = activations(splits.train, True), activations(splits.val, False), activations(splits.test, False)
-    if len(train_set) == 0 or len({int(y) for y in train_set.labels}) < 2:
-        raise ActionrecError(f"{out}: fewer than 2 classes have readable training videos; add videos or fix the skipped files")
-
-    model.reset_classifier(len(classes))
-    model.drop.p = cfg.dropout
-    for p in model.parameters():
-        p.requires_grad_(False)
-    history = _History()
-
-    # Phase 1: the head on pooled features of the frozen backbone (computed once from the cache).
-    t0 = time.perf_counter()
-    model.eval()
-    pooled_train = _pooled(model, cut, train_set, 64)
-    pooled_val = _pooled(model, cut, val_set, 64)
-    head = model.head
-    for p in head.parameters():
-        p.requires_grad_(True)
-
-    def head_step(idx: list[int]) -> tuple[float, int]:
-        model.drop.train()
-        logits = model.forward_head(pooled_train[idx])
-        loss = F.cross_entropy(logits, train_set.labels[idx])
-        loss.backward()
-        return loss.item() * len(idx), int((logits.argmax(1) == train_set.labels[idx]).sum())
-
-    def head_validate() -> tuple[float, float]:
-        model.eval()
-        with torch.no_grad():
-            logits = model.forward_head(pooled_val)
-        if not len(val_set):
-            return float("nan"), float("nan")
-        return F.cross_entropy(logits, val_set.labels).item(), float((logits.argmax(1) == val_set.labels).float().mean())
-
-    best_head = _fit(list(head.parameters()), cfg.lr, cfg, cfg.epochs, len(train_set), head_step, head_validate,
-                     lambda: {k: v.clone() for k, v in head.state_dict().items()}, head.load_state_dict, history, "head", say)
-    timing["head"] = time.perf_counter() - t0
-    model.eval()
-    head_test_loss, head_test_acc, _ = _evaluate(model, cut, test_set, 64)
-    best = {"head": best_head}
-
-    # Phase 2: fine-tune the top blocks and the head from the cached activations at the cut.
-    trained_modules = ["head"]
-    if cfg.finetune_epochs and cfg.unfreeze:
-        t0 = time.perf_counter()
-        top = [getattr(model, name) for name in cfg.unfreeze] + [head]
-        params = [p for m in top for p in m.parameters()]
-        for p in params:
-            p.requires_grad_(True)
-        trained_modules = list(cfg.unfreeze) + ["head"]
-
-        def ft_step(idx: list[int]) -> tuple[float, int]:
-            model.eval()  # BatchNorm keeps its pretrained statistics; only dropout is active
-            model.drop.train()
-            x, y = next(train_set.batches(len(idx), idx))
-            logits = _top_logits(model, cut, x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            return loss.item() * len(idx), int((logits.argmax(1) == y).sum())
-
-        def ft_validate() -> tuple[float, float]:
-            loss, acc, _ = _evaluate(model, cut, val_set, 64)
-            return (loss, acc) if len(val_set) else (float("nan"), float("nan"))
-
-        def snapshot() -> dict:
-            return {name: {k: v.clone() for k, v in getattr(model, name).state_dict().items()} for name in trained_modules}
-
-        def restore(state: dict) -> None:
-            for name, sub in state.items():
-                getattr(model, name).load_state_dict(sub)
-
-        best["finetune"] = _fit(params, cfg.finetune_lr, cfg, cfg.finetune_epochs, len(train_set), ft_step, ft_validate,
-                                snapshot, restore, history, "finetune", say)
-        timing["finetune"] = time.perf_counter() - t0
-    for p in model.parameters():
-        p.requires_grad_(False)
-
-    # Test: the held-out clips, once, with the final model.
-    t0 = time.perf_counter()
-    test_loss, test_acc, test_pred = _evaluate(model, cut, test_set, 64)
-    val_probs = _probabilities(model, cut, val_set, 64, len(classes))  # calibrates the timeline's per-class thresholds
-    per_class, confusion = report.per_class_metrics(test_set.labels.numpy(), test_pred, classes)
-    timing["evaluate"] = time.perf_counter() - t0
-    timing["total"] = time.perf_counter() - t_start
-
-    saved_modules = [name for name, _ in model.named_children()] if random_init else trained_modules
-    spec = model.info.spec
-    config_json = {
-        "classes": classes,
-        "backbone": cfg.backbone,
-        "weights": None if random_init else cfg.weights,
-        "weights_sha256": None if random_init else model.info.weights_sha256,
-        "trained_modules": saved_modules,
-        "cut_endpoint": cut,
-        "frames": cfg.frames,
-        "preprocessing": {"fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
-                          "mean": spec.mean, "std": spec.std, "value_range": spec.value_range},
-        "train_config": asdict(cfg),
-        "versions": _versions(),
-    }
-    total_params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for name in trained_modules for p in getattr(model, name).parameters())
-    metrics = {
-        "run": str(out),
-        "backbone": cfg.backbone,
-        "weights": f"none (random initialisation, seed {cfg.seed})" if random_init else cfg.weights,
-        "classes": classes,
-        "history": history.rows,
-        "best_epoch": best,
-        "test_loss": test_loss,
-        "test_accuracy": test_acc,
-        "head_test_loss": head_test_loss if cfg.finetune_epochs else None,
-        "head_test_accuracy": head_test_acc if cfg.finetune_epochs and cfg.unfreeze else None,
-        "per_class": per_class,
-        "confusion_matrix": confusion,
-        "splits": {"policy": splits.policy, "counts": splits.counts(), "clips": {"train": len(train_set), "val": len(val_set), "test": len(test_set)}},
-        "skipped": skipped,
-        "val_probs": np.round(val_probs, 6).tolist(),
-        "val_labels": val_set.labels.tolist(),
-        "timing": timing,
-        "model": {"parameters": total_params, "trainable_parameters": trainable,
-                  "input": f"3x{cfg.frames}x{spec.crop}x{spec.crop}",
-                  "gflops_per_clip": round(gflops_per_clip(model, cfg.frames), 2)},
-        "config": asdict(cfg),
-        "feature_cache": {**cache.describe(), "backbone_clips": cache.backbone_calls},
-        "versions": config_json["versions"],
-    }
-    save_run(model, out, config_json, saved_modules)
-    write_json(out / "metrics.json", metrics)
-    report.write_report(out)
-    return metrics
-
-
-def _progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="video", file=sys.stderr, disable=not enabled, leave=False)
+    features_root = writable_dir(feature_cache_root(cache_root), "feature cache folder", "pass --cache DIR on a writable disk")
+    with claim_run_dir(out, _recipe(cfg, splits), force, say) as out_dir:
+        return _Training(config, out_dir, features_root, say, warn, progress).run(splits)
 
 
 def evaluate_run(run_dir: str | os.PathLike, samples, cache_root: str | os.PathLike | None = None,
-                 say: Callable[[str], None] = lambda m: print(m, file=sys.stderr), progress: bool = True) -> dict:
+                 progress: bool = True, warn: Callable[[str], None] = stderr_line) -> dict:
     """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`."""
     from . import report
 
@@ -448,21 +362,15 @@ def evaluate_run(run_dir: str | os.PathLike, samples, cache_root: str | os.PathL
     if unknown:
         raise ActionrecError(f"{run_dir}: was not trained on {', '.join(unknown)}; it knows {', '.join(classes)} (pass --classes to select)")
     cut = run["cut_endpoint"]
-    cache = FeatureCache(model, cut, Sampling(frames=run["frames"], seed=run["train_config"]["seed"]), root=cache_root)
-    skipped: list[dict] = []
-
-    def on_error(video: str, message: str) -> None:
-        skipped.append({"video": video, "error": message})
-        say(f"skipped: {message}")
-
+    cache = FeatureCache(model, cut, Sampling(frames=run["frames"], seed=run["train_config"]["seed"]), root=cache_root, say=warn)
+    skipped = Skipped(warn)
     t0 = time.perf_counter()
-    bar = _progress_bar(len(samples), "features", progress)
-    entries = cache.extract([s.path for s in samples], on_error=on_error, progress=bar.update)
+    bar = progress_bar("features", "video", progress, total=len(samples))
+    entries = cache.extract([s.path for s in samples], on_error=skipped, progress=bar.update)
     bar.close()
-    kept = [s for s in samples if (s.path, 0) in entries]
-    data = _Activations([entries[(s.path, 0)] for s in kept], [classes.index(s.label) for s in kept])
-    loss, acc, pred = _evaluate(model, cut, data, 64)
+    data = _activations(samples, entries, classes, 1)
+    loss, acc, pred = evaluate(model, cut, data)
     per_class, confusion = report.per_class_metrics(data.labels.numpy(), pred, classes)
-    return {"run": str(run_dir), "classes": classes, "clips": len(kept), "test_loss": loss, "test_accuracy": acc,
-            "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped,
+    return {"run": str(run_dir), "classes": classes, "clips": len(data), "test_loss": loss, "test_accuracy": acc,
+            "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped.files,
             "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
