@@ -2,7 +2,8 @@
 
 An entry is keyed by the video's content (a sha256 over every byte of the file, or of every file of a folder of
 frames, so a copied dataset reuses its entries and a file damaged anywhere is a new one), the weights, the endpoint
-it was cut at, the sampling and the preprocessing, so any change to one of them is a new entry. Each entry is an
+it was cut at, the sampling, the preprocessing and the engine's precision and backend, so any change to one of them
+is a new entry. Each entry is an
 ``.npz`` holding the activations and the sha256 of their values: it is written whole or not at all (a killed run
 leaves no partial entry and a rerun resumes where it stopped), and checked when read, so a truncated, garbled or
 overwritten entry is computed again (one warning line), never trusted. Extraction takes a work list and a (rank,
@@ -143,6 +144,9 @@ class FeatureCache:
             "frames": sampling.frames,
             "seed": sampling.seed,
             "crop_jitter": sampling.crop_jitter,
+            # features of another precision or backend are other numbers: they never mix (machines may differ)
+            "precision": self.engine.precision,
+            "backend": self.engine.backend,
         }
         self.recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         self._calls_before = self.engine.clips_run

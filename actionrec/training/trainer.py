@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.samples import Sample
+from ..data.splits import Splits
 from ..errors import ActionrecError
 from ..files import write_json
 from .checks import MIN_FRAMES, number, option_name, whole
@@ -158,7 +160,7 @@ def _versions() -> dict[str, str]:
     return {"actionrec": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-def _recipe(cfg: TrainConfig, splits) -> str:
+def _recipe(cfg: TrainConfig, splits: Splits) -> str:
     """What makes two trainings the same command: the resolved configuration and the clips of each split."""
     data = {name: [[s.path, s.label] for s in getattr(splits, name)] for name in ("train", "val", "test")}
     return hashlib.sha256(json.dumps({"config": asdict(cfg), "data": data}, sort_keys=True).encode()).hexdigest()
@@ -191,7 +193,7 @@ class _Training:
         self.trained_modules = ["head"]
         self.head_test = (float("nan"), float("nan"))  # test loss and accuracy of the head alone, set by `head`
 
-    def features(self, splits) -> tuple[object, Datasets]:
+    def features(self, splits: Splits) -> tuple[Splits, Datasets]:
         """The frozen part runs once per clip and view (training videos get the augmented views too); unreadable clips
         are left out of the splits, and with them a class none of whose training clips could be read."""
         t0 = time.perf_counter()
@@ -275,7 +277,7 @@ class _Training:
         """The modules written to model.safetensors: the trained ones (a randomly initialised backbone: all)."""
         return [name for name, _ in self.model.named_children()] if self.random_init else self.trained_modules
 
-    def metrics(self, splits, data: Datasets, best: dict, tested: dict) -> dict:
+    def metrics(self, splits: Splits, data: Datasets, best: dict, tested: dict) -> dict:
         """metrics.json: the history, the test, the splits, the time per phase, the model and the cache."""
         cfg, model, spec, head_test = self.cfg, self.model, self.model.info.spec, self.head_test
         trainable = sum(p.numel() for name in self.trained_modules for p in getattr(model, name).parameters())
@@ -314,7 +316,7 @@ class _Training:
         report.write_report(self.out)
         save_run(self.model, self.out, config, self.saved_modules())
 
-    def run(self, splits) -> dict:
+    def run(self, splits: Splits) -> dict:
         """Every phase in turn; the run's metrics."""
         readable, data = self.features(splits)
         best = {"head": self.head(data)}
@@ -329,7 +331,7 @@ class _Training:
 
 
 def train(
-    splits,
+    splits: Splits,
     out: str | os.PathLike,
     config: TrainConfig = TrainConfig(),
     cache_root: str | os.PathLike | None = None,
@@ -350,7 +352,7 @@ def train(
         return _Training(config, out_dir, features_root, say, warn, progress).run(splits)
 
 
-def evaluate_run(run_dir: str | os.PathLike, samples, cache_root: str | os.PathLike | None = None,
+def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_root: str | os.PathLike | None = None,
                  progress: bool = True, warn: Callable[[str], None] = stderr_line) -> dict:
     """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`."""
     from . import report
