@@ -1,7 +1,9 @@
 """The one inference engine: every forward pass of a frozen network, for every command, goes through here.
 
-An :class:`Engine` owns a model's device and fast path (:func:`actionrec.models.accel.optimize_for_inference`, made
-once, on first use) and :meth:`Engine.map`, the one pipeline from videos to outputs:
+An :class:`Engine` owns a model's device, backend and precision (:mod:`actionrec.models.backends`: OpenVINO where
+installed, bf16 where the CPU has it natively; the PyTorch fast path of
+:func:`actionrec.models.accel.optimize_for_inference` as the fallback; each made once, on first use) and
+:meth:`Engine.map`, the one pipeline from videos to outputs:
 
 * a producer thread pulls the clips of each job (``clips(job)`` yields ``(meta, tensor)``: decoding and
   preprocessing run there, OpenCV releasing the GIL, so they overlap the forward) into a bounded queue;

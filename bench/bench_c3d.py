@@ -22,6 +22,10 @@ blocks back to the kernel when they are freed, so the next pass page-faults them
 keep freed memory in the process. Those rows come last because the setting cannot be undone in the process.
 
 Run:  python bench/bench_c3d.py [--repeat 2] [--compile]    (1 to 2 minutes on 2 cores without --compile)
+
+The inference backends side by side (the engine's PyTorch path, bf16 autocast, OpenVINO f32 / bf16, ONNX Runtime, as
+ratios to a conv3d probe in the same run): `python bench/bench_c3d.py --backends [--quick] [--busy 60]`, which is
+`python bench/bench_i3d.py --model c3d`.
 """
 
 from __future__ import annotations
@@ -122,7 +126,16 @@ def main() -> int:
     parser.add_argument("--batches", default="1,4", help="batch sizes (default: %(default)s)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (about 30 s of compilation per batch size)")
     parser.add_argument("--no-malloc-tuning", action="store_true", help="skip the rows with glibc's malloc tuned")
-    args = parser.parse_args()
+    parser.add_argument("--backends", action="store_true", help="the backends side by side instead (bench_i3d.py --model c3d)")
+    args, rest = parser.parse_known_args()
+    if args.backends:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from bench_i3d import main as backends
+
+        sys.argv = [sys.argv[0], "--model", "c3d", *rest]
+        return backends()
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     batches = [int(b) for b in args.batches.split(",")]
     t_start = time.perf_counter()
     torch.manual_seed(0)

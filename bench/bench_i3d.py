@@ -1,13 +1,21 @@
-"""I3D inference throughput on this CPU for each `actionrec.accel` mode, against this machine's fp32 peak.
+"""Inference backends side by side in one run: I3D (16x224x224) or C3D (16x112x112) clips/s at batch 1 and 4.
 
-    ACTIONREC_HOME=... python bench/bench_i3d.py [--quick] [--no-compile]
+    python bench/bench_i3d.py [--model i3d|c3d] [--quick] [--compile] [--busy 60]
 
-Prints a Markdown table. Every number comes from this one run: variants (and the matmul / conv3d peak probes) are
-timed round-robin, in a rotating order, and the medians are reported, so a noisy machine slows them alike; the best
-(minimum) time is shown in brackets. GFLOPs are counted with torch.utils.flop_counter.FlopCounterMode (a multiply-add
-is 2 FLOPs). Logit effects are on the central 16 frames (25 fps, short side 256, centre crop 224) of the three clips
-in ../shared/realclips. Compile times are cold (a fresh inductor cache) unless marked warm. --quick: batch 1 only, no
-compile, no channels_last-only row, fewer rounds (1-2 minutes).
+Rows: eager PyTorch; the engine's PyTorch path (oneDNN-packed convolutions + channels_last, models/accel.py "auto");
+PyTorch bf16 autocast (channels_last); OpenVINO's CPU plugin in f32 and bf16 (through the engine: torch.export ->
+OpenVINO IR); ONNX Runtime fp32 (torch.onnx.export dynamo=True, dynamic batch); torch.compile with inductor freezing
+(--compile: minutes of compile time). bf16 rows run only where the CPU has native bf16 (elsewhere it is emulated and
+100-300x slower). The row the engine takes by default is marked.
+
+Every number comes from this one process: the rows and a conv3d probe (256->256 channels, 3x3x3, 8x28x28, fp32 and,
+where native, bf16) are timed round-robin in a rotating order and the medians are reported, so a noisy machine slows
+them alike; "of probe" is the row's GFLOP/s over the fp32 probe's. Setup: the first call of a fresh engine, cold (an
+empty $ACTIONREC_HOME/compiled: export, conversion, compile) and warm (the saved IR and OpenVINO's CACHE_DIR).
+Logit effects are against eager fp32 on the central 16 frames of the clips in ../shared/realclips.
+
+--busy S: then again at batch 1 while a competing process (a 2-thread numpy matmul loop, at most S seconds) shares
+the cores, with 1-thread variants, to choose thread settings that degrade gracefully.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ import copy
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="bench_i3d_inductor_"))  # cold compiles
@@ -31,202 +41,253 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import actionrec  # noqa: E402
-from actionrec.models.accel import AUTO, optimize_for_inference  # noqa: E402
+from actionrec.engine import Engine  # noqa: E402
+from actionrec.models.backends import cpu_model, describe, native_bf16  # noqa: E402
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "realclips"
-SHAPE = (3, 16, 224, 224)
-AUTO_LABEL = "packed+channels_last (= auto)"
+MODELS = {"i3d": ("i3d-kinetics400", (3, 16, 224, 224)), "c3d": ("c3d-sports1m", (3, 16, 112, 112))}
+Forward = Callable[[torch.Tensor], torch.Tensor]
+BUSY_LOOP = """
+import os, sys, time
+import numpy as np
+a = np.random.rand(1024, 1024)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    a @ a
+"""
 
 
 def load_clip(path: Path, spec, n: int = 16) -> torch.Tensor:
-    """The central `n` frames at spec.fps, preprocessed (short side 256, centre crop 224) -> (3, n, 224, 224)."""
-    import cv2
+    """The central `n` frames at the spec's rate, preprocessed as predict does -> (3, n, crop, crop)."""
+    from actionrec.data.video import read_clip
 
-    if path.suffix == ".gif":
-        from PIL import Image, ImageSequence
-
-        gif = Image.open(path)
-        fps = 1000.0 / (gif.info.get("duration") or 40)
-        frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
-    else:
-        cap = cv2.VideoCapture(str(path))
-        fps, frames = cap.get(cv2.CAP_PROP_FPS) or spec.fps, []
-        while (frame := cap.read()[1]) is not None:
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    centre = len(frames) / fps / 2
-    index = np.clip(((centre + (np.arange(n) - n / 2) / spec.fps) * fps).astype(int), 0, len(frames) - 1)
-    return actionrec.preprocess(np.stack([frames[i] for i in index]), spec)
+    return actionrec.preprocess(read_clip(path, n=n, short_side=spec.resize, target_fps=spec.fps).frames, spec)
 
 
-def bf16_emulated(model: nn.Module) -> nn.Module:
-    """fp32 model rounding what autocast(bfloat16) rounds: conv/linear weights, inputs and outputs, BatchNorm outputs."""
-    model = copy.deepcopy(model)
-    bf = lambda t: t.bfloat16().float()  # noqa: E731
-    for mod in model.modules():
-        if isinstance(mod, (nn.Conv3d, nn.Linear)):
-            for p in (mod.weight, mod.bias):
-                if p is not None:
-                    p.data = bf(p.data)
-            mod.register_forward_pre_hook(lambda _, args: (bf(args[0]),))
-        if isinstance(mod, (nn.Conv3d, nn.Linear, nn.BatchNorm3d)):
-            mod.register_forward_hook(lambda _, __, out: bf(out))
-    return model
-
-
-def seconds(fn) -> float:
+def seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def rounds(jobs: dict[str, callable], n: int) -> dict[str, list[float]]:
-    """Time each job once per round, the order rotating from round to round."""
+def rounds(jobs: dict[str, Callable[[], object]], n: int) -> dict[str, float]:
+    """Median seconds of each job, timed once per round, the order rotating from round to round."""
     names, times = list(jobs), {k: [] for k in jobs}
     for r in range(n):
         for name in names[r % len(names):] + names[: r % len(names)]:
             times[name].append(seconds(jobs[name]))
-    return times
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def cpu_line() -> str:
-    flags = set()
-    model = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-        elif line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-    have = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return (f"CPU {model}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"flags: {' '.join(have) or 'none of avx2/avx512/amx'}; oneDNN bf16: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
+class Row:
+    """One variant: its forward (batch -> logits), setup seconds (cold, warm) and a note."""
+
+    def __init__(self, label: str, forward: Forward, cold: float, warm: float | None = None, note: str = ""):
+        self.label, self.forward, self.cold, self.warm, self.note = label, forward, cold, warm, note
+
+
+def engine_row(label: str, model: nn.Module, x: torch.Tensor, home: Path, **options) -> Row:
+    """A row run by the engine: setup = the first call of a fresh engine, cold (empty home) then warm."""
+    os.environ["ACTIONREC_HOME"] = str(home)
+    cold_engine = Engine(model, **options)
+    cold = seconds(lambda: cold_engine.forward(x, "logits"))
+    engine = Engine(model, **options)
+    warm = seconds(lambda: engine.forward(x, "logits"))
+    note = "" if engine.backend == options.get("backend", engine.backend) else f"fell back to {engine.backend}"
+    return Row(label, lambda b: engine.forward(b, "logits"), cold, warm, note)
+
+
+def onnxruntime_row(model: nn.Module, x: torch.Tensor, threads: int | None = None) -> Row | None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    start = time.perf_counter()
+    path = Path(tempfile.mkdtemp(prefix="bench_onnx_")) / "model.onnx"
+    batch = torch.export.Dim("batch", min=1, max=64)
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.cat([x, x]),), str(path), dynamo=True, input_names=["x"],
+                          dynamic_shapes={"x": {0: batch}}, verbose=False)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    run = lambda b: torch.from_numpy(session.run(None, {"x": b.contiguous().numpy()})[0])  # noqa: E731
+    run(x)
+    return Row(f"ONNX Runtime {ort.__version__} fp32{f', {threads} thread' if threads else ''}", run, time.perf_counter() - start)
+
+
+def compile_row(model: nn.Module, x: torch.Tensor) -> Row:
+    from actionrec.models.accel import optimize_for_inference
+
+    start = time.perf_counter()
+    compiled = optimize_for_inference(model, "compile", example=x)
+    return Row("torch.compile (inductor freezing)", lambda b: compiled(b), time.perf_counter() - start,
+               note="compiles again for each batch size")
+
+
+def build_rows(model: nn.Module, x: torch.Tensor, args, home: Path) -> list[Row]:
+    bf16 = native_bf16()
+    rows = [Row("eager PyTorch fp32", lambda b: model(b), 0.0),
+            engine_row("PyTorch packed oneDNN + channels_last fp32", model, x, home / "torch", backend="torch", precision="fp32")]
+    if bf16:
+        rows.append(engine_row("PyTorch bf16 autocast + channels_last", model, x, home / "torch", backend="torch", precision="bf16"))
+    rows.append(engine_row("OpenVINO f32", model, x, home / "ov-f32", backend="openvino", precision="fp32"))
+    if bf16:
+        rows.append(engine_row("OpenVINO bf16", model, x, home / "ov-bf16", backend="openvino", precision="bf16"))
+    ort_row = None if args.quick else onnxruntime_row(model, x)
+    rows += [ort_row] if ort_row else []
+    if args.compile:
+        rows.append(compile_row(model, x))
+    return rows
+
+
+def probes() -> tuple[dict[str, Callable[[], object]], dict[str, float]]:
+    """Compute-bound conv3d probes (fp32; bf16 where native): jobs and their GFLOP."""
+    conv = nn.Conv3d(256, 256, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last_3d)
+    y = torch.randn(1, 256, 8, 28, 28).to(memory_format=torch.channels_last_3d)
+    gflop = 2 * 256 * 256 * 27 * 8 * 28 * 28 / 1e9
+    jobs = {"probe fp32": lambda: conv(y)}
+    if native_bf16():
+        conv16, y16 = copy.deepcopy(conv).to(torch.bfloat16), y.to(torch.bfloat16)
+        jobs["probe bf16"] = lambda: conv16(y16)
+    return jobs, {k: gflop for k in jobs}
+
+
+def measure(rows: list[Row], batches: tuple[int, ...], n_rounds: int, shape: tuple[int, ...]) -> dict[int, dict[str, float]]:
+    """Median seconds per batch of each row and probe, per batch size."""
+    probe_jobs, _ = probes()
+    out = {}
+    with torch.inference_mode():
+        for batch in batches:
+            xb = torch.randn(batch, *shape)
+            jobs = {**probe_jobs, **{row.label: (lambda r=row: r.forward(xb)) for row in rows}}
+            for job in jobs.values():  # warm-up: the first call at a new shape
+                job()
+            out[batch] = rounds(jobs, n_rounds)
+    return out
+
+
+def logit_effects(rows: list[Row], model: nn.Module) -> dict[str, str]:
+    """Max |logit - eager fp32 logit| and top-1 agreement on the real clips."""
+    clips = [p for p in sorted(CLIPS.glob("*")) if p.suffix in (".mp4", ".avi", ".gif")]
+    if not clips:
+        return {}
+    x = torch.stack([load_clip(p, model.info.spec) for p in clips])
+    with torch.inference_mode():
+        ref = model(x)
+        effects = {}
+        for row in rows:
+            out = row.forward(x).float()
+            same = int((out.argmax(-1) == ref.argmax(-1)).sum())
+            effects[row.label] = f"{float((out - ref).abs().max()):.1e}, top-1 {same}/{len(clips)}"
+    return effects
+
+
+def busy_process(seconds_: float) -> subprocess.Popen:
+    """A competing 2-thread numpy matmul loop that ends by itself after `seconds_`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    return subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(seconds_)], env=env)
+
+
+def under_load(model: nn.Module, x: torch.Tensor, rows: list[Row], quiet: dict[str, float], args, home: Path) -> None:
+    """Batch 1 again with a competing process, plus 1-thread variants; prints a table."""
+    extra = [engine_row("OpenVINO f32, 1 thread", model, x, home / "ov-f32", backend="openvino", precision="fp32", threads=1)]
+    if native_bf16():
+        extra.append(engine_row("OpenVINO bf16, 1 thread", model, x, home / "ov-bf16", backend="openvino", precision="bf16", threads=1))
+    threads = torch.get_num_threads()
+
+    def one_thread_torch(b: torch.Tensor, forward=rows[1].forward) -> torch.Tensor:
+        torch.set_num_threads(1)
+        try:
+            return forward(b)
+        finally:
+            torch.set_num_threads(threads)
+
+    extra.append(Row("PyTorch packed fp32, 1 thread", one_thread_torch, 0.0))
+    quiet = {**quiet, **measure(extra, (1,), 3, tuple(x.shape[1:]))[1]}
+    busy = busy_process(args.busy)
+    try:
+        time.sleep(2)
+        loaded = measure(rows + extra, (1,), 3, tuple(x.shape[1:]))[1]
+    finally:
+        busy.terminate()
+        busy.wait()
+    print(f"\n**Under load** (batch 1, a 2-thread numpy matmul loop competing; load average {os.getloadavg()[0]:.1f} "
+          "after):\n\n| variant | quiet clips/s | loaded clips/s | kept |\n|---|---:|---:|---:|")
+    for row in rows + extra:
+        q, lo = 1 / quiet[row.label], 1 / loaded[row.label]
+        print(f"| {row.label} | {q:.2f} | {lo:.2f} | {lo / q:.2f} |")
+
+
+def load(name: str) -> tuple[nn.Module, str]:
+    """The pretrained model, or the same network with random weights if they are not fetched (same speed)."""
+    from actionrec.models.pretrained import ModelInfo, build_model, get_spec, weights_status
+
+    spec = get_spec(name)
+    status = weights_status(spec)
+    if status == "cached":
+        return actionrec.load_model(name), f"weights {name}"
+    info = ModelInfo(name=name, spec=spec, categories=spec.categories, weights_sha256="", predict_frames=spec.predict_frames,
+                     identity=f"random:{name}")
+    return build_model(info, None), f"random weights: {name} is {status.split(':')[0]} here, the speed is the same"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="batch 1 only, no compile or channels_last-only row, 3 rounds (1-2 minutes)")
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of compile time)")
+    parser.add_argument("--model", choices=MODELS, default="i3d")
+    parser.add_argument("--quick", action="store_true", help="batch 1 only, no ONNX Runtime, 3 rounds")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile (minutes of compile time)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--busy", type=float, default=0, help="also measure under a competing load for up to S seconds")
     args = parser.parse_args()
-    quick, do_compile = args.quick, not (args.quick or args.no_compile)
-    t_start, load_start = time.perf_counter(), os.getloadavg()[0]
+    t_start, load_start = time.perf_counter(), os.getloadavg()
     torch.manual_seed(0)
-
-    model = actionrec.load_model("i3d-kinetics400")
-    x1, x4 = torch.randn(1, *SHAPE), torch.randn(4, *SHAPE)
+    name, shape = MODELS[args.model]
+    model, weights_note = load(name)
+    x = torch.randn(1, *shape)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(x1)
+        model(x)
     gflop = counter.get_total_flops() / 1e9
-    clips = {p.name: load_clip(p, model.info.spec)[None] for p in sorted(CLIPS.glob("*")) if p.suffix in (".mp4", ".avi", ".gif")}
+    home = Path(tempfile.mkdtemp(prefix="bench_i3d_home_"))
+    weights_home = os.environ.get("ACTIONREC_HOME")
+    rows = build_rows(model, x, args, home)
+    if weights_home is not None:
+        os.environ["ACTIONREC_HOME"] = weights_home
+    batches = (1,) if args.quick else (1, 4)
+    med = measure(rows, batches, 3 if args.quick else args.rounds, shape)
+    effects = logit_effects(rows, model)
+    default = Engine(model).describe()
 
-    # Variants: (label, accel mode). Setup = optimize_for_inference(..., example) incl. the first call (compile, packing).
-    modes = [("eager", "eager"), ("channels_last_3d", "channels_last"), ("fused+channels_last", "fused+channels_last"),
-             (AUTO_LABEL, AUTO)]
-    if quick:
-        del modes[1]
-    if do_compile:
-        modes.append(("compile (inductor freezing)", "compile"))
-    setup, built = {}, {}
-    for label, mode in modes:
-        start = time.perf_counter()
-        built[label] = optimize_for_inference(model, mode, example=x1)
-        setup[label] = time.perf_counter() - start
-
-    # Effect on the real clips' logits, against eager fp32 (these runs also warm every variant up at batch 1).
-    effects = {}
-    with torch.inference_mode():
-        ref = {k: model(c) for k, c in clips.items()}
-        emulated = {"bf16 autocast": bf16_emulated(model), "bf16 + fused+channels_last": bf16_emulated(optimize_for_inference(model, "fused"))}
-        for label, m in {**built, **emulated}.items():
-            out = {k: m(c) for k, c in clips.items()}
-            diff = max(float((out[k] - ref[k]).abs().max()) for k in clips)
-            same = sum(int(out[k].argmax()) == int(ref[k].argmax()) for k in clips)
-            effects[label] = f"{diff:.1e} / {same}/{len(clips)}"
-    top1 = {k: model.info.categories[int(r.argmax())] for k, r in ref.items()}
-
-    # Peak probes: a 2048^3 fp32 matmul (x3) and a compute-bound conv3d 256->256 3x3x3 on 8x28x28, both layouts.
-    a = torch.randn(2048, 2048)
-    conv = nn.Conv3d(256, 256, 3, padding=1, bias=False).eval()
-    y = torch.randn(1, 256, 8, 28, 28)
-    conv_cl, y_cl = copy.deepcopy(conv).to(memory_format=torch.channels_last_3d), y.to(memory_format=torch.channels_last_3d)
-    peak_flop = {"matmul 2048 fp32 (x3)": 3 * 2 * 2048**3, "conv3d 256ch 3x3x3 8x28x28": 2 * 256 * 256 * 27 * 8 * 28 * 28}
-    peak_flop["conv3d (channels_last)"] = peak_flop["conv3d 256ch 3x3x3 8x28x28"]
-    probes = {"matmul 2048 fp32 (x3)": lambda: [a @ a for _ in range(3)], "conv3d 256ch 3x3x3 8x28x28": lambda: conv(y),
-              "conv3d (channels_last)": lambda: conv_cl(y_cl)}
-
-    times: dict[int, dict[str, list[float]]] = {}
-    with torch.inference_mode():
-        probes["matmul 2048 fp32 (x3)"](), probes["conv3d 256ch 3x3x3 8x28x28"](), probes["conv3d (channels_last)"]()
-        jobs = {**probes, **{label: (lambda m=m: m(x1)) for label, m in built.items()}}
-        times[1] = rounds(jobs, 3 if quick else 4)
-        if not quick:
-            if do_compile:  # a new shape compiles again; reset so that batch 4 gets its own static graph
-                torch._dynamo.reset()
-                start = time.perf_counter()
-                built["compile (inductor freezing)"] = optimize_for_inference(model, "compile", example=x4)
-                setup["compile b4"] = time.perf_counter() - start
-            jobs = {**probes, **{label: (lambda m=m: m(x4)) for label, m in built.items()}}
-            times[4] = rounds(jobs, 3)  # the first call at a new shape (oneDNN primitives, packing) is one of 3: medians
-        if do_compile:  # the same graph again in a fresh dynamo: what a second CLI run pays
-            torch._dynamo.reset()
-            setup["compile warm"] = seconds(lambda: optimize_for_inference(model, "compile", example=x1))
-
-        # bf16 autocast, measured on the real network at a small size (the slow path's GFLOP/s barely depends on it).
-        small = torch.randn(1, 3, 16, *(2 * [48 if quick else 64]))
-        with FlopCounterMode(display=False) as counter:
-            model(small)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            bf16_gflops = counter.get_total_flops() / 1e9 / seconds(lambda: model(small))
-
-    med = {b: {k: statistics.median(v) for k, v in t.items()} for b, t in times.items()}
-    best_t = {b: {k: min(v) for k, v in t.items()} for b, t in times.items()}
-    peaks = {k: peak_flop[k] / med[1][k] / 1e9 for k in probes}
-    best_fp32 = max(peaks.values())
-
-    print(f"# I3D (Kinetics-400) inference, {SHAPE[1]}x{SHAPE[2]}x{SHAPE[3]} clips\n")
-    print(cpu_line() + f"; load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end.\n")
-    print(f"GFLOPs per clip (FlopCounterMode, multiply-add = 2 FLOPs): **{gflop:.1f}** ({gflop / 2:.1f} GMACs).\n")
-    print("| fp32 peak probe | GFLOP/s (median) | best |\n|---|---:|---:|")
-    for k in probes:
-        print(f"| {k} | {peaks[k]:.1f} | {peak_flop[k] / best_t[1][k] / 1e9:.1f} |")
-    print(f"\nBest fp32 (higher median): **{best_fp32:.1f} GFLOP/s**. Fractions below: median over median, "
-          "in brackets best-of over best-of (closer to an idle machine).\n")
-
-    best_peak = max(peak_flop[k] / best_t[1][k] / 1e9 for k in probes)
-    head = ["variant", "setup s (1st call incl.)"]
-    for b in times:
-        head += [f"b{b} clips/s (best)", f"b{b} GFLOP/s", f"b{b} of best fp32 (best-of)", f"b{b} vs eager"]
-    print("| " + " | ".join(head + ["max abs logit diff / top-1 same (3 clips)"]) + " |")
-    print("|---" * (len(head) + 1) + "|")
-    for label in built:
-        row = [label, f"{setup[label]:.1f}"]
-        for b in times:
-            rate, best_rate = b / med[b][label], b / best_t[b][label]
-            row += [f"{rate:.2f} ({best_rate:.2f})", f"{gflop * rate:.1f}",
-                    f"{gflop * rate / best_fp32:.2f} ({gflop * best_rate / best_peak:.2f})", f"{med[b]['eager'] / med[b][label]:.2f}x"]
-        print("| " + " | ".join(row + [effects[label]]) + " |")
-    for label in emulated:  # bf16 rows: throughput from the small-input measurement, logits emulated
-        rate = bf16_gflops / gflop
-        row = [label, "-"]
-        for b in times:
-            row += [f"{rate:.4f} (est.)", f"{bf16_gflops:.2f}", f"{bf16_gflops / best_fp32:.3f}", f"{med[b]['eager'] / b * rate:.3f}x"]
-        print("| " + " | ".join(row + [effects[label] + " (emulated)"]) + " |")
-    print(f"\nReference top-1 (eager fp32): {', '.join(f'{k}: {v}' for k, v in top1.items())}.")
-    print(f"bf16: autocast measured on the real network at 16x{small.shape[-1]}x{small.shape[-1]}: {bf16_gflops:.2f} GFLOP/s "
-          f"({best_fp32 / bf16_gflops:.0f}x below the fp32 peak: no native bf16 here, oneDNN refuses bf16 and ATen's "
-          "fallback runs); its logit effect is emulated in fp32 (bf16 rounding of conv/linear weights, inputs and "
-          "outputs, BatchNorm outputs).")
-    if do_compile:
-        label = "compile (inductor freezing)"
-        print(f"torch.compile: cold compile + 1st call {setup[label]:.0f} s at batch 1, {setup['compile b4']:.0f} s at batch 4 "
-              f"(each new input shape compiles again), {setup['compile warm']:.0f} s with a warm inductor cache.")
-        for other in ("eager", AUTO_LABEL):
-            for b in times:
-                gain = med[b][other] / b - med[b][label] / b  # seconds saved per clip
-                extra = setup[label] - setup[other]
-                pays = f"after ~{extra / gain:.0f} clips" if gain > 0 else "never (not faster)"
-                print(f"- compile vs {other}, batch {b}: {gain * 1000:+.0f} ms/clip, pays off {pays}.")
-    print(f"\n(total bench time {time.perf_counter() - t_start:.0f} s)")
+    print(f"# {args.model.upper()} inference backends, {'x'.join(map(str, shape[1:]))} clips ({gflop:.1f} GFLOP each, {weights_note})\n")
+    print(f"{cpu_model()}, {os.cpu_count()} cores, flags {' '.join(default['cpu_flags'])}; torch {torch.__version__}, "
+          f"OpenVINO {default['openvino'] or describe('openvino', 'fp32')['openvino']}; {torch.get_num_threads()} threads; "
+          f"load average {load_start[0]:.2f} {load_start[1]:.2f} at start, {os.getloadavg()[0]:.2f} at end; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}.\n")
+    probe_gf = {k: v / med[1][k] for k, v in probes()[1].items()}
+    print("Probes (conv3d 256->256 3x3x3 on 8x28x28, channels_last): "
+          + ", ".join(f"{k.split()[1]} {v:.0f} GFLOP/s" for k, v in probe_gf.items()) + ".\n")
+    engine_label = {("openvino", "fp32"): "OpenVINO f32", ("openvino", "bf16"): "OpenVINO bf16",
+                    ("torch", "fp32"): "PyTorch packed oneDNN + channels_last fp32",
+                    ("torch", "bf16"): "PyTorch bf16 autocast + channels_last"}[(default["backend"], default["precision"])]
+    head = ["variant", "setup s cold / warm"] + [c for b in batches for c in (f"b{b} clips/s", f"b{b} of fp32 probe")]
+    print("| " + " | ".join(head + ["logits vs eager (max abs diff, top-1 same)"]) + " |\n" + "|---" * (len(head) + 1) + "|")
+    for row in rows:
+        label = f"**{row.label}** (engine default)" if row.label == engine_label else row.label
+        setup = f"{row.cold:.1f}" + (f" / {row.warm:.1f}" if row.warm is not None else "")
+        cells = [label + (f" ({row.note})" if row.note else ""), setup]
+        for b in batches:
+            rate = b / med[b][row.label]
+            cells += [f"{rate:.2f}", f"{rate * gflop / probe_gf['probe fp32']:.2f}"]
+        print("| " + " | ".join(cells + [effects.get(row.label, "-")]) + " |")
+    if not native_bf16():
+        print("\nNo bf16 rows: this CPU has no native bf16 (avx512_bf16 / amx_bf16), where it is emulated and 100-300x slower.")
+    if args.busy:
+        under_load(model, x, rows, med[1], args, home)
+    shutil.rmtree(home, ignore_errors=True)
     if os.environ["TORCHINDUCTOR_CACHE_DIR"].startswith(tempfile.gettempdir() + "/bench_i3d_inductor_"):
         shutil.rmtree(os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
+    print(f"\n(total bench time {time.perf_counter() - t_start:.0f} s)")
     return 0
 
 

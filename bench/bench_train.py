@@ -9,11 +9,18 @@ measured on a subset, side by side with ours on the same subset, and both are ex
 
     python bench/bench_train.py              # full workload (~5-10 min on 2 cores)
     python bench/bench_train.py --clips 48   # quicker
+
+The real workload: `--data ../shared/ucf101_subset` (391 real UCF101 clips of 3 classes, official split 1), cold
+caches, 20 + 5 epochs, once per precision of `--precision` (default: the engine's choice on this CPU), each in a fresh
+process state for the caches (the engine's compiled graphs are kept: they are made once per machine):
+
+    python bench/bench_train.py --data ../shared/ucf101_subset --precision fp32,bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import sys
@@ -65,13 +72,45 @@ def study_way_epoch_seconds(backbone: str, samples, classes, frames: int, finetu
     return time.perf_counter() - t0
 
 
+def real_workload(data: Path, precisions: list[str], split: int) -> None:
+    """The real dataset end to end (cold feature cache, 20 + 5 epochs) per precision: phases and test accuracy."""
+    from actionrec.models.backends import openvino_version, resolve_precision
+
+    samples = load_dataset(str(data), split=split, say=lambda m: None)
+    splits = make_splits(samples, seed=0)
+    print(f"{data}: {len(samples)} clips, {len(splits.classes)} classes, split {split}; load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} at start; {time.strftime('%Y-%m-%d %H:%M')}\n")
+    print("| precision (backend) | features s | head s | finetune s | evaluate s | total s | test accuracy | before fine-tuning |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for precision in precisions:
+        os.environ["ACTIONREC_PRECISION"] = precision  # what "auto" means for the engine the trainer makes
+        work = Path(tempfile.mkdtemp(prefix="bench-train-real-"))
+        try:
+            cfg = TrainConfig(epochs=20, finetune_epochs=5, patience=0)
+            t0 = time.perf_counter()
+            metrics = train(splits, work / "run", cfg, cache_root=work / "cache", say=lambda m: None, progress=False)
+            total = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        timing, backend = metrics["timing"], "openvino" if openvino_version() else "torch"
+        print(f"| {resolve_precision(precision)} ({backend}) | " + " | ".join(f"{timing.get(k, 0):.1f}" for k in ("features", "head", "finetune", "evaluate"))
+              + f" | **{total:.1f}** | {metrics['test_accuracy']:.3f} | {metrics['head_test_accuracy']:.3f} |", flush=True)
+    print(f"\nload average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end; peak RSS {peak_rss_gib():.2f} GiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=410, help="clips in all (default: %(default)s, as the study)")
     parser.add_argument("--subset", type=int, default=12, help="clips for the side-by-side with the study's way")
     parser.add_argument("--backbone", default="i3d", choices=("i3d", "c3d"), help="(default: %(default)s)")
     parser.add_argument("--keep", default=None, help="keep the generated videos in this folder (reused next time)")
+    parser.add_argument("--data", type=Path, default=None, help="a real dataset instead (e.g. ../shared/ucf101_subset)")
+    parser.add_argument("--split", type=int, default=1, help="its official split (default: %(default)s)")
+    parser.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (default: %(default)s)")
     args = parser.parse_args()
+    if args.data is not None:
+        real_workload(args.data, args.precision.split(","), args.split)
+        return
     torch.set_num_threads(torch.get_num_threads())
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-train-"))
     classes = ["Bouncing", "Sliding", "Spinning"]

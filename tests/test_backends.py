@@ -24,6 +24,8 @@ SAPPHIRE_RAPIDS = AVX512_NO_BF16 | {"avx512_bf16", "amx_tile", "amx_bf16", "amx_
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch):
     monkeypatch.setattr(backends, "_warned", set())
+    monkeypatch.delenv(backends.PRECISION_ENV, raising=False)
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
 
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_it_natively():
@@ -40,6 +42,18 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it_natively():
         assert resolve_precision("bf16", ZEN4) == "bf16"
     with pytest.raises(ActionrecError, match="unknown precision 'fp16'"):
         resolve_precision("fp16", ZEN4)
+
+
+def test_the_environment_says_what_auto_means(monkeypatch, tiny_i3d):
+    monkeypatch.setenv("ACTIONREC_PRECISION", "fp32")
+    assert resolve_precision("auto", ZEN4) == "fp32" and resolve_precision("bf16", ZEN4) == "bf16"
+    monkeypatch.setenv("ACTIONREC_PRECISION", "half")
+    with pytest.raises(ActionrecError, match="unknown precision 'half'"):
+        resolve_precision("auto", ZEN4)
+    monkeypatch.setenv("ACTIONREC_PRECISION", "bf16")
+    assert Engine(tiny_i3d, fast=False).precision == "fp32"  # the eager reference is fp32 unless asked otherwise
+    monkeypatch.setenv("ACTIONREC_BACKEND", "torch")
+    assert Engine(tiny_i3d).backend == "torch" and Engine(tiny_i3d).precision == "bf16"
 
 
 def test_cpu_flags_agree_with_what_pytorch_detects():

@@ -7,6 +7,7 @@
 * Backend: ``"openvino"`` (OpenVINO's CPU plugin, when the package is installed: the fastest measured on CPU, see
   bench/bench_i3d.py) or ``"torch"`` (the packed oneDNN path of :mod:`actionrec.models.accel`; also the fallback and
   what training uses). ``"auto"`` takes OpenVINO for I3D and C3D on the CPU when it can be imported.
+* ``$ACTIONREC_PRECISION`` and ``$ACTIONREC_BACKEND``, when set, are what "auto" means (e.g. for a whole job).
 
 OpenVINO models are made lazily, one per graph (see graph_for) and input shape: ``torch.export`` (static shapes, so I3D's SAME
 padding is constant; the batch is dynamic) -> ``openvino.convert_model`` -> an IR saved under
@@ -40,6 +41,7 @@ BACKENDS = ("auto", "openvino", "torch")
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+PRECISION_ENV, BACKEND_ENV = "ACTIONREC_PRECISION", "ACTIONREC_BACKEND"  # what "auto" means when set
 BATCH_DIM_MAX = 4096  # the exported graphs take any batch up to this
 
 
@@ -92,8 +94,11 @@ def native_bf16(flags: frozenset[str] | None = None) -> bool:
 
 
 def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = None, device: str = "cpu") -> str:
-    """"fp32" or "bf16": "auto" is bf16 where the CPU has native bf16 (see the module doc), fp32 elsewhere and off
-    the CPU. A forced "bf16" on a CPU that emulates it is honoured, with a warning."""
+    """"fp32" or "bf16": "auto" is $ACTIONREC_PRECISION if set, else bf16 where the CPU has native bf16 (see the
+    module doc), fp32 elsewhere and off the CPU. A forced "bf16" on a CPU that emulates it is honoured, with a
+    warning."""
+    if precision == "auto":
+        precision = os.environ.get(PRECISION_ENV) or "auto"
     if precision not in PRECISIONS:
         raise ActionrecError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     native = native_bf16(flags)
@@ -119,7 +124,9 @@ def openvino_version() -> str | None:
 
 
 def resolve_backend(backend: str, model: nn.Module, device: torch.device) -> str:
-    """"openvino" or "torch" for `model` on `device` (see the module doc)."""
+    """"openvino" or "torch" for `model` on `device` (see the module doc); "auto" is $ACTIONREC_BACKEND if set."""
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV) or "auto"
     if backend not in BACKENDS:
         raise ActionrecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
