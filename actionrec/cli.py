@@ -59,6 +59,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     windows = 1 if args.single_clip else args.windows
     frames = model.info.spec.clip_len if args.single_clip else args.frames
     for pred in predict_iter(args.videos, model, frames=frames, windows=windows, batch_size=args.batch_size, on_error=on_error):
+        if pred.warning:
+            print(f"actionrec: warning: {pred.warning}", file=sys.stderr)
         if args.json:
             print(json.dumps(pred.to_dict(args.top)), flush=True)
         else:
@@ -145,12 +147,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_list(args: argparse.Namespace) -> int:
-    from .models.pretrained import PRETRAINED
+    from .models.pretrained import PRETRAINED, weights_status
     from .models.weights import weights_path
 
     for spec in PRETRAINED.values():
-        path = weights_path(spec)
-        state = f"cached at {path}" if path.exists() else "not cached (actionrec weights fetch " + spec.name + ")"
+        status = weights_status(spec)
+        state = {"cached": f"cached at {weights_path(spec)}", "missing": f"not cached (actionrec weights fetch {spec.name})"}.get(status, status)
         print(f"{spec.name}: {spec.description}")
         print(f"    input {spec.clip_len}x{spec.crop}x{spec.crop} RGB at {spec.fps or 'native'} fps, range {spec.value_range}, "
               f"{len(spec.categories)} classes, licence {spec.licence}")
@@ -190,10 +192,13 @@ def _window_probs(args: argparse.Namespace, model, desc: str):
 
     update, close = progress_callback(desc, "window", not args.quiet)
     try:
-        return window_probabilities(args.video, model, args.window, args.stride, batch_size=args.batch_size,
-                                    cache=False if args.no_cache else args.cache, progress=update)
+        wp = window_probabilities(args.video, model, args.window, args.stride, batch_size=args.batch_size,
+                                  cache=False if args.no_cache else args.cache, progress=update)
     finally:
         close()
+    if wp.warning:
+        print(f"actionrec: warning: {wp.warning}", file=sys.stderr)
+    return wp
 
 
 def _classifier(name: str):
@@ -507,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_timeline_flag(sub, [model, windows, _long_video_parent()])
     _add_watch(sub, [model, windows])
     _add_weights_cache(sub)
+    from .serve.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

@@ -8,7 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -179,7 +178,7 @@ def test_predict_timeline_watch_and_features_go_through_the_engine(spy, tmp_path
     from actionrec.apps.predict import predict_iter
     from actionrec.apps.watch import AlertRule, WatchOptions, watch
     from actionrec.apps.windows import window_probabilities
-    from actionrec.training.features import FeatureCache, Sampling
+    from actionrec.training.features import FeatureCache, Sampling, read_entry
 
     video = write_av_video(tmp_path / "v.mp4", colour_frames([("Red", 2.0), ("Green", 2.0)]))
     model = ColourModel()
@@ -195,7 +194,7 @@ def test_predict_timeline_watch_and_features_go_through_the_engine(spy, tmp_path
     doubler = Doubler()
     cache = FeatureCache(doubler, "Mixed_4f", Sampling(frames=8), root=tmp_path / "features")
     entries = cache.extract([str(video)])
-    assert spy[n:] == [("doubler", "Mixed_4f", 1)] and np.load(entries[(str(video), 0)]).shape == (1,)
+    assert spy[n:] == [("doubler", "Mixed_4f", 1)] and read_entry(entries[(str(video), 0)]).shape == (1,)
 
 
 # ------------------------------------------------------------------------------------------ the source says so

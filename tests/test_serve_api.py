@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from actionrec.errors import ActionrecError
-from test_timeline import ColourModel, colour_frames, train_shared_run, write_av_video
+from test_timeline import ColourModel, colour_frames, write_av_video
 
 STITCHED = [("Red", 4.0), ("Green", 4.0), ("Blue", 4.0), ("grey", 3.0)]
 
@@ -450,8 +450,8 @@ def test_a_restart_keeps_finished_results_and_retention_removes_old_ones(tmp_pat
 # ----------------------------------------------------------------------------------------------- models and runs
 
 
-def test_runs_listed_compared_and_trained_from_the_page(tmp_path_factory, tmp_path):
-    run, data = train_shared_run(tmp_path_factory)
+def test_runs_listed_compared_and_trained_from_the_page(demo_run, tmp_path):
+    run, data, _ = demo_run
     runs = tmp_path / "runs"
     runs.mkdir()
     os.symlink(run, runs / "linked")  # a symlinked run is not listed

@@ -143,20 +143,6 @@ def beep_onsets(path) -> list[float]:
     return [first + i / rate for i in onsets]
 
 
-def train_shared_run(tmp_path_factory) -> tuple[Path, Path]:
-    """A run trained on a small demo set exactly as in test_train.py, once per session for test_timeline and
-    test_watch (kept under the session's base temp folder). Returns (run, data)."""
-    from actionrec.data.demo import write_demo_dataset
-
-    base = tmp_path_factory.getbasetemp() / "timeline-shared"
-    run = base / "run"
-    data = write_demo_dataset(base / "demo", clips_per_class=9, frames=24)
-    if not (run / "model.safetensors").is_file():
-        args = ["train", str(data), "--out", str(run), "--cache", str(base / "cache"), "--finetune-epochs", "2", "--quiet"]
-        assert main(args) == 0
-    return run, data
-
-
 def demo_video(data: Path, path: Path, segments, beeps=None) -> Path:
     """Segments [(class, seconds)] stitched from the run's training clips of each class (24 frames each, in turn)."""
     from actionrec.data.datasets import load_dataset, make_splits
@@ -246,7 +232,6 @@ def test_smoothing_blips_and_labels_restriction():
 
 
 def test_calibration_per_class_thresholds(tmp_path):
-    import dataclasses
 
     from actionrec.apps.calibration import DEFAULT_THRESHOLD, calibrate, thresholds_for
     from actionrec.models.i3d import I3D_KINETICS400
@@ -389,8 +374,8 @@ STRIDE = 1.0
 
 
 @pytest.fixture(scope="module")
-def run_and_data(tmp_path_factory, i3d_kinetics):
-    return train_shared_run(tmp_path_factory)
+def run_and_data(demo_run):
+    return demo_run[0], demo_run[1]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from actionrec.cli import main
-from test_timeline import ColourModel, colour_frames, demo_video, read_frames, train_shared_run, use_model, write_av_video
+from test_timeline import ColourModel, colour_frames, demo_video, read_frames, use_model, write_av_video
 
 
 @contextlib.contextmanager
@@ -217,8 +217,8 @@ STRIDE = 1.0
 
 
 @pytest.fixture(scope="module")
-def run_and_data(tmp_path_factory, i3d_kinetics):
-    return train_shared_run(tmp_path_factory)
+def run_and_data(demo_run):
+    return demo_run[0], demo_run[1]
 
 
 def test_trained_run_on_a_file_read_as_a_stream(run_and_data, tmp_path, capsys):

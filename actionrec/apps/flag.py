@@ -6,6 +6,7 @@ the audio copied packet for packet (so it stays in sync) and the duration unchan
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -212,23 +213,48 @@ def _recode(av, inp, tmp: Path, out: Path, schedule: _Schedule, style: str, crf:
         # The video keeps its start offset (in output ticks) so it stays aligned with the copied audio.
         offset = int(round(float(vin.start_time * vin.time_base) * float(rate))) if vin.start_time else 0
         counts = {"frames": 0, "censored": 0, "audio_streams": len(audio)}
-        for packet in inp.demux(vin, *inp.streams.audio):
-            if packet.stream.index in audio:
-                if packet.dts is not None:
-                    packet.stream = audio[packet.stream.index]
-                    container.mux(packet)
-                continue
-            for frame in packet.decode():
-                if schedule.censored(counts["frames"]):
-                    frame = _censor_frame(av, frame, style)
-                    counts["censored"] += 1
-                if frame.format.name != vout.pix_fmt:
-                    frame = frame.reformat(format=vout.pix_fmt)
-                frame.pts, frame.time_base = offset + counts["frames"], 1 / Fraction(rate)
-                container.mux(vout.encode(frame))
-                counts["frames"] += 1
+        try:
+            _copy_streams(av, inp, vin, container, vout, audio, schedule, style, offset, rate, counts)
+        except _InputDamaged as err:
+            from ..data.video import display_path
+
+            print(f"actionrec: warning: {display_path(inp.name)}: decoding stopped at damaged data after "
+                  f"{counts['frames']} frames ({err}); the censored copy ends there: re-encode the input to keep the rest",
+                  file=sys.stderr)
         container.mux(vout.encode(None))
     return counts
+
+
+def _copy_streams(av, inp, vin, container, vout, audio: dict, schedule: _Schedule, style: str, offset: int, rate,
+                  counts: dict) -> None:
+    """Demux the input: audio packets are copied, video frames censored as scheduled and encoded."""
+    for packet in _input(av, lambda: inp.demux(vin, *inp.streams.audio)):
+        if packet.stream.index in audio:
+            if packet.dts is not None:
+                packet.stream = audio[packet.stream.index]
+                container.mux(packet)
+            continue
+        for frame in _input(av, packet.decode):
+            if schedule.censored(counts["frames"]):
+                frame = _censor_frame(av, frame, style)
+                counts["censored"] += 1
+            if frame.format.name != vout.pix_fmt:
+                frame = frame.reformat(format=vout.pix_fmt)
+            frame.pts, frame.time_base = offset + counts["frames"], 1 / Fraction(rate)
+            container.mux(vout.encode(frame))
+            counts["frames"] += 1
+
+
+class _InputDamaged(Exception):
+    """The input stopped decoding at damaged data."""
+
+
+def _input(av, read):
+    """The items of `read()`; damage in the input ends them with _InputDamaged (not blamed on the output)."""
+    try:
+        yield from read()
+    except av.error.FFmpegError as err:
+        raise _InputDamaged(str(err)) from None
 
 
 def _muxer(ext: str) -> str | None:

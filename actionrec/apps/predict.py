@@ -14,6 +14,7 @@ from ..data.transforms import preprocess
 from ..data.video import central_clip, probe, read_clips, uniform_clips
 from ..engine import Engine, engine_for
 from ..models.pretrained import ModelInfo, check_classifier
+from ..training.checks import check_predict_options
 
 
 @dataclass(frozen=True)
@@ -25,18 +26,21 @@ class Prediction:
     windows: int  # how many windows were averaged
     frames: int  # frames per window
     looped: bool  # the video was shorter than a window and was looped
+    warning: str | None = None  # the video decoded shorter than its container declares (damaged or cut short)
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
+        check_predict_options(top=k)
         order = np.argsort(-self.probs, kind="stable")[:k]
         return [(self.labels[i], float(self.probs[i])) for i in order]
 
     def to_dict(self, k: int = 5) -> dict:
-        return {"video": self.video, "model": self.model, "top": [{"label": l, "prob": p} for l, p in self.top(k)]}
+        out = {"video": self.video, "model": self.model, "top": [{"label": l, "prob": p} for l, p in self.top(k)]}
+        return {**out, "warning": self.warning} if self.warning else out
 
 
-def _clips(video: str, info: ModelInfo, frames: int, windows: int, chunk: int) -> Iterator[tuple[bool, torch.Tensor]]:
-    """The windows of one video as (looped, input): `windows` evenly spaced (1: the central one) of `frames` frames,
-    decoded `chunk` windows at a time so that memory does not grow with `windows`."""
+def _clips(video: str, info: ModelInfo, frames: int, windows: int, chunk: int) -> Iterator[tuple[tuple, torch.Tensor]]:
+    """The windows of one video as ((looped, the video as decoded), input): `windows` evenly spaced (1: the central
+    one) of `frames` frames, decoded `chunk` windows at a time so that memory does not grow with `windows`."""
     spec = info.spec
     meta = probe(video)
     if windows == 1:
@@ -45,7 +49,7 @@ def _clips(video: str, info: ModelInfo, frames: int, windows: int, chunk: int) -
         spans = uniform_clips(meta.num_frames, meta.fps, n=frames, count=windows, target_fps=spec.fps)
     for start in range(0, len(spans), chunk):
         for clip in read_clips(video, spans[start : start + chunk], short_side=spec.resize):
-            yield clip.span.looped, preprocess(clip.frames, spec)
+            yield (clip.span.looped, clip.video), preprocess(clip.frames, spec)
 
 
 def predict_iter(
@@ -59,14 +63,17 @@ def predict_iter(
 ) -> Iterator[Prediction]:
     """Yield a Prediction per readable video, in order. A video that cannot be read goes to `on_error(video, message)`
     (or raises when `on_error` is None). Decoding runs ahead of the model in the engine."""
+    check_predict_options(frames=frames, windows=windows, batch_size=batch_size)
     engine = engine_for(model)
     info = engine.info
     frames = info.predict_frames if frames is None else frames
     check_classifier(info)
     for result in engine.map([os.fspath(v) for v in videos], lambda v: _clips(v, info, frames, windows, batch_size),
                              batch_size=batch_size, on_error=on_error):
+        decoded = result.metas[-1][1]
         yield Prediction(result.job, info.name, tuple(info.categories), result.outputs.mean(0), len(result.outputs),
-                         frames, any(result.metas))
+                         frames, any(looped for looped, _ in result.metas),
+                         decoded.truncation_warning() if decoded is not None else None)
 
 
 def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], model: nn.Module | str = "i3d-kinetics400", **kwargs) -> list[Prediction]:

@@ -75,6 +75,7 @@ class Timeline:
     segments: list[Segment]
     totals: dict[str, float] = field(default_factory=dict)
     from_cache: bool = False
+    warning: str | None = None  # the video decoded shorter than its container declares
 
     @property
     def centres(self) -> np.ndarray:
@@ -90,6 +91,7 @@ class Timeline:
             "window": round(self.window, 4),
             "stride": round(self.stride, 4),
             "thresholds": {k: round(v, 4) for k, v in self.thresholds.items()},
+            **({"warning": self.warning} if self.warning else {}),
         }
 
     # -- files
@@ -370,7 +372,7 @@ def build_timeline(
         for k in windows:
             window_labels[k] = labels[idx] if idx >= 0 else NONE
     return Timeline(wp.video, wp.model, wp.duration, wp.window, wp.stride, labels, thresholds, threshold_source,
-                    wp.starts, wp.ends, probs, smoothed, window_labels, segments, totals, wp.from_cache)
+                    wp.starts, wp.ends, probs, smoothed, window_labels, segments, totals, wp.from_cache, wp.warning)
 
 
 def timeline(

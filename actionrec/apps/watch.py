@@ -39,6 +39,7 @@ from ..data.video import resize_short_side
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import ModelInfo, check_classifier
+from ..training.checks import whole
 from .calibration import resolve_labels
 from .windows import default_stride, window_frames
 
@@ -399,7 +400,7 @@ def watch(
         stride = default_stride(window) if options.stride is None else float(options.stride)
         if not (math.isfinite(stride) and stride > 0):
             raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
-        batch_size = options.batch_size or (1 if src.live else 8)
+        batch_size = whole(options.batch_size, "--batch-size", 1) if options.batch_size is not None else (1 if src.live else 8)
         debouncers = [Debouncer(r, options.confirm, options.cooldown) for r in rules]
     except BaseException:
         cap.release()

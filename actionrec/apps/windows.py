@@ -13,6 +13,8 @@ import hashlib
 import json
 import math
 import os
+import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,9 @@ from ..files import atomic_write
 from ..models.i3d import I3D
 from ..models.pretrained import ModelInfo, check_classifier
 from ..models.weights import home_dir
+from ..training.checks import MIN_FRAMES
 
 DEFAULT_MIN_STRIDE = 0.5  # seconds: the default stride is max(this, window / 2)
-MIN_WINDOW_FRAMES = 8  # I3D downsamples time by 8: fewer frames are not a window
 FRAMES_PER_BATCH = 128  # default batch: 8 windows of 16 frames, 2 of 64 (the activations' memory stays the same)
 CACHE_VERSION = 2  # 2: windows may come from per-step logits
 
@@ -55,10 +57,10 @@ def window_frames(info: ModelInfo, window: float | None = None, video_fps: float
     if not (math.isfinite(window) and window > 0):
         raise ActionrecError(f"--window must be a positive number of seconds, not {window!r}")
     frames = int(round(window * fps))
-    if frames < MIN_WINDOW_FRAMES:
+    if frames < MIN_FRAMES:
         raise ActionrecError(
-            f"--window {window:g} s is {frames} frames at {fps:g} fps; the model needs at least {MIN_WINDOW_FRAMES} "
-            f"({MIN_WINDOW_FRAMES / fps:g} s)"
+            f"--window {window:g} s is {frames} frames at {fps:g} fps; the model needs at least {MIN_FRAMES} "
+            f"({MIN_FRAMES / fps:g} s)"
         )
     return float(window), frames
 
@@ -84,6 +86,7 @@ class WindowProbs:
     stride: float
     frames: int  # frames per window
     from_cache: bool = False
+    warning: str | None = None  # the video decoded shorter than its container declares (damaged or cut short)
 
     @property
     def centres(self) -> np.ndarray:
@@ -108,6 +111,7 @@ def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: 
 
 
 def _load_cached(path: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int) -> WindowProbs | None:
+    """The cached probabilities, or None (a damaged entry is said in one line, removed and computed again)."""
     if not path.is_file():
         return None
     try:
@@ -115,17 +119,21 @@ def _load_cached(path: Path, video: str, info: ModelInfo, window: float, stride:
             categories = tuple(str(c) for c in z["categories"])
             if categories != tuple(info.categories):
                 return None
+            warning = str(z["warning"]) if "warning" in z.files and str(z["warning"]) else None
             return WindowProbs(video, info.name, categories, z["starts"].astype(np.float64),
                                z["ends"].astype(np.float64), z["probs"].astype(np.float32), float(z["duration"]),
-                               float(z["fps"]), window, stride, frames, from_cache=True)
-    except (OSError, ValueError, KeyError):
+                               float(z["fps"]), window, stride, frames, from_cache=True, warning=warning)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        print(f"actionrec: warning: {path}: damaged timeline cache entry ({type(err).__name__}); computing it again",
+              file=sys.stderr)
+        path.unlink(missing_ok=True)
         return None
 
 
 def _save_cached(path: Path, wp: WindowProbs) -> None:
     with atomic_write(path) as f:
         np.savez(f, categories=np.array(wp.categories), starts=wp.starts, ends=wp.ends, probs=wp.probs,
-                 duration=np.float64(wp.duration), fps=np.float64(wp.fps))
+                 duration=np.float64(wp.duration), fps=np.float64(wp.fps), warning=np.array(wp.warning or ""))
 
 
 def default_cache_root() -> Path:
@@ -173,12 +181,17 @@ def window_probabilities(
                 progress(len(cached.starts), len(cached.starts))
             return cached
     spans = sliding_windows(meta.num_frames, meta.fps, window, stride, frames)
+    seen: dict = {}
     if per_step:
-        starts, ends, probs = _windows_from_steps(video, engine, spans, progress)
+        starts, ends, probs = _windows_from_steps(video, engine, spans, progress, seen)
     else:
-        starts, ends, probs = _windowed(video, engine, window, stride, frames, len(spans), batch_size, progress)
+        starts, ends, probs = _windowed(video, engine, window, stride, frames, len(spans), batch_size, progress, seen)
+    decoded = seen.get("info", meta)
+    if decoded.truncated:  # windows past the real end were never made: keep those within the decoded span
+        keep = starts < decoded.duration
+        starts, ends, probs = starts[keep], np.minimum(ends[keep], decoded.duration), probs[keep]
     wp = WindowProbs(video, info.name, tuple(info.categories), starts, ends, probs, float(ends.max()), float(meta.fps),
-                     window, stride, frames)
+                     window, stride, frames, warning=decoded.truncation_warning())
     if cache_file is not None:
         try:
             _save_cached(cache_file, wp)
@@ -188,8 +201,9 @@ def window_probabilities(
 
 
 def _windowed(video: str, engine: Engine, window: float, stride: float, frames: int, total: int,
-              batch_size: int | None, progress: Callable | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each window a clip of its own through the network: (starts, ends, probs)."""
+              batch_size: int | None, progress: Callable | None, seen: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each window a clip of its own through the network: (starts, ends, probs); `seen["info"]` is the video as
+    decoded."""
     batch_size = max(1, FRAMES_PER_BATCH // frames) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
@@ -197,8 +211,10 @@ def _windowed(video: str, engine: Engine, window: float, stride: float, frames: 
     rows: list[tuple[float, float, np.ndarray]] = []
 
     def clips(path: str) -> Iterator[tuple[tuple[float, float], torch.Tensor]]:
-        for clip in iter_windows(path, window, stride, n=frames, short_side=spec.resize):
+        stream = iter_windows(path, window, stride, n=frames, short_side=spec.resize)
+        for clip in stream:
             yield (clip.span.start_sec, clip.span.end_sec), preprocess(clip.frames, spec)
+        seen["info"] = stream.info
 
     def done(n: int) -> None:
         if progress:
@@ -219,12 +235,13 @@ CHUNK_STEPS = 16  # new steps per pass (128 frames)
 CONTEXT_STEPS = 4  # steps of real frames on each side of a chunk (32 frames), so its borders see real context
 
 
-def _step_chunks(video: str, spec, fps: float) -> Iterator[tuple[tuple[int, list], torch.Tensor]]:
+def _step_chunks(video: str, spec, fps: float, seen: dict) -> Iterator[tuple[tuple[int, list], torch.Tensor]]:
     """The video at the model's frame rate in chunks of CHUNK_STEPS steps, each with up to CONTEXT_STEPS steps of the
-    frames before and after it: ((steps of context before, [(start, end) of each own step]), input)."""
+    frames before and after it: ((steps of context before, [(start, end) of each own step]), input).
+    `seen["info"]` is the video as decoded, once all is read."""
     step_sec = STEP_FRAMES / fps
-    steps = ((c.span.start_sec, c.span.end_sec, preprocess(c.frames, spec))
-             for c in iter_windows(video, step_sec, step_sec, n=STEP_FRAMES, short_side=spec.resize))
+    stream = iter_windows(video, step_sec, step_sec, n=STEP_FRAMES, short_side=spec.resize)
+    steps = ((c.span.start_sec, c.span.end_sec, preprocess(c.frames, spec)) for c in stream)
     left: list = []
     pending: list = []
     for step in steps:
@@ -235,17 +252,20 @@ def _step_chunks(video: str, spec, fps: float) -> Iterator[tuple[tuple[int, list
             left, pending = core[-CONTEXT_STEPS:], right
     if pending:
         yield (len(left), [s[:2] for s in pending]), torch.cat([s[2] for s in left + pending], dim=1)
+    seen["info"] = stream.info
 
 
-def step_logits(video: str, engine: Engine, progress: Callable[[int], None] | None = None
+def step_logits(video: str, engine: Engine, progress: Callable[[int], None] | None = None, seen: dict | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The network once over the whole video: (starts, ends, logits) per step of STEP_FRAMES frames at the model's
     frame rate (0.32 s at 25 fps). Chunks of CHUNK_STEPS steps run with CONTEXT_STEPS steps of real frames on each
-    side, whose own outputs are dropped; memory holds one chunk's frames and K floats per step."""
+    side, whose own outputs are dropped; memory holds one chunk's frames and K floats per step. `seen["info"]` is
+    the video as decoded."""
     fps = model_fps(engine.info)
+    seen = {} if seen is None else seen
     times: list[tuple[float, float]] = []
     rows: list[np.ndarray] = []
-    for result in engine.map([video], lambda v: _step_chunks(v, engine.info.spec, fps), output="step_logits",
+    for result in engine.map([video], lambda v: _step_chunks(v, engine.info.spec, fps, seen), output="step_logits",
                              batch_size=1, per_clip=True):
         before, own = result.meta
         times += own
@@ -258,7 +278,7 @@ def step_logits(video: str, engine: Engine, progress: Callable[[int], None] | No
             np.concatenate(rows).astype(np.float32))
 
 
-def _windows_from_steps(video: str, engine: Engine, spans: list, progress: Callable | None
+def _windows_from_steps(video: str, engine: Engine, spans: list, progress: Callable | None, seen: dict
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each window's softmax of the mean logits of the steps centred in it (the nearest step when none is)."""
     total_steps = max(1, int(math.ceil(spans[-1].end_sec * model_fps(engine.info) / STEP_FRAMES)))
@@ -267,7 +287,7 @@ def _windows_from_steps(video: str, engine: Engine, spans: list, progress: Calla
         if progress:
             progress(min(len(spans), steps * len(spans) // total_steps), len(spans))
 
-    starts, ends, logits = step_logits(video, engine, done)
+    starts, ends, logits = step_logits(video, engine, done, seen)
     centres = (starts + ends) / 2
     probs = np.empty((len(spans), logits.shape[1]), np.float32)
     for k, span in enumerate(spans):
