@@ -61,3 +61,29 @@ def test_censoring_a_damaged_input_blames_the_input_not_the_output(tmp_path, cap
     err = capsys.readouterr().err
     assert (tmp_path / "out.mkv").is_file() and counts["frames"] > 0
     assert "writing failed" not in err and "container" not in err
+
+
+def test_watch_takes_a_non_utf8_file_name_and_keeps_opencv_quiet(tmp_path):
+    """In a child process (a segfault must fail the test, not end the run): watch a file whose name is not UTF-8,
+    and an unreachable stream; stderr has our lines only, no OpenCV WARN lines."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    video = write_av_video(tmp_path / "good.mp4", colour_frames([("Red", 2.0), ("Green", 2.0)]), beeps=())
+    bad = os.path.join(os.fsencode(tmp_path), b"caf\xe9 \xff.mp4")
+    os.link(os.fsencode(video), bad)
+    tests = Path(__file__).resolve().parent
+    code = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); from test_timeline import ColourModel;"
+        "from actionrec.apps.watch import AlertRule, watch; from actionrec.errors import ActionrecError;"
+        "s = watch(os.fsdecode(os.fsencode(sys.argv[2])), ColourModel(), [AlertRule('Red', 0.8)]); print(s.frames, s.alerts);"
+        "\ntry:\n    watch('http://127.0.0.1:9/none.mjpg', ColourModel(), [AlertRule('Red', 0.8)])"
+        "\nexcept ActionrecError as e:\n    print('error:', e, file=sys.stderr)"
+    )
+    child = subprocess.run([sys.executable, "-c", code, str(tests), os.fsdecode(bad)], capture_output=True, timeout=120)
+    out, err = child.stdout.decode(), child.stderr.decode("utf-8", "replace")
+    assert child.returncode == 0, (child.returncode, err[-2000:])
+    assert out.split() == ["100", "1"]
+    assert "WARN" not in err and err.count("error:") == 1 and "127.0.0.1:9" in err, err

@@ -35,7 +35,7 @@ import numpy as np
 from torch import nn
 
 from ..data.transforms import preprocess
-from ..data.video import resize_short_side
+from ..data.video import cv2_path, display_path, quiet_opencv, resize_short_side
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import ModelInfo, check_classifier
@@ -239,28 +239,13 @@ class WebhookAction:
 def open_source(source: str | int, fps: float | None = None, read_timeout: float = READ_TIMEOUT):
     """(cv2.VideoCapture, kind, fps, shown name). A number is a camera index, ``scheme://...`` a network stream,
     anything else a file (a device file such as /dev/video0 is a camera)."""
-    from ..data import video as _video  # noqa: F401  (quiets FFmpeg's own messages before the first capture)
     import cv2
 
-    shown = str(source)
+    shown = display_path(source) if not isinstance(source, int) else str(source)
     if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
         raise ActionrecError(f"--fps must be a frame rate between 0 and {MAX_FPS:g}, not {fps!r}")
-    params: list[int] = []
-    if isinstance(source, int) or shown.isdigit():
-        kind = "camera"
-        cap = cv2.VideoCapture(int(shown))
-    elif "://" in shown:
-        kind = "stream"
-        ms = int(read_timeout * 1000)
-        for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
-            if hasattr(cv2, name):
-                params += [getattr(cv2, name), ms]
-        cap = cv2.VideoCapture(shown, cv2.CAP_FFMPEG, params)
-    else:
-        if not os.path.exists(shown):
-            raise ActionrecError(f"{shown}: no such file, camera index or stream URL")
-        kind = "file" if os.path.isfile(shown) else "camera"
-        cap = cv2.VideoCapture(shown, cv2.CAP_FFMPEG if kind == "file" else cv2.CAP_ANY)
+    with quiet_opencv():
+        kind, cap = _capture(source, shown, read_timeout)
     if not cap.isOpened():
         cap.release()
         what = {"camera": "camera", "stream": "stream", "file": "video"}[kind]
@@ -269,6 +254,26 @@ def open_source(source: str | int, fps: float | None = None, read_timeout: float
     if not (math.isfinite(rate) and 0 < rate <= MAX_FPS):  # the source does not say: --fps, else the default
         rate = float(fps or DEFAULT_FPS)
     return cap, kind, rate, shown
+
+
+def _capture(source: str | int, shown: str, read_timeout: float):
+    """(kind, cv2.VideoCapture) of a camera index, a stream URL or a file (opened under a name OpenCV can take)."""
+    import cv2
+
+    text = str(source) if isinstance(source, int) else os.fsdecode(source)
+    if isinstance(source, int) or text.isdigit():
+        return "camera", cv2.VideoCapture(int(text))
+    if "://" in text:
+        params: list[int] = []
+        for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+            if hasattr(cv2, name):
+                params += [getattr(cv2, name), int(read_timeout * 1000)]
+        return "stream", cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
+    if not os.path.exists(text):
+        raise ActionrecError(f"{shown}: no such file, camera index or stream URL")
+    kind = "file" if os.path.isfile(text) else "camera"
+    with cv2_path(text) as name:
+        return kind, cv2.VideoCapture(name, cv2.CAP_FFMPEG if kind == "file" else cv2.CAP_ANY)
 
 
 class _Windower:
@@ -354,11 +359,13 @@ def _read_windows(src: _Source, info: ModelInfo, window: float, stride: float, f
                 delay = t0 + i / src.fps - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            if not src.cap.grab():
-                return
+            wanted = windower.wanted(i)
+            with quiet_opencv():  # a stream's hiccups are OpenCV WARN lines; its end is said in the summary
+                if not src.cap.grab():
+                    return
+                ok, frame = src.cap.retrieve() if wanted else (True, None)
             done = []
-            if windower.wanted(i):
-                ok, frame = src.cap.retrieve()
+            if wanted:
                 if not ok or frame is None or frame.size == 0:
                     return
                 done = windower.add(i, cv2.cvtColor(resize_short_side(frame, info.spec.resize), cv2.COLOR_BGR2RGB))

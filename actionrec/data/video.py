@@ -315,18 +315,26 @@ def _error(path: str, problem: str) -> VideoError:
     return VideoError(f"{display_path(path)}: {problem}")
 
 
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own WARN lines off inside the block (it warns on stderr about sources it cannot open or read; we say
+    so ourselves, in one line)."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
 def _open_capture(name: str, path: str) -> "cv2.VideoCapture":
     """A capture of ``name`` (a :func:`cv2_path` name); errors name ``path``."""
-    logging = getattr(getattr(cv2, "utils", None), "logging", None)
-    previous = None
-    if logging is not None:  # OpenCV warns on stderr about files it cannot open; we raise instead
-        previous = logging.getLogLevel()
-        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
-    try:
+    with quiet_opencv():
         cap = cv2.VideoCapture(name, cv2.CAP_FFMPEG)
-    finally:
-        if logging is not None:
-            logging.setLogLevel(previous)
     if not cap.isOpened():
         cap.release()
         raise _error(
