@@ -42,8 +42,21 @@ def default_of(owner: object, name: str) -> object:
 # ----------------------------------------------------------------------------------------------- commands
 
 
+def _archive(source: str, out: str, process, args: argparse.Namespace) -> int:
+    """A folder or list of videos: one JSON per video under `out`, an index, a summary (see apps.archive)."""
+    from .apps.archive import process_archive, summary_table
+
+    summary = process_archive(source, out, process, on_error=lambda video, message: _error(message),
+                              show_progress=not getattr(args, "quiet", False))
+    if summary is not None:  # rank 0
+        print(json.dumps(summary) if args.json else f"{summary_table(summary)}\nresults: {out}/ (index.jsonl, summary.json)")
+        return 1 if summary["failed"] else 0
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from . import load_model
+    from .apps.archive import is_archive
     from .apps.predict import predict_iter
     from .training.checks import check_predict_options
 
@@ -58,6 +71,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     windows = 1 if args.single_clip else args.windows
     frames = model.info.spec.clip_len if args.single_clip else args.frames
+    if len(args.videos) == 1 and is_archive(args.videos[0]):
+        options = dict(frames=frames, windows=windows, batch_size=args.batch_size)
+        out = args.out or f"{Path(args.videos[0]).stem}_predictions"
+        return _archive(args.videos[0], out, lambda v: next(predict_iter([v], model, **options)).to_dict(args.top), args)
     for pred in predict_iter(args.videos, model, frames=frames, windows=windows, batch_size=args.batch_size, on_error=on_error):
         if pred.warning:
             print(f"actionrec: warning: {pred.warning}", file=sys.stderr)
@@ -215,9 +232,19 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     from .apps.calibration import resolve_labels, thresholds_for
     from .apps.timeline import build_timeline
 
+    from .apps.archive import is_archive
+    from .apps.windows import window_probabilities
+
     model = _classifier(args.model)
     labels = resolve_labels(args.labels, model.info.categories)
     thresholds, source = thresholds_for(model.info, labels, args.threshold)
+    if is_archive(args.video):
+        def one(video: str) -> dict:
+            wp = window_probabilities(video, model, args.window, args.stride, batch_size=args.batch_size,
+                                      cache=False if args.no_cache else args.cache)
+            return build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment).to_dict()
+
+        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines", one, args)
     wp = _window_probs(args, model, "timeline")
     tl = build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment)
     out = Path(args.out) if args.out else Path(f"{Path(args.video).stem or 'video'}_timeline")
@@ -332,7 +359,8 @@ def _long_video_parent() -> argparse.ArgumentParser:
     from .apps.windows import FRAMES_PER_BATCH
 
     p = _parent()
-    p.add_argument("video", help="a video file (any length) or a folder of frames")
+    p.add_argument("video", help="a video file (any length) or a folder of frames; timeline also takes a folder of "
+                   "videos or a .txt list (an archive: one JSON per video under --out, time per action over all)")
     p.add_argument("--threshold", type=float, default=None,
                    help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
     p.add_argument("--batch-size", type=int, default=None,
@@ -360,7 +388,11 @@ def _add_predict(sub, model: argparse.ArgumentParser) -> None:
     from .apps.predict import Prediction, predict_iter
 
     p = sub.add_parser("predict", parents=[model], help="per-class probabilities for videos", description="Top-K actions of each video.")
-    p.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, webm, mov, gif) or folders of frames")
+    p.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, webm, mov, gif) or folders of frames; or ONE "
+                   "folder of videos or .txt list of videos (an archive: one JSON per video under --out, resumable)")
+    p.add_argument("--out", default=None, help="archive mode: folder for the per-video JSON, index.jsonl and summary.json "
+                   "(default: ./<archive name>_predictions)")
+    p.add_argument("--quiet", action="store_true", help="archive mode: no progress bar")
     p.add_argument("--top", type=int, default=default_of(Prediction.to_dict, "k"), help="how many classes to show (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per video per line on stdout")
     p.add_argument("--frames", type=int, default=None, help="frames per window (default: the model's; 64 for I3D)")
@@ -439,7 +471,8 @@ def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
     tl.add_argument("--labels", default=None, help="comma-separated classes to report (e.g. Kinetics-400 'playing tennis,skiing'); others count as none")
     tl.add_argument("--smooth", type=float, default=DEFAULT_SMOOTH, help="seconds of windows over which a running median smooths the probabilities (default: %(default)s)")
     tl.add_argument("--min-segment", type=float, default=None, help="shorter segments go to their neighbours (default: 1.5 strides)")
-    tl.add_argument("--out", default=None, help="folder for the CSV, JSON, SRT and PNG files (default: ./<video name>_timeline)")
+    tl.add_argument("--out", default=None, help="folder for the CSV, JSON, SRT and PNG files (default: ./<video name>_timeline; "
+                    "an archive: ./<name>_timelines)")
     tl.set_defaults(func=cmd_timeline)
 
     fl = sub.add_parser("flag", parents=parents, help="time ranges showing given actions, and optionally a censored copy",

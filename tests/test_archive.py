@@ -85,3 +85,38 @@ def test_ranks_from_torchrun_variables():
     assert threads_per_rank(r, cores=2) == 1 and threads_per_rank(Ranks(), cores=2) == 2
     with pytest.raises(ActionrecError, match="not a valid torchrun placement"):
         ranks_from_env({"RANK": "4", "WORLD_SIZE": "4"})
+
+
+def test_cli_timeline_and_predict_over_an_archive(archive, tmp_path, monkeypatch, capsys):
+    from test_timeline import use_model
+
+    from actionrec.cli import main
+
+    use_model(monkeypatch, ColourModel())
+    out = tmp_path / "tl"
+    assert main(["timeline", str(archive), "--run", "any", "--out", str(out), "--stride", "0.5", "--no-cache", "--quiet"]) == 1
+    stdout, err = capsys.readouterr()
+    assert "3 of 4 videos done, 1 failed" in stdout and "Green" in stdout
+    assert sum("broken.mp4" in line for line in err.splitlines()) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 3 and (out / "c.mp4.json").is_file()
+    assert main(["timeline", str(archive), "--run", "any", "--out", str(out), "--json", "--quiet"]) == 1  # nothing redone
+    assert json.loads(capsys.readouterr().out)["done"] == 3
+    assert main(["predict", str(archive), "--run", "any", "--out", str(tmp_path / "p"), "--quiet"]) == 1
+    assert json.loads((tmp_path / "p" / "season" / "b.mp4.json").read_text())["top"][0]["label"] == "Blue"
+
+
+def test_torchrun_two_ranks_share_an_archive(archive, tmp_path, i3d_kinetics):
+    """`torchrun --nproc-per-node 2 -m actionrec predict FOLDER`: each video done once, by one rank; one summary."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "actionrec",
+           "predict", str(archive), "--out", str(out), "--single-clip", "--quiet"]
+    child = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert child.returncode != 0  # the broken file makes the job's status 1 (rank 0), torchrun reports it
+    lines = [json.loads(l) for l in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(l["relative"] for l in lines) == ["broken.mp4", "c.mp4", "season/b.mp4", "season/week1/a.mp4"]
+    assert json.loads((out / "summary.json").read_text())["done"] == 3
+    assert child.stdout.count("3 of 4 videos done") == 1, child.stdout

@@ -36,7 +36,9 @@ def is_archive(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.is_file():
         return path.suffix.lower() == ".txt"
-    return path.is_dir() and any(_is_video(p) for p in path.iterdir())
+    if not path.is_dir() or _is_frame_folder(path):
+        return False
+    return any(_is_video(Path(d) / f) for d, _, files in os.walk(path) for f in files)
 
 
 def _is_video(p: Path) -> bool:
@@ -183,3 +185,35 @@ def summary_table(summary: dict) -> str:
     for failure in summary["failed"]:
         lines.append(f"  failed: {failure['error']}")
     return "\n".join(lines)
+
+
+def process_archive(source: str | os.PathLike, out: str | os.PathLike, process: Callable[[str], dict],
+                    on_error: Callable[[str, str], None] | None = None, show_progress: bool = True) -> dict | None:
+    """The whole archive job: list the videos, take this rank's share (torchrun), process what is not done, wait for
+    the other ranks, and on rank 0 write OUT/summary.json and return the summary (other ranks return None). One
+    progress bar, on rank 0, counts every rank's videos (from the shared index)."""
+    from ..distributed import barrier, init, ranks_from_env
+    from ..training.console import progress_bar
+    from ..training.features import content_key
+
+    ranks = ranks_from_env()
+    init(ranks)
+    items = list_archive(source)
+    out = Path(out)
+    bar = progress_bar("videos", "video", show_progress and ranks.is_main, total=len(items))
+
+    def advance(_: int) -> None:
+        bar.n = len(read_index(out)) if ranks.distributed else bar.n + 1
+        bar.refresh()
+
+    try:
+        for _ in run_archive(items, out, process, content_key, ranks, on_error, advance):
+            pass
+    finally:
+        bar.close()
+    barrier(ranks)
+    if not ranks.is_main:
+        return None
+    summary = summarize(out)
+    write_json(out / "summary.json", summary)
+    return summary
