@@ -136,6 +136,8 @@ class Engine:
                 return net.forward_features(x).float()
             if output == "steps":
                 return net.forward_steps(x).float()
+            if output == "step_logits":
+                return net.forward_head(net.forward_steps(x)).float()
             return net.forward_until(x, output).float()
 
     def map(

@@ -200,6 +200,8 @@ class _Graph(nn.Module):
             return self.model.forward_features(x)
         if self.graph == "steps":
             return self.model.forward_steps(x)
+        if self.graph == "step_logits":
+            return self.model.forward_head(self.model.forward_steps(x))
         return self.model.forward_until(x, self.graph)
 
 
