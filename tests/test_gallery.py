@@ -10,10 +10,15 @@ import re
 import numpy as np
 import pytest
 from PIL import Image
+from videos import coded_frames, decode_index, write_video
 
 from actionrec.errors import ActionrecError
-from actionrec.training.gallery import Miss, gallery_section, misclassified, thumbnail_strip
-from videos import coded_frames, decode_index, write_video
+from actionrec.training.gallery import (
+    Miss,
+    gallery_section,
+    misclassified,
+    thumbnail_strip,
+)
 
 CLASSES = ["Jump", "Run", "Walk"]
 

@@ -75,7 +75,7 @@ def test_curve_is_a_png():
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000
 
 
-@pytest.mark.parametrize("kwargs", [dict(start=1.0, end=0.1), dict(steps=2)])
+@pytest.mark.parametrize("kwargs", [{"start": 1.0, "end": 0.1}, {"steps": 2}])
 def test_bad_ranges_are_one_clear_error(kwargs):
     x, y = blobs(12)
     with pytest.raises(ActionrecError, match="lr range test"):

@@ -94,7 +94,7 @@ def test_random_crops_take_windows_of_real_steps():
     assert torch.equal(window, torch.arange(window[0].item(), window[0].item() + 4))  # consecutive steps
 
 
-@pytest.mark.parametrize("bad", [dict(kind="lstm"), dict(hidden=0), dict(crop_steps=1), dict(dropout=1.0)])
+@pytest.mark.parametrize("bad", [{"kind": "lstm"}, {"hidden": 0}, {"crop_steps": 1}, {"dropout": 1.0}])
 def test_bad_settings_are_one_clear_error(bad):
     with pytest.raises(ActionrecError, match="temporal head"):
         TemporalConfig(**bad)
