@@ -3,10 +3,20 @@
 The study's recipe is the starting point: frozen backbone, softmax head, SGD, 20 epochs, 20 % of training for
 validation, then fine-tuning of the last layers. The frozen part of the backbone runs once per clip and view (the
 feature cache), so every epoch costs milliseconds for the head and seconds for fine-tuning.
+
+Under torchrun (`torchrun --nproc-per-node N -m actionrec train ...`, the same arguments) :func:`train` joins the
+process group (gloo on the CPU, NCCL on CUDA, one GPU per local rank), splits the feature extraction over the ranks
+balanced by video duration (read from each container), every rank writing the one shared cache folder; after a
+barrier every rank knows every entry (gathered, not hashed again) and the skipped files (reported once, by rank 0,
+and dropped on every rank); the head and fine-tuning run as DDP (see phases.py for what differs from one process);
+rank 0 alone claims and writes the run directory and shows one progress bar for the whole job. A job restarted by
+`torchrun --max-restarts K` finds the entries already written and computes only the rest; rank 0 takes over its own
+unfinished run directory (same configuration, see outdir.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,8 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from ..data.samples import Sample
 from ..data.splits import Splits
+from ..distributed import SINGLE, Ranks, all_gather, barrier, from_main
 from ..errors import ActionrecError
 from ..files import write_json
 from .checks import MIN_FRAMES, number, option_name, whole
@@ -61,6 +73,7 @@ class TrainConfig:
     val_fraction: float = 0.2  # of training, for validation (the study: 20 %)
     test_fraction: float = 0.2  # held out when the data names no test set
     seed: int = 0  # splits, augmentation, initialisation and shuffling
+    device: str = "auto"  # auto|cpu|cuda[:N]; auto: CUDA when available (under torchrun: the GPU of LOCAL_RANK)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -78,6 +91,7 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 number(getattr(self, name), option_name(name), 0.0, low_open=True)
         number(self.weight_decay, "--weight-decay", 0.0)
+        distributed.check_device(self.device)
         for name in ("momentum", "dropout", "val_fraction", "test_fraction"):
             number(getattr(self, name), option_name(name), 0.0, 1.0, high_open=True)
 
@@ -161,9 +175,11 @@ def _versions() -> dict[str, str]:
 
 
 def _recipe(cfg: TrainConfig, splits: Splits) -> str:
-    """What makes two trainings the same command: the resolved configuration and the clips of each split."""
+    """What makes two trainings the same command: the resolved configuration (but where it runs) and the clips of
+    each split."""
     data = {name: [[s.path, s.label] for s in getattr(splits, name)] for name in ("train", "val", "test")}
-    return hashlib.sha256(json.dumps({"config": asdict(cfg), "data": data}, sort_keys=True).encode()).hexdigest()
+    config = {k: v for k, v in asdict(cfg).items() if k != "device"}
+    return hashlib.sha256(json.dumps({"config": config, "data": data}, sort_keys=True).encode()).hexdigest()
 
 
 def _activations(samples, entries: dict, classes: list[str], views: int) -> Activations:
@@ -172,26 +188,101 @@ def _activations(samples, entries: dict, classes: list[str], views: int) -> Acti
     return Activations([entries[(s.path, view)] for s, view in keys], [classes.index(s.label) for s, _ in keys])
 
 
+def _silent(message: str) -> None:
+    pass
+
+
+def _duration(video: str) -> float:
+    """Seconds of video, read from the container (0 for one that cannot be read: it costs nothing, and is skipped)."""
+    from ..data.video import probe
+
+    try:
+        return probe(video).duration
+    except ActionrecError:
+        return 0.0
+
+
 class _Training:
-    """One training run, phase by phase: features, the head, fine-tuning, the test, writing the run directory."""
+    """One training run, phase by phase: features, the head, fine-tuning, the test, writing the run directory.
+
+    Under torchrun every rank makes one; each takes part in every collective (extraction results, DDP steps), and only
+    rank 0 speaks (`say`, the progress bar, skipped files, job-level warnings) and writes the run directory."""
 
     def __init__(self, config: TrainConfig, out: Path, cache_root: Path, say: Callable[[str], None],
-                 warn: Callable[[str], None], progress: bool):
+                 warn: Callable[[str], None], progress: bool, ranks: Ranks = SINGLE,
+                 device: torch.device | None = None, job: str = ""):
         self.cfg = cfg = config.resolved()
-        self.out, self.say, self.warn, self.progress = out, say, warn, progress
+        self.ranks, self.device, self.job = ranks, device or torch.device("cpu"), job
+        main = ranks.is_main
+        self.out, self.progress = out, progress and main
+        self.say, self.warn = (say, warn) if main else (_silent, _silent)
         self.timing: dict[str, float] = {}
         self.t_start = time.perf_counter()
         torch.manual_seed(cfg.seed)
-        self.model = backbone_for(cfg, say, explicit=config.weights is not None)
+        self.model = self._backbone(config, say if main else _silent).to(self.device)
         self.random_init = self.model.info.weights_sha256.startswith("random")
         self.cut = cut_endpoint(self.model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
-        self.cache = FeatureCache(self.model, self.cut, Sampling(frames=cfg.frames, views=cfg.views, seed=cfg.seed),
-                                  root=cache_root, say=warn)
-        self.skipped = Skipped(warn)
+        from ..engine import Engine
+
+        threads = distributed.threads_per_rank(ranks) if ranks.distributed else None  # OpenVINO's; torch's: distributed.init
+        engine = Engine(self.model, device=self.device, threads=threads)
+        rank_warn = warn if main else (lambda m: warn(f"rank {ranks.rank}: {m}"))  # this rank's own cache findings
+        self.cache = FeatureCache(engine, self.cut, Sampling(frames=cfg.frames, views=cfg.views, seed=cfg.seed),
+                                  root=cache_root, say=rank_warn)
+        self._check_same_features()
+        self.skipped = Skipped(self.warn)
         self.history = History()
         self.classes: list[str] = []  # the readable classes, set by `features`
         self.trained_modules = ["head"]
         self.head_test = (float("nan"), float("nan"))  # test loss and accuracy of the head alone, set by `head`
+        self.rank_stats: list[dict] = []  # what each rank extracted, set by `features`
+
+    def _backbone(self, config: TrainConfig, say: Callable[[str], None]) -> nn.Module:
+        """The backbone; under torchrun the first local rank of each machine loads (and if need be fetches) the weights
+        before the others, so they are downloaded once per machine."""
+        first = self.ranks.local_rank == 0
+        if not first:
+            barrier(self.ranks)
+        try:
+            return backbone_for(self.cfg, say, explicit=config.weights is not None)
+        finally:
+            if first:
+                barrier(self.ranks)
+
+    def _check_same_features(self) -> None:
+        """Every rank must compute the same features (same precision and backend), or their entries would not mix."""
+        keys = all_gather((self.cache.recipe_key, self.cache.engine.precision, self.cache.engine.backend), self.ranks)
+        if len(set(keys)) > 1:
+            seen = ", ".join(f"rank {r}: {p}/{b}" for r, (_, p, b) in enumerate(keys))
+            raise ActionrecError(f"the ranks would compute different features ({seen}); set ACTIONREC_PRECISION and "
+                                 "ACTIONREC_BACKEND to the same values on every machine")
+
+    def _extract(self, everything: list[str], views: Callable[[str], Sequence[int]]) -> tuple[dict, list[dict]]:
+        """This rank's share of the clips (balanced by duration) through the cache; every rank's entries and skipped
+        files afterwards, gathered (in the work list's order), with one progress bar on rank 0 for all ranks."""
+        from ..distributed import SharedCount, balanced_shards, shared_weights
+
+        ranks, t0 = self.ranks, time.perf_counter()
+        durations = shared_weights(everything, _duration, ranks) if ranks.distributed else [0.0] * len(everything)
+        mine = balanced_shards(range(len(everything)), durations.__getitem__, ranks.world)[ranks.rank]
+        bar = progress_bar("features", "video", self.progress, total=len(everything))
+        count = SharedCount(self.cache.root / ".progress", self.job, ranks, lambda total: bar.update(total - bar.n))
+        skipped = Skipped(_silent) if ranks.distributed else self.skipped
+        found = self.cache.extract([everything[i] for i in mine], views=views, on_error=skipped, progress=count.add)
+        stats = {"rank": ranks.rank, "videos": len(mine), "backbone_clips": self.cache.backbone_calls,
+                 "duration": round(sum(durations[i] for i in mine), 3) if ranks.distributed else None,
+                 "seconds": round(time.perf_counter() - t0, 3)}
+        barrier(ranks)
+        count.finish(len(everything))
+        bar.close()
+        root, entries, failed = self.cache.root, {}, {}
+        for part_entries, part_skipped, part_stats in all_gather(
+                ({k: os.path.relpath(v, root) for k, v in found.items()}, skipped.files, stats), ranks):
+            entries.update({k: root / v for k, v in part_entries.items()})
+            failed.update({f["video"]: f for f in part_skipped})
+            self.rank_stats.append(part_stats)
+        order = {v: i for i, v in enumerate(everything)}
+        return entries, sorted(failed.values(), key=lambda f: order.get(f["video"], len(order)))
 
     def features(self, splits: Splits) -> tuple[Splits, Datasets]:
         """The frozen part runs once per clip and view (training videos get the augmented views too); unreadable clips
@@ -199,10 +290,10 @@ class _Training:
         t0 = time.perf_counter()
         everything = [s.path for s in splits.train + splits.val + splits.test]
         train_paths = {s.path for s in splits.train}
-        bar = progress_bar("features", "video", self.progress, total=len(everything))
-        entries = self.cache.extract(everything, views=lambda v: range(self.cfg.views) if v in train_paths else (0,),
-                                     on_error=self.skipped, progress=bar.update)
-        bar.close()
+        entries, failed = self._extract(everything, lambda v: range(self.cfg.views) if v in train_paths else (0,))
+        if self.ranks.distributed:  # said live in one process; here once, by rank 0, for every rank
+            for f in failed:
+                self.skipped(f["video"], f["error"])
         self.timing["features"] = time.perf_counter() - t0
         readable = splits.without(v for v in everything if (v, 0) not in entries)
         for label in readable.dropped_classes[len(splits.dropped_classes):]:
@@ -224,9 +315,11 @@ class _Training:
         for p in model.parameters():
             p.requires_grad_(False)
         t0 = time.perf_counter()
-        best = fit(HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs), self.cfg, self.history, self.say)
+        phase = HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs)
+        best = fit(phase, self.cfg, self.history, self.say, self.ranks)
         self.timing["head"] = time.perf_counter() - t0
-        self.head_test = evaluate(model, self.cut, data.test)[:2]
+        if self.ranks.is_main:  # the test is rank 0's
+            self.head_test = evaluate(model, self.cut, data.test)[:2]
         return best
 
     def finetune(self, data: Datasets) -> int | None:
@@ -236,7 +329,7 @@ class _Training:
             t0 = time.perf_counter()
             phase = FinetunePhase(self.model, self.cut, data, cfg.unfreeze, cfg.finetune_lr, cfg.finetune_epochs)
             self.trained_modules = phase.modules
-            best = fit(phase, cfg, self.history, self.say)
+            best = fit(phase, cfg, self.history, self.say, self.ranks)
             self.timing["finetune"] = time.perf_counter() - t0
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -303,31 +396,42 @@ class _Training:
                       "input": f"3x{cfg.frames}x{spec.crop}x{spec.crop}",
                       "gflops_per_clip": round(gflops_per_clip(model, cfg.frames), 2)},
             "config": asdict(cfg),
-            "feature_cache": {**self.cache.describe(), "backbone_clips": self.cache.backbone_calls},
+            "feature_cache": {**self.cache.describe(), "backbone_clips": sum(r["backbone_clips"] for r in self.rank_stats)},
+            "distributed": self.describe_ranks(),
             "versions": _versions(),
         }
+
+    def describe_ranks(self) -> dict:
+        """Where the run ran: world, process group backend, device, threads per rank, and what each rank extracted."""
+        ranks = self.ranks
+        backend = ("nccl" if self.device.type == "cuda" else "gloo") if ranks.distributed else None
+        return {"world": ranks.world, "backend": backend, "device": str(self.device),
+                "threads_per_rank": torch.get_num_threads(), "ranks": self.rank_stats}
 
     def write(self, config: dict, metrics: dict) -> None:
         """The run directory, config.json last: until it is written the run is unfinished (and loads as none)."""
         from . import report
 
+        self.model.cpu()  # the run's files hold CPU tensors, whatever the device it trained on
         (self.out / "config.json").unlink(missing_ok=True)
         write_json(self.out / "metrics.json", metrics)
         report.write_report(self.out)
         save_run(self.model, self.out, config, self.saved_modules())
 
     def run(self, splits: Splits) -> dict:
-        """Every phase in turn; the run's metrics."""
+        """Every phase in turn; the run's metrics (on every rank: rank 0 tests and writes, the others wait for it)."""
         readable, data = self.features(splits)
         best = {"head": self.head(data)}
         finetuned = self.finetune(data)
         if finetuned is not None:
             best["finetune"] = finetuned
-        tested = self.test(data)
-        config = self.run_config()
-        metrics = self.metrics(readable, data, best, tested)
-        self.write(config, metrics)
-        return metrics
+        metrics = None
+        if self.ranks.is_main:
+            tested = self.test(data)
+            config = self.run_config()
+            metrics = self.metrics(readable, data, best, tested)
+            self.write(config, metrics)
+        return from_main(metrics, self.ranks)
 
 
 def train(
@@ -339,17 +443,32 @@ def train(
     progress: bool = True,
     force: bool = False,
     warn: Callable[[str], None] = stderr_line,
+    ranks: Ranks | None = None,
 ) -> dict:
     """Train on `splits` (a datasets.Splits) and write the run directory `out`; returns its metrics.
 
     `say` gets progress lines (the split table, epochs), `warn` the lines that must always be seen (skipped
     files, classes left out, damaged cache entries). A finished run in `out` is replaced only with `force`; an
     unfinished one left by the same command is taken over. The output and cache folders are checked writable, and
-    `out` locked, before any work."""
+    `out` locked, before any work. `config.device` says where it runs (auto: CUDA when available).
+
+    Under torchrun (`ranks`, default: read from the environment) every rank calls this with the same arguments; the
+    work is shared (see the module doc) and every rank returns the same metrics. Each step of N ranks takes the clips
+    of the same step of one process when N divides the batch size; what differs (sampler padding, a batch N does not
+    divide, dropout masks, rounding) is in phases.py. With dropout 0, tests/test_distributed.py holds a 2-rank run to
+    the same test accuracy within one clip and the test loss within 1e-3 of one process.
+    """
     cfg = config.resolved()
-    features_root = writable_dir(feature_cache_root(cache_root), "feature cache folder", "pass --cache DIR on a writable disk")
-    with claim_run_dir(out, _recipe(cfg, splits), force, say) as out_dir:
-        return _Training(config, out_dir, features_root, say, warn, progress).run(splits)
+    ranks = distributed.ranks_from_env() if ranks is None else ranks
+    device = distributed.resolve_device(cfg.device, ranks)
+    with distributed.process_group(ranks, device):
+        features_root = writable_dir(feature_cache_root(cache_root), "feature cache folder", "pass --cache DIR on a writable disk")
+        recipe = _recipe(cfg, splits)
+        job = hashlib.sha256(f"{recipe}|{os.path.abspath(out)}".encode()).hexdigest()[:16]
+        with contextlib.ExitStack() as held:  # rank 0 claims the run directory; its refusal stops every rank
+            out_dir = distributed.main_decides(ranks, lambda: held.enter_context(
+                claim_run_dir(out, recipe, force, say if ranks.is_main else _silent)))
+            return _Training(config, out_dir, features_root, say, warn, progress, ranks, device, job).run(splits)
 
 
 def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_root: str | os.PathLike | None = None,
