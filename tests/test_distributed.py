@@ -127,6 +127,17 @@ def test_two_ranks_extract_each_clip_once_and_match_one_process(two_ranks, data,
     assert_same_result(metrics, single)
 
 
+def test_a_refusal_by_rank_0_ends_every_rank(data, two_ranks):
+    """Rank 0 refuses to write over the finished run (no --force): every rank stops with that line, none waits."""
+    metrics, cache, _ = two_ranks
+    out = Path(metrics["run"])
+    before = (out / "metrics.json").stat().st_mtime_ns
+    job = launch(torchrun("--standalone", "--nproc-per-node", "2") + train_args(data, out, cache, "--quiet"), out.parent)
+    _, err = job.communicate(timeout=TIMEOUT)
+    assert job.returncode != 0 and err.count("holds a finished run; pass --force") == 2, err[-3000:]
+    assert (out / "metrics.json").stat().st_mtime_ns == before
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
