@@ -166,10 +166,19 @@ def process_group(ranks: Ranks, device: torch.device | None = None) -> Iterator[
             torch.distributed.destroy_process_group()
 
 
-def barrier(ranks: Ranks) -> None:
-    """Wait until every rank gets here (nothing to wait for in a single process)."""
-    if ranks.distributed and torch.distributed.is_initialized():
+def barrier(ranks: Ranks, while_waiting: Callable[[], None] | None = None, interval: float = 1.0) -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process); `while_waiting()` is called every
+    `interval` seconds meanwhile (e.g. to redraw a progress bar from the other ranks' counts)."""
+    if not (ranks.distributed and torch.distributed.is_initialized()):
+        return
+    if while_waiting is None:
         torch.distributed.barrier()
+        return
+    work = torch.distributed.barrier(async_op=True)
+    while not work.is_completed():
+        while_waiting()
+        time.sleep(interval)
+    work.wait()
 
 
 def balanced_shards(items: Sequence, weight: Callable[[object], float], world: int) -> list[list]:
@@ -257,10 +266,11 @@ class SharedCount:
     """Items done by all ranks of a job, for one progress bar on rank 0 (not N interleaved bars).
 
     Each other rank writes its own count to a small file `folder/<job>.<rank>` (a folder every rank can write: the
-    shared cache), at most once per `interval` seconds and once more at the end; rank 0 adds its own count to the
-    others' files, read at most once per `interval`. No collective is involved, so ranks that go at different speeds
-    never wait for each other; the files hold one number each and are removed by :meth:`close`. `on_total(n)` hears of
-    every new total on rank 0. A rank killed and restarted writes the same file again (stale counts are overwritten).
+    shared cache) at most once per `interval` seconds, and once more when it is done (:meth:`flush`); rank 0 adds
+    its own count to the others' files, read at most once per `interval` (:meth:`refresh`, also while it waits for
+    the others at the barrier). No collective is involved, so ranks that go at different speeds never wait for each
+    other; the files hold one number each and are removed by :meth:`finish`. `on_total(n)` hears of every new total
+    on rank 0. A rank killed and restarted writes the same file again (stale counts are overwritten).
     """
 
     def __init__(self, folder: Path, job: str, ranks: Ranks, on_total: Callable[[int], None], interval: float = 1.0):
@@ -282,12 +292,23 @@ class SharedCount:
         due = now - self._last_io >= self.interval
         if due:
             self._last_io = now
-        if self.ranks.is_main:
-            if due:
-                self._others = {r: self._read(r) for r in range(1, self.ranks.world)}
+        if self.ranks.is_main and due:
+            self.refresh()
+        elif self.ranks.is_main:
             self.on_total(self.done + sum(self._others.values()))
         elif due:
             self._write()
+
+    def flush(self) -> None:
+        """This rank's count, written now (a rank that is done, before it waits for the others)."""
+        if self.ranks.distributed and not self.ranks.is_main:
+            self._write()
+
+    def refresh(self) -> None:
+        """Rank 0: the others' counts read again and the total reported (while it waits for them)."""
+        if self.ranks.distributed and self.ranks.is_main:
+            self._others = {r: self._read(r) for r in range(1, self.ranks.world)}
+            self.on_total(self.done + sum(self._others.values()))
 
     def _write(self) -> None:
         from .files import write_text

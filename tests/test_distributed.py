@@ -284,6 +284,10 @@ def test_one_progress_count_for_all_ranks(tmp_path):
     second.add(2)
     first.add(1)
     assert totals[-1] == 7
+    second.add(1)
+    second.flush()  # done: rank 0 reads it while it waits for the others
+    first.refresh()
+    assert totals[-1] == 8
     second.finish(9)
     first.finish(9)
     assert totals[-1] == 9 and not list(tmp_path.iterdir())

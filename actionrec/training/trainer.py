@@ -272,7 +272,8 @@ class _Training:
         stats = {"rank": ranks.rank, "videos": len(mine), "backbone_clips": self.cache.backbone_calls,
                  "duration": round(sum(durations[i] for i in mine), 3) if ranks.distributed else None,
                  "seconds": round(time.perf_counter() - t0, 3)}
-        barrier(ranks)
+        count.flush()
+        barrier(ranks, while_waiting=count.refresh)  # rank 0's bar goes on with the others' counts meanwhile
         count.finish(len(everything))
         bar.close()
         root, entries, failed = self.cache.root, {}, {}
@@ -464,7 +465,7 @@ def train(
     with distributed.process_group(ranks, device):
         features_root = writable_dir(feature_cache_root(cache_root), "feature cache folder", "pass --cache DIR on a writable disk")
         recipe = _recipe(cfg, splits)
-        job = hashlib.sha256(f"{recipe}|{os.path.abspath(out)}".encode()).hexdigest()[:16]
+        job = distributed.from_main(hashlib.sha256(f"{recipe}|{os.path.abspath(out)}".encode()).hexdigest()[:16], ranks)
         with contextlib.ExitStack() as held:  # rank 0 claims the run directory; its refusal stops every rank
             out_dir = distributed.main_decides(ranks, lambda: held.enter_context(
                 claim_run_dir(out, recipe, force, say if ranks.is_main else _silent)))
