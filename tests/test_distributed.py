@@ -62,14 +62,18 @@ def train_args(data: list[str], out: Path, cache: Path, *extra: str) -> list[str
     return ["train", *data, "--out", str(out), "--cache", str(cache), *TRAIN, *extra]
 
 
-def finished(proc: subprocess.Popen) -> str:
-    """The job's stderr once it ended (killed after TIMEOUT), checked for a zero exit status."""
+def ended(proc: subprocess.Popen) -> str:
+    """The job's stderr once it ended (killed, and the test failed, after TIMEOUT)."""
     try:
-        _, err = proc.communicate(timeout=TIMEOUT)
+        return proc.communicate(timeout=TIMEOUT)[1]
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-        pytest.fail(f"job still running after {TIMEOUT} s:\n{err[-3000:]}")
+        pytest.fail(f"job still running after {TIMEOUT} s:\n{proc.communicate()[1][-3000:]}")
+
+
+def finished(proc: subprocess.Popen) -> str:
+    """The job's stderr once it ended, checked for a zero exit status."""
+    err = ended(proc)
     assert proc.returncode == 0, err[-3000:]
     return err
 
@@ -133,7 +137,7 @@ def test_a_refusal_by_rank_0_ends_every_rank(data, two_ranks):
     out = Path(metrics["run"])
     before = (out / "metrics.json").stat().st_mtime_ns
     job = launch(torchrun("--standalone", "--nproc-per-node", "2") + train_args(data, out, cache, "--quiet"), out.parent)
-    _, err = job.communicate(timeout=TIMEOUT)
+    err = ended(job)
     assert job.returncode != 0 and err.count("holds a finished run; pass --force") == 2, err[-3000:]
     assert (out / "metrics.json").stat().st_mtime_ns == before
 
@@ -144,17 +148,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def two_nodes(data: list[str], out: Path, caches: tuple[Path, Path], folder: Path) -> list[subprocess.Popen]:
+    """Two torchrun launches of one rank each, meeting at a c10d rendezvous on a free loopback port."""
+    port = free_port()
+    return [launch(torchrun("--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node), "--rdzv-backend", "c10d",
+                            "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes")
+                   + train_args(data, out, caches[node], "--quiet"), folder) for node in (0, 1)]
+
+
 def test_two_nodes_on_one_machine(data, two_ranks, tmp_path):
-    out, cache, port = tmp_path / "run", tmp_path / "cache", free_port()
-    nodes = [launch(torchrun("--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node), "--rdzv-backend", "c10d",
-                             "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes") + train_args(data, out, cache, "--quiet"),
-                     tmp_path) for node in (0, 1)]
-    errs = [finished(node) for node in nodes]
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    errs = [finished(node) for node in two_nodes(data, out, (cache, cache), tmp_path)]
     metrics = metrics_of(out)
     assert_shared_work(metrics, cache, data)
     assert metrics["distributed"]["threads_per_rank"] == distributed.threads_per_rank(Ranks())  # one rank per "machine"
     assert sum(err.count("skipped:") for err in errs) == 1
     assert_same_result(metrics, two_ranks[0])
+
+
+def test_a_cache_the_machines_do_not_share_is_said_in_one_line(data, two_ranks, tmp_path):
+    """Each "machine" with its own --cache (one already full): the rank that cannot see the other's entries says so."""
+    nodes = two_nodes(data, tmp_path / "run", (two_ranks[1], tmp_path / "own-cache"), tmp_path)
+    errs = [ended(node) for node in nodes]
+    assert any(node.returncode != 0 for node in nodes)
+    assert "entries written by other ranks are not in" in "".join(errs) and "every machine shares" in "".join(errs)
 
 
 def worker_pid(agent: int, rank: int) -> int | None:

@@ -282,6 +282,10 @@ class _Training:
             entries.update({k: root / v for k, v in part_entries.items()})
             failed.update({f["video"]: f for f in part_skipped})
             self.rank_stats.append(part_stats)
+        unseen = sum(1 for path in entries.values() if not path.exists()) if ranks.distributed else 0
+        if unseen:
+            raise ActionrecError(f"rank {ranks.rank}: {unseen} feature cache entries written by other ranks are not in "
+                                 f"{root}; under torchrun --cache must be one folder every machine shares (e.g. NFS)")
         order = {v: i for i, v in enumerate(everything)}
         return entries, sorted(failed.values(), key=lambda f: order.get(f["video"], len(order)))
 
