@@ -138,12 +138,15 @@ def _attempt_store(ranks: Ranks, timeout: timedelta) -> torch.distributed.Store 
 
 
 def init(ranks: Ranks, device: torch.device | None = None, timeout_s: float = 1800.0) -> bool:
-    """Join the process group (gloo on CPU, NCCL on CUDA) when distributed, and size this rank's threads; whether the
-    group was made here (an existing one is used as it is)."""
-    torch.set_num_threads(threads_per_rank(ranks))
+    """Join the process group (gloo on CPU, NCCL on CUDA) when distributed, and size this rank's threads (cores / local
+    ranks; torchrun itself sets OMP_NUM_THREADS=1); whether the group was made here (an existing one is used as it
+    is). A single process keeps PyTorch's own thread count."""
     if device is not None and device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL uses the current device of each rank
-    if not ranks.distributed or torch.distributed.is_initialized():
+    if not ranks.distributed:
+        return False
+    torch.set_num_threads(threads_per_rank(ranks))
+    if torch.distributed.is_initialized():
         return False
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
     timeout = timedelta(seconds=timeout_s)

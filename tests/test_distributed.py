@@ -67,7 +67,7 @@ def ended(proc: subprocess.Popen) -> str:
     try:
         return proc.communicate(timeout=TIMEOUT)[1]
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the agent and its workers (launched in a session of their own)
         pytest.fail(f"job still running after {TIMEOUT} s:\n{proc.communicate()[1][-3000:]}")
 
 
@@ -79,7 +79,8 @@ def finished(proc: subprocess.Popen) -> str:
 
 
 def launch(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def entries(cache: Path) -> list[Path]:
