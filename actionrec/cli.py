@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .training.checks import check_predict_options
 
     check_predict_options(frames=args.frames, windows=args.windows, batch_size=args.batch_size, top=args.top)
-    model = load_model(args.model)
+    model = load_model(args.model, device=_device(args))
     failed = 0
 
     def on_error(video: str, message: str) -> None:
@@ -218,12 +219,12 @@ def _window_probs(args: argparse.Namespace, model, desc: str):
     return wp
 
 
-def _classifier(name: str):
-    """The model `name` (weights or run), refused in one line when it has no classes to report."""
+def _classifier(name: str, args: argparse.Namespace):
+    """The model `name` (weights or run) on the command's device, refused in one line when it has no classes."""
     from . import load_model
     from .models.pretrained import check_classifier
 
-    model = load_model(name)
+    model = load_model(name, device=_device(args))
     check_classifier(model.info)
     return model
 
@@ -235,7 +236,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     from .apps.archive import is_archive
     from .apps.windows import window_probabilities
 
-    model = _classifier(args.model)
+    model = _classifier(args.model, args)
     labels = resolve_labels(args.labels, model.info.categories)
     thresholds, source = thresholds_for(model.info, labels, args.threshold)
     if is_archive(args.video):
@@ -264,7 +265,7 @@ def cmd_flag(args: argparse.Namespace) -> int:
     from .apps.flag import censor_video, flag_ranges, require_av
     from .apps.timeline import format_clock
 
-    model = _classifier(args.model)
+    model = _classifier(args.model, args)
     labels = resolve_labels(args.labels, model.info.categories)
     thresholds, source = thresholds_for(model.info, labels, args.threshold)
     if args.censor:
@@ -299,7 +300,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     say = _say(args.quiet)
     warn = lambda m: print(f"actionrec: {m}", file=sys.stderr)  # noqa: E731
-    model = _classifier(args.model)
+    model = _classifier(args.model, args)
     rules = [parse_alert(a, model.info.categories) for a in args.alert]
     actions = []
     if args.exec:
@@ -339,6 +340,36 @@ def _model_parent() -> argparse.ArgumentParser:
     p.add_argument("--model", "--run", dest="model", default=default_of(predict, "model"),
                    help="pretrained weights name or a trained run directory (default: %(default)s)")
     return p
+
+
+def _engine_parent() -> argparse.ArgumentParser:
+    """How the network runs: --precision, --backend, --device (every command that runs it)."""
+    from .models.backends import BACKENDS, PRECISIONS
+
+    p = _parent()
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32 (default: %(default)s)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto: OpenVINO on the CPU when installed, else PyTorch (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]; auto: CUDA when available (default: %(default)s)")
+    return p
+
+
+def _apply_engine_options(args: argparse.Namespace) -> None:
+    """--precision and --backend set what "auto" means for every engine of this process (and its torchrun ranks)."""
+    from .models.backends import BACKEND_ENV, PRECISION_ENV
+
+    for option, env in (("precision", PRECISION_ENV), ("backend", BACKEND_ENV)):
+        value = getattr(args, option, "auto")
+        if value != "auto":
+            os.environ[env] = value
+
+
+def _device(args: argparse.Namespace) -> str:
+    """The device the inference commands load their model on."""
+    from .distributed import ranks_from_env, resolve_device
+
+    return str(resolve_device(getattr(args, "device", "auto"), ranks_from_env()))
 
 
 def _window_parent() -> argparse.ArgumentParser:
@@ -384,10 +415,10 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines (skipped files are still said)")
 
 
-def _add_predict(sub, model: argparse.ArgumentParser) -> None:
+def _add_predict(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .apps.predict import Prediction, predict_iter
 
-    p = sub.add_parser("predict", parents=[model], help="per-class probabilities for videos", description="Top-K actions of each video.")
+    p = sub.add_parser("predict", parents=parents, help="per-class probabilities for videos", description="Top-K actions of each video.")
     p.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, webm, mov, gif) or folders of frames; or ONE "
                    "folder of videos or .txt list of videos (an archive: one JSON per video under --out, resumable)")
     p.add_argument("--out", default=None, help="archive mode: folder for the per-video JSON, index.jsonl and summary.json "
@@ -414,10 +445,10 @@ def _per_backbone(key: str) -> str:
     return ", ".join(f"{shown(d[key])} for {name}" for name, d in BACKBONE_DEFAULTS.items())
 
 
-def _add_train(sub) -> None:
+def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .training.trainer import BACKBONE_DEFAULTS, TrainConfig as C
 
-    t = sub.add_parser("train", help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
+    t = sub.add_parser("train", parents=parents, help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
     _dataset_args(t)
     t.add_argument("--test", default=None, help="a folder of test videos (one sub-folder per class) instead of a held-out fraction")
     t.add_argument("--out", default=DEFAULT_TRAIN_OUT, help="run directory to write (default: %(default)s)")
@@ -442,8 +473,8 @@ def _add_train(sub) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def _add_evaluate_compare_demo(sub) -> None:
-    e = sub.add_parser("evaluate", help="score a trained run on labelled videos")
+def _add_evaluate_compare_demo(sub, parents: list[argparse.ArgumentParser]) -> None:
+    e = sub.add_parser("evaluate", parents=parents, help="score a trained run on labelled videos")
     e.add_argument("run", help="run directory")
     _dataset_args(e)
     e.add_argument("--json", action="store_true", help="metrics as one JSON object")
@@ -454,7 +485,7 @@ def _add_evaluate_compare_demo(sub) -> None:
     c.add_argument("--markdown", action="store_true", help="a Markdown table")
     c.set_defaults(func=cmd_compare)
 
-    d = sub.add_parser("demo", help="the whole workflow on a built-in synthetic dataset, in minutes")
+    d = sub.add_parser("demo", parents=parents, help="the whole workflow on a built-in synthetic dataset, in minutes")
     d.add_argument("--out", default=DEFAULT_DEMO_OUT, help="run directory, replaced if it exists (default: %(default)s)")
     d.add_argument("--data", default=None, help="where to write the demo videos (default: $ACTIONREC_HOME/demo-data)")
     d.add_argument("--quiet", action="store_true")
@@ -538,21 +569,45 @@ def _add_weights_cache(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actionrec", description="Recognise human actions in videos with pretrained 3D CNNs.")
     sub = parser.add_subparsers(dest="command", required=True)
-    model, windows = _model_parent(), _window_parent()
-    _add_predict(sub, model)
-    _add_train(sub)
-    _add_evaluate_compare_demo(sub)
-    _add_timeline_flag(sub, [model, windows, _long_video_parent()])
-    _add_watch(sub, [model, windows])
+    model, windows, engine = _model_parent(), _window_parent(), _engine_parent()
+    _add_predict(sub, [model, engine])
+    _add_train(sub, [engine])
+    _add_evaluate_compare_demo(sub, [engine])
+    _add_timeline_flag(sub, [model, windows, _long_video_parent(), engine])
+    _add_watch(sub, [model, windows, engine])
     _add_weights_cache(sub)
+    _add_doctor(sub)
     from .serve.cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
     return parser
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """What runs the network on this machine: the CPU and its flags, the backend and precision the engine chose."""
+    from .engine import Engine
+    from .models.pretrained import ModelInfo, build_model, get_spec
+
+    spec = get_spec("i3d-kinetics400")  # the architecture only: no weights are needed to see what would run it
+    info = ModelInfo(name="probe", spec=spec, categories=spec.categories, weights_sha256="", predict_frames=16, identity="")
+    report = Engine(build_model(info, None, _device(args)), device=_device(args)).describe()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+    return 0
+
+
+def _add_doctor(sub) -> None:
+    d = sub.add_parser("doctor", parents=[_engine_parent()], help="the CPU, its flags, and the backend and precision the engine picks")
+    d.add_argument("--json", action="store_true", help="one JSON object")
+    d.set_defaults(func=cmd_doctor)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _apply_engine_options(args)
     try:
         return args.func(args)
     except ActionrecError as err:
