@@ -73,7 +73,10 @@ def run(procs: int, clips_csv: Path, folder: Path, frames: int) -> dict:
             "threads": metrics["distributed"]["threads_per_rank"]}
 
 
-def days(seconds: float) -> str:
+def span(seconds: float) -> str:
+    """Minutes, hours or days, whichever reads best."""
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h" if seconds < 2 * 86400 else f"{seconds / 86400:.1f} d"
 
 
@@ -97,7 +100,7 @@ def report(results: list[dict], frames: int, loads: tuple[float, float], machine
     print("| machines | UCF101, 13,320 clips (1 view) | 1,000 h of video, every frame at 25 fps |")
     print("|---:|---:|---:|")
     for n in machines:
-        print(f"| {n} | {days(UCF101_CLIPS * per_clip / n)} | {days(HOURS * 3600 * FPS * per_frame / n)} |")
+        print(f"| {n} | {span(UCF101_CLIPS * per_clip / n)} | {span(HOURS * 3600 * FPS * per_frame / n)} |")
 
 
 def main() -> None:
