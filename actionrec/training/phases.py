@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from ..distributed import SINGLE, Ranks, all_sum, from_main
+from ..distributed import SINGLE, Ranks, all_gather, all_sum, from_main
 from ..errors import ActionrecError
 from .features import DamagedEntry, read_entry
 
@@ -130,6 +130,19 @@ def pooled(model: nn.Module, cut: str, data: Activations) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, model.num_features, device=device)
 
 
+def pooled_by_all(model: nn.Module, cut: str, data: Activations, ranks: Ranks = SINGLE) -> torch.Tensor:
+    """:func:`pooled` of every clip, the work shared: each rank pools every world-th clip, and the parts are gathered
+    (the same tensor on every rank, on the model's device)."""
+    if not ranks.distributed:
+        return pooled(model, cut, data)
+    share = slice(ranks.rank, None, ranks.world)
+    parts = all_gather(pooled(model, cut, Activations(data.paths[share], data.labels[share].tolist())).cpu(), ranks)
+    whole = torch.empty(len(data), model.num_features)
+    for rank, part in enumerate(parts):
+        whole[rank :: ranks.world] = part
+    return whole.to(device_of(model))
+
+
 @dataclass
 class History:
     """One row per epoch of every phase (metrics.json's `history`)."""
@@ -192,11 +205,11 @@ class HeadPhase(Phase):
     name = "head"
     seed_offset = 0
 
-    def __init__(self, model: nn.Module, cut: str, data: Datasets, lr: float, epochs: int):
+    def __init__(self, model: nn.Module, cut: str, data: Datasets, lr: float, epochs: int, ranks: Ranks = SINGLE):
         super().__init__(model, cut, data, ["head"], lr, epochs, model.forward_head)
         model.eval()
-        self.pooled_train = pooled(model, cut, data.train)
-        self.pooled_val = pooled(model, cut, data.val)
+        self.pooled_train = pooled_by_all(model, cut, data.train, ranks)
+        self.pooled_val = pooled_by_all(model, cut, data.val, ranks)
 
     def inputs(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         self.model.drop.train()

@@ -320,7 +320,7 @@ class _Training:
         for p in model.parameters():
             p.requires_grad_(False)
         t0 = time.perf_counter()
-        phase = HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs)
+        phase = HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs, self.ranks)  # pooled once, shared
         best = fit(phase, self.cfg, self.history, self.say, self.ranks)
         self.timing["head"] = time.perf_counter() - t0
         if self.ranks.is_main:  # the test is rank 0's
