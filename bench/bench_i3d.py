@@ -11,7 +11,7 @@ OpenVINO IR); ONNX Runtime fp32 (torch.onnx.export dynamo=True, dynamic batch); 
 Every number comes from this one process: the rows and a conv3d probe (256->256 channels, 3x3x3, 8x28x28, fp32 and,
 where native, bf16) are timed round-robin in a rotating order and the medians are reported, so a noisy machine slows
 them alike; "of probe" is the row's GFLOP/s over the fp32 probe's. Setup: the first call of a fresh engine, cold (an
-empty $ACTIONREC_HOME/compiled: export, conversion, compile) and warm (the saved IR and OpenVINO's CACHE_DIR).
+empty $ACTIONREC_HOME/compiled: export, conversion, compile) and warm (compiling the saved IR).
 Logit effects are against eager fp32 on the central 16 frames of the clips in ../shared/realclips.
 
 --busy S: then again at batch 1 while a competing process (a 2-thread numpy matmul loop, at most S seconds) shares
@@ -280,6 +280,10 @@ def main() -> int:
             rate = b / med[b][row.label]
             cells += [f"{rate:.2f}", f"{rate * gflop / probe_gf['probe fp32']:.2f}"]
         print("| " + " | ".join(cells + [effects.get(row.label, "-")]) + " |")
+    sizes = {d.name: sum(f.stat().st_size for f in (d / "compiled").rglob("*") if f.is_file()) / 2**20
+             for d in sorted(home.iterdir()) if (d / "compiled").is_dir()}
+    print("\nOn disk after the setup ($ACTIONREC_HOME/compiled: the saved IR): "
+          + ", ".join(f"{k} {v:.0f} MiB" for k, v in sizes.items()) + ".")
     if not native_bf16():
         print("\nNo bf16 rows: this CPU has no native bf16 (avx512_bf16 / amx_bf16), where it is emulated and 100-300x slower.")
     if args.busy:
