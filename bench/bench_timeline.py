@@ -17,10 +17,11 @@ Rows:
 
 The 1-hour line extrapolates the growth inside the longest memory pass (its 2nd quarter to its last, after warm-up).
 
-Each RTF row is measured twice in the same run, through the inference engine's fast path and through the plain eager
-forward (``--paths``), so the gain of the fast path is measured, not remembered.
+Each RTF row is measured for several paths in the same run (``--paths``): the engine's default (backend and precision
+chosen from the CPU; I3D run once per frame, per-step logits averaged into windows), the same engine with each window
+a clip of its own, and the plain eager fp32 forward, so the gains are measured side by side, not remembered.
 
-Run:  python bench/bench_timeline.py [--rtf-seconds 30] [--memory-minutes 2,10] [--memory-model stub|i3d] [--run RUN] [--paths fast,eager]
+Run:  python bench/bench_timeline.py [--rtf-seconds 30] [--memory-minutes 2,10] [--memory-model stub|i3d] [--run RUN] [--paths fast,windowed,eager]
       (about 10 minutes on 2 busy cores with the defaults; prints a Markdown table)
 """
 
@@ -103,7 +104,8 @@ def child(config: dict) -> dict:
         model = load_model(config["model"])
     from actionrec.engine import Engine
 
-    engine = Engine(model, fast=config.get("path", "fast") == "fast")  # the engine's fast path, or the plain eager forward
+    path = config.get("path", "fast")  # fast: the engine's default; windowed: the same, each window a clip; eager: plain fp32
+    engine = Engine(model, fast=path != "eager")
     load_s = time.perf_counter() - t0
     rss_loaded = rss_mib()
     import threading
@@ -124,7 +126,8 @@ def child(config: dict) -> dict:
     torch.set_num_threads(int(config.get("threads") or torch.get_num_threads()))
     t0 = time.perf_counter()
     wp = window_probabilities(config["video"], engine, config.get("window"), config.get("stride"),
-                              batch_size=config.get("batch_size"), cache=False, progress=progress)
+                              batch_size=config.get("batch_size"), cache=False, progress=progress,
+                              per_step=False if path == "windowed" else None)
     quarter[0] = 4
     tl = build_timeline(wp)
     with tempfile.TemporaryDirectory() as out:
@@ -157,8 +160,10 @@ def main() -> None:
     parser.add_argument("--memory-model", choices=("stub", "i3d"), default="stub", help="network in the memory rows (default: stub)")
     parser.add_argument("--run", default=None, help="a trained run directory for the first RTF row (default: i3d-kinetics400 at --window 0.64)")
     parser.add_argument("--size", default="320x240", help="frame size of the generated videos (default: 320x240)")
-    parser.add_argument("--paths", default="fast,eager",
-                        help="forward paths for the RTF rows, measured side by side: the engine's fast path and/or the plain eager forward (default: fast,eager)")
+    parser.add_argument("--paths", default="fast,windowed,eager",
+                        help="paths for the RTF rows, measured side by side: fast (the engine's default: backend and precision "
+                             "by CPU, I3D once per frame), windowed (the same engine, each window a clip of its own), eager (the "
+                             "plain fp32 PyTorch forward) (default: fast,windowed,eager)")
     parser.add_argument("--skip-rtf", action="store_true")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,7 +216,7 @@ def main() -> None:
         if len(mem) >= 2:
             print("peak RSS by video length: " + ", ".join(f"{m:g} min {x['peak']:.0f} MiB" for m, x in mem)
                   + " (separate processes; differences of ~100 MiB between processes are the allocator's, see the quarters)")
-        rtf_rows = [x for name, _, x in rows if name.startswith("a run") and name.endswith("fast")]
+        rtf_rows = [x for name, _, x in rows if name.startswith("a run") and name.endswith(", fast")]
         if rtf_rows:
             print(f"a 1-hour video with a run's defaults takes about {1 / rtf_rows[0]['rtf']:.1f} h of wall time here.")
 
