@@ -8,6 +8,9 @@
   bench/bench_i3d.py) or ``"torch"`` (the packed oneDNN path of :mod:`actionrec.models.accel`; also the fallback and
   what training uses). ``"auto"`` takes OpenVINO for I3D and C3D on the CPU when it can be imported.
 * ``$ACTIONREC_PRECISION`` and ``$ACTIONREC_BACKEND``, when set, are what "auto" means (e.g. for a whole job).
+* Threads: OpenVINO's LATENCY hint on every core (its default). Measured with a competing 2-thread process on 2
+  cores (bench_i3d.py --busy), it kept 0.45-0.47 of its speed, more than 1 thread (0.34-0.39) or 2 streams of 1
+  thread (0.34-0.50), while PyTorch's OpenMP path kept 0.21-0.34.
 
 OpenVINO models are made lazily, one per graph (see graph_for) and input shape: ``torch.export`` (static shapes, so I3D's SAME
 padding is constant; the batch is dynamic) -> ``openvino.convert_model`` -> an IR saved under
