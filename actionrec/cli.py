@@ -101,6 +101,7 @@ def _train_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data.datasets import load_dataset, make_splits
+    from .distributed import ranks_from_env
     from .training import report
     from .training.trainer import train
 
@@ -109,8 +110,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     splits = make_splits(samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
     metrics = train(splits, args.out, config, cache_root=args.cache, say=_say(args.quiet), progress=not args.quiet,
                     force=args.force)
-    print(report.summary_text(metrics))
-    print(f"run: {args.out}  (report: {args.out}/report.html)")
+    if ranks_from_env().is_main:  # under torchrun, rank 0 speaks for the job
+        print(report.summary_text(metrics))
+        print(f"run: {args.out}  (report: {args.out}/report.html)")
     return 0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, probe
-from ..distributed import Ranks, balanced_shards
+from ..distributed import Ranks, my_shard
 from ..errors import ActionrecError
 from ..files import write_json
 
@@ -126,7 +126,7 @@ def run_archive(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_index(out)
-    shard = balanced_shards(items, _duration, ranks.world)[ranks.rank] if ranks.distributed else items
+    shard = my_shard(items, _duration, ranks) if ranks.distributed else items
     for item in shard:
         entry = {"video": item.video, "relative": item.relative}
         try:
