@@ -155,9 +155,10 @@ def window_probabilities(
 
     Windows of ``window`` seconds (default: the model's, see :func:`window_frames`) start every ``stride`` seconds
     (default :func:`default_stride`); see :func:`actionrec.data.video.sliding_windows` for where their frames come from.
-    ``per_step`` (default: for networks convolutional in time, I3D) runs the network once over the whole video in
-    chunks and averages its per-step logits over each window (see :func:`step_logits`), so each frame goes through
-    the network once however much windows overlap; else each window is a clip of its own (``batch_size`` windows per
+    ``per_step`` runs the network once over the whole video in chunks and averages its per-step logits over each
+    window (see :func:`step_logits`), so each frame goes through the network once however much windows overlap (plus
+    the chunks' context: 1.5x); by default for networks convolutional in time (I3D) when the windows overlap more than
+    that (i3d-kinetics400's 2.56 s every 1.28 s: 2x), else each window is a clip of its own (``batch_size`` windows per
     pass, default :data:`FRAMES_PER_BATCH` frames). ``cache``: a folder for the probabilities (None:
     ``$ACTIONREC_HOME/timelines``; False: none). ``progress(done, total)`` is called after each pass.
     """
@@ -170,7 +171,8 @@ def window_probabilities(
     stride = default_stride(window) if stride is None else float(stride)
     if not (math.isfinite(stride) and stride > 0):
         raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
-    per_step = isinstance(engine.model, I3D) if per_step is None else per_step
+    if per_step is None:  # once per frame only where it is less work: windows overlap more than chunks' context costs
+        per_step = isinstance(engine.model, I3D) and window / stride > (CHUNK_STEPS + 2 * CONTEXT_STEPS) / CHUNK_STEPS
     cache_file = None
     if cache is not False:
         root = default_cache_root() if cache in (None, True) else Path(cache)
