@@ -121,8 +121,6 @@ def test_openvino_fp32_matches_eager_for_every_output_and_clip_length(compiled_h
 
 
 def test_steps_through_openvino_match_eager_on_long_chunks(compiled_home, tiny_i3d):
-    if not hasattr(tiny_i3d, "forward_steps"):
-        pytest.skip("I3D has no forward_steps yet (the per-step output of the long-video work)")
     eager = Engine(tiny_i3d, fast=False)
     engine = Engine(tiny_i3d, backend="openvino", precision="fp32")
     for t in (32, 64):  # one shape class: the second is a reshape of the first's graph
