@@ -112,6 +112,7 @@ def onnxruntime_row(model: nn.Module, x: torch.Tensor, threads: int | None = Non
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    shutil.rmtree(path.parent, ignore_errors=True)  # the session holds the model
     run = lambda b: torch.from_numpy(session.run(None, {"x": b.contiguous().numpy()})[0])  # noqa: E731
     run(x)
     return Row(f"ONNX Runtime {ort.__version__} fp32{f', {threads} thread' if threads else ''}", run, time.perf_counter() - start)
