@@ -105,14 +105,16 @@ def onnxruntime_row(model: nn.Module, x: torch.Tensor, threads: int | None = Non
     start = time.perf_counter()
     path = Path(tempfile.mkdtemp(prefix="bench_onnx_")) / "model.onnx"
     batch = torch.export.Dim("batch", min=1, max=64)
-    with torch.no_grad():
-        torch.onnx.export(model, (torch.cat([x, x]),), str(path), dynamo=True, input_names=["x"],
-                          dynamic_shapes={"x": {0: batch}}, verbose=False)
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    shutil.rmtree(path.parent, ignore_errors=True)  # the session holds the model
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (torch.cat([x, x]),), str(path), dynamo=True, input_names=["x"],
+                              dynamic_shapes=({0: batch},), verbose=False)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)  # the session holds the model
     run = lambda b: torch.from_numpy(session.run(None, {"x": b.contiguous().numpy()})[0])  # noqa: E731
     run(x)
     return Row(f"ONNX Runtime {ort.__version__} fp32{f', {threads} thread' if threads else ''}", run, time.perf_counter() - start)
