@@ -94,7 +94,8 @@ def test_layout_and_names(dataset):
 
 
 def test_sources_are_groups(dataset):
-    datasets = pytest.importorskip("actionrec.datasets")
+    from actionrec.data import datasets
+
     for cls in DEMO_CLASSES:
         groups: dict[str, int] = {}
         for p in (dataset / cls).iterdir():
