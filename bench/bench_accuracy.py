@@ -4,12 +4,17 @@ Runs on ``../shared/ucf101_subset`` (391 real UCF101 clips, 3 classes, official 
 i3d-kinetics400 backbone. Every backbone pass is cached (the project's feature cache for clips cut at an endpoint,
 a small store of per-step features for uniform test clips and whole videos), so a rerun only trains heads.
 
-    python bench/bench_accuracy.py extract              # the backbone passes (~30 min cold on 2 busy cores)
-    python bench/bench_accuracy.py all > results.md     # every table (minutes once extracted)
-    python bench/bench_accuracy.py finetune --splits 1  # one table
+    python bench/bench_accuracy.py extract                             # the backbone passes (~1 h cold, 2 busy cores)
+    python bench/bench_accuracy.py extract --extract uniform-all       # test views of splits 2 and 3 (~25 min)
+    python bench/bench_accuracy.py defaults > results.md               # one table (seconds once extracted)
+    python bench/bench_accuracy.py finetune --splits 1 --recipes 0,2   # fine-tuning recipes (1-5 min per run)
+
+On 2 busy cores the tables took: defaults, views, lr ~1 min each; frames ~9 min; temporal ~75 min (the GRU over
+whole videos); finetune 1-6 min per recipe, split and seed.
 
 Tables: (a) head-only vs fine-tuning recipes, (b) test-time views, (c) training clip length and views,
-(d) temporal head vs linear head on the same per-step inputs (real set and demo), (e) learning rate by range test.
+(d) temporal head vs linear head on the same per-step inputs (real set and demo), (e) learning rate by range test,
+timing (cold backbone time per test video of each test-time view), defaults (today's vs the proposed, every split).
 Each accuracy is on the official test list of a split; the validation set is 20 % of training (whole groups).
 """
 
@@ -607,6 +612,7 @@ def table_timing(model, data: Path, cache: Path, splits: Sequence[int], seeds: S
     test = load_split(data, splits[0]).test[::max(1, len(load_split(data, splits[0]).test) // videos)][:videos]
     runs = {
         "clip16": lambda root: extract_clips(model, test, 16, CUT, (0,), root),
+        "uniform2": lambda root: extract_uniform(model, test, 2, 16, root),
         "uniform3": lambda root: extract_uniform(model, test, 3, 16, root),
         "uniform5": lambda root: extract_uniform(model, test, 5, 16, root),
         "uniform10": lambda root: extract_uniform(model, test, 10, 16, root),
@@ -623,6 +629,35 @@ def table_timing(model, data: Path, cache: Path, splits: Sequence[int], seeds: S
             seconds[name] = (time.perf_counter() - t0) / len(test)
     lines = [f"| test-time view | s/video ({len(test)} videos, cold) | x central clip |", "|---|---:|---:|"]
     lines += [f"| {k} | {v:.2f} | {v / seconds['clip16']:.1f} |" for k, v in seconds.items()]
+    return "\n".join(lines)
+
+
+
+# ------------------------------------------------------------------------------------------ the chosen defaults
+
+TODAY = HeadRecipe()  # the trainer's head before this measurement: 20 epochs, early stop after 5 without gain
+PROPOSED = HeadRecipe(epochs=50, patience=0)  # 50 epochs, the best validation epoch kept, no early stop
+
+
+def table_defaults(model, data: Path, cache: Path, splits: Sequence[int], seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> str:
+    """Today's defaults and the proposed ones on every split: test accuracy (mean over seeds) and test errors."""
+    videos = all_videos(data)
+    train = {v: f[:1] for v, f in inputs(model, cache, "clip16", videos).items()}
+    settings = (("today: head 20 ep (early stop 5), central clip", TODAY, "clip16"),
+                ("head 50 ep (best val epoch), central clip", PROPOSED, "clip16"),
+                ("head 50 ep, test views 2 (uniform)", PROPOSED, "uniform2"),
+                ("head 50 ep, test views 3 (uniform)", PROPOSED, "uniform3"),
+                ("head 50 ep, test views 5 (uniform)", PROPOSED, "uniform5"),
+                ("head 50 ep, test views 10 (uniform)", PROPOSED, "uniform10"))
+    lines = ["| setting | " + " | ".join(f"split {k}" for k in splits) + " | mean of splits |",
+             "|---|" + "---:|" * (len(splits) + 1)]
+    for name, recipe, view in settings:
+        per = []
+        for k in splits:
+            split = load_split(data, k)
+            test = test_feats(model, cache, view, split.test)
+            per.append(np.mean([head_accuracy(train, test, split, seed=s, recipe=recipe) for s in seeds]) if test else math.nan)
+        lines.append(f"| {name} | " + " | ".join(f"{100 * a:.1f}" for a in per) + f" | {100 * np.mean(per):.2f} |")
     return "\n".join(lines)
 
 
@@ -646,7 +681,7 @@ def extract_all(data: Path, cache: Path, which: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["extract", "all", "finetune", "views", "frames", "temporal", "lr", "timing"])
+    ap.add_argument("what", choices=["extract", "all", "finetune", "views", "frames", "temporal", "lr", "timing", "defaults"])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/acc-cache"))
     ap.add_argument("--extract", default="clip16,clip64,clip32,uniform,whole", help="extractions to run (extract)")
@@ -654,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", default="0,1,2", help="seeds of head initialisation and shuffling")
     ap.add_argument("--recipes", default=None, help="fine-tuning recipes to run, by index in RECIPES (default: all)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(2 if args.what in ("extract", "finetune", "timing") else 1)  # tiny heads: 1 thread
     if args.what == "extract":
         extract_all(args.data, args.cache, args.extract)
         return
@@ -663,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     seeds = [int(k) for k in args.seeds.split(",")]
     chosen = [RECIPES[int(i)] for i in args.recipes.split(",")] if args.recipes else RECIPES
     tables = {"finetune": functools.partial(table_finetune, recipes=chosen), "views": table_views, "frames": table_frames, "temporal": table_temporal,
-              "lr": table_lr, "timing": table_timing}
+              "lr": table_lr, "timing": table_timing, "defaults": table_defaults}
     for name, table in tables.items():
         if args.what in (name, "all"):
             t0 = time.perf_counter()
