@@ -206,9 +206,7 @@ def _windowed(video: str, engine: Engine, window: float, stride: float, frames: 
               batch_size: int | None, progress: Callable | None, seen: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each window a clip of its own through the network: (starts, ends, probs); `seen["info"]` is the video as
     decoded."""
-    batch_size = max(1, FRAMES_PER_BATCH // frames) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
+    batch_size = max(1, FRAMES_PER_BATCH // frames) if batch_size is None else int(batch_size)  # checked by the engine
     spec = engine.info.spec
     rows: list[tuple[float, float, np.ndarray]] = []
 
