@@ -181,6 +181,31 @@ def test_live_source_drops_windows_rather_than_fall_behind(short_video):
     assert any("dropped" in n for n in notes) and "dropped" in stats.summary()
 
 
+def test_live_latency_and_late_reads_are_reported(short_video, monkeypatch):
+    """Each classified window's latency (from its last frame to its probabilities) is kept, and a reader held up
+    for 0.5 s counts the frames it read late (a camera would have lost them) and its largest lag."""
+    from actionrec.apps import watch as watch_module
+    from actionrec.apps.watch import LATE_FRAMES, AlertRule, WatchOptions, watch
+
+    resize, calls = watch_module.resize_short_side, []
+
+    def held_up_once(frame, size):
+        calls.append(1)
+        if len(calls) == 10:
+            time.sleep(0.5)
+        return resize(frame, size)
+
+    monkeypatch.setattr(watch_module, "resize_short_side", held_up_once)
+    slow = ColourModel(delay=0.05)
+    stats = watch(str(short_video), slow, [AlertRule("Red", 0.8)], WatchOptions(realtime=True, max_latency=1000))
+    assert stats.windows == 7 and stats.dropped == 0 and len(stats.latencies) == stats.windows
+    assert min(stats.latencies) >= 0.05  # at least the model's own time
+    assert stats.read_lag >= 0.45 and stats.late_frames >= int((0.45 - LATE_FRAMES / 25) * 25)
+    assert "latency mean" in stats.summary() and "frames read late" in stats.summary()
+    fast = watch(str(short_video), ColourModel(), [AlertRule("Red", 0.8)], WatchOptions())
+    assert fast.windows == 7 and not fast.latencies and fast.late_frames == 0  # a file read at full speed: no latency
+
+
 def test_ctrl_c_ends_cleanly(colour_video, monkeypatch, capsys):
     import _thread
 

@@ -52,6 +52,8 @@ DEFAULT_COOLDOWN = 3.0  # seconds below the threshold before the same alert can 
 DEFAULT_FPS = 25.0  # frame rate assumed when a live source does not say
 MAX_FPS = 240.0  # a source claiming more is not telling its frame rate
 READ_TIMEOUT = 10.0  # a network stream that sends nothing for this long has ended
+LATE_FRAMES = 4  # a live reader this many frames behind would lose frames (a camera driver buffers about 4)
+LATENCIES_KEPT = 10_000  # latencies of the most recent windows kept for the summary
 _EPS = 1e-6
 
 
@@ -150,6 +152,9 @@ class WatchStats:
     alerts: int = 0
     seconds: float = 0.0  # stream seconds read
     max_lag: float = 0.0  # largest stream-time lag of a classified window behind the newest frame
+    latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))  # live: s from last frame to result
+    read_lag: float = 0.0  # file read in real time: largest delay of a frame's read behind its time in the stream
+    late_frames: int = 0  # ... frames read LATE_FRAMES or more frame periods late (a camera would have lost them)
     stopped: str = "end of stream"
     alert_list: list[Alert] = field(default_factory=list)
     last_drop_note: float = -math.inf  # monotonic time drops were last reported
@@ -157,8 +162,14 @@ class WatchStats:
     def summary(self) -> str:
         drop = (f", {self.dropped} dropped ({self.dropped * 100 / max(self.dropped + self.windows, 1):.0f} %: the model "
                 f"is slower than the stream)") if self.dropped else ", none dropped"
+        latency = ""
+        if self.latencies:
+            ms = np.asarray(self.latencies) * 1000
+            latency = f" (latency mean {ms.mean():.0f} ms, p95 {np.percentile(ms, 95):.0f} ms)"
+        late = f"; {self.late_frames} frames read late" if self.late_frames else ""
         return (f"watch {self.source}: {self.stopped} after {self.seconds:.1f} s of {self.kind} at {self.fps:g} fps; "
-                f"{self.windows} windows classified{drop}; {self.alerts} alert{'s' if self.alerts != 1 else ''}")
+                f"{self.windows} windows classified{latency}{drop}{late}; "
+                f"{self.alerts} alert{'s' if self.alerts != 1 else ''}")
 
 
 # ----------------------------------------------------------------------------------------------- actions
@@ -344,21 +355,29 @@ class _Source:
     live: bool
     newest: float = 0.0  # stream time of the newest frame read
     frames: int = 0
+    read_lag: float = 0.0  # realtime file: largest delay of a read behind the frame's time
+    late_frames: int = 0  # realtime file: frames read LATE_FRAMES periods late or more
 
 
 def _read_windows(src: _Source, info: ModelInfo, window: float, stride: float, frames: int, realtime: bool):
-    """The source's windows as (start, end) and network input, as their last frame arrives (runs in the engine's
-    producer thread; a file with `realtime` is paced at its frame rate). Releases the source when done."""
+    """The source's windows as (start, end, arrival) and network input, as their last frame arrives (runs in the
+    engine's producer thread; a file with `realtime` is paced at its frame rate, and a frame's arrival is then its
+    due time, else the monotonic time it was read). Releases the source when done."""
     import cv2
 
     windower = _Windower(src.fps, window, stride, frames)
     t0, i = time.monotonic(), 0
+    paced = realtime and src.kind == "file"
     try:
         while True:
-            if realtime and src.kind == "file":
-                delay = t0 + i / src.fps - time.monotonic()
+            due = t0 + i / src.fps
+            if paced:
+                delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                elif -delay >= LATE_FRAMES / src.fps:
+                    src.late_frames += 1
+                src.read_lag = max(src.read_lag, -delay)
             wanted = windower.wanted(i)
             with quiet_opencv():  # a stream's hiccups are OpenCV WARN lines; its end is said in the summary
                 if not src.cap.grab():
@@ -370,8 +389,9 @@ def _read_windows(src: _Source, info: ModelInfo, window: float, stride: float, f
                     return
                 done = windower.add(i, cv2.cvtColor(resize_short_side(frame, info.spec.resize), cv2.COLOR_BGR2RGB))
             src.newest, src.frames = (i + 1) / src.fps, i + 1
+            arrival = due if paced else time.monotonic()
             for start, end, clip in done:
-                yield (start, end), preprocess(clip, info.spec)
+                yield (start, end, arrival), preprocess(clip, info.spec)
             i += 1
     finally:
         src.cap.release()
@@ -421,7 +441,9 @@ def watch(
                          on_take=lambda span: _note_lag(stats, src.newest - span[1]))
     try:
         for result in results:
-            (start, end), probs = result.meta, result.output
+            (start, end, arrival), probs = result.meta, result.output
+            if src.live:
+                stats.latencies.append(time.monotonic() - arrival)
             _classified(stats, debouncers, info, start, end, probs, shown, on_alert, on_window)
         if stop is not None and stop.is_set():
             stats.stopped = "stopped"
@@ -432,6 +454,7 @@ def watch(
     finally:
         results.close()
         stats.frames, stats.seconds = src.frames, src.frames / src_fps
+        stats.read_lag, stats.late_frames = src.read_lag, src.late_frames
     return stats
 
 
