@@ -14,10 +14,15 @@ installed, bf16 where the CPU has it natively; the PyTorch fast path of
   counted, so results stay close to real time.
 
 Memory is bounded by the queue (``ahead`` clips) and one batch, whatever the number of jobs or clips per job.
+
+:class:`InferenceModel` is what ``actionrec.load_model`` returns: an ``nn.Module`` whose ``forward``,
+``forward_features``, ``forward_steps``, ``forward_until`` and ``forward_head`` run through its engine, and whose
+:meth:`~InferenceModel.trainable_copy` gives an eager copy to fine-tune.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from collections import deque
@@ -66,6 +71,8 @@ class Engine:
 
     def __init__(self, model: nn.Module, *, fast: bool = True, device: str | torch.device | None = None,
                  precision: str = "auto", backend: str = "auto", threads: int | None = None):
+        if isinstance(model, InferenceModel):  # the network it serves
+            model = model.engine.model
         self.model = model.eval()
         self.info = model.info
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -180,13 +187,138 @@ _engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def engine_for(model: nn.Module | Engine, *, precision: str = "auto", backend: str = "auto") -> Engine:
     """The engine of `model`, made once per model and settings (its fast copy is reused by every command in the
-    process)."""
+    process). An :class:`InferenceModel`'s is its own engine ("auto" means the settings it was loaded with)."""
     if isinstance(model, Engine):
         return model
+    if isinstance(model, InferenceModel):
+        if (precision, backend) in (("auto", "auto"), model.engine.requested):
+            return model.engine
+        model = model.engine.model
     engine = _engines.get(model)
     if engine is None or engine.requested != (precision, backend):
         engine = _engines[model] = Engine(model, precision=precision, backend=backend)
     return engine
+
+
+# ------------------------------------------------------------------------------------------ the model of load_model
+
+
+class InferenceModel(nn.Module):
+    """A network served by its :class:`Engine` (what ``actionrec.load_model`` returns): ``forward`` (logits),
+    ``forward_features`` (pooled), ``forward_steps`` (I3D), ``forward_until`` and ``forward_head`` run on the engine's
+    fast path, at the device, backend and precision it was loaded with; ``info`` is the network's ModelInfo.
+
+    It is for inference: it has no parameters of its own (``state_dict()`` reads the network's weights, the engine's
+    compiled copies are made from them), takes no gradients (a forward in training mode or on an input that requires
+    grad, with grad enabled, is refused), and is not moved or converted. :meth:`trainable_copy` gives an independent
+    eager copy of the network to fine-tune, move or change.
+    """
+
+    def __init__(self, engine: Engine):
+        super().__init__()
+        self.engine = engine
+        self.info = engine.info
+        self.train(False)
+
+    def extra_repr(self) -> str:
+        e = self.engine
+        return f"{self.info.name}, device={e.device}, backend={e.backend}, precision={e.precision}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K) of clips x (B, 3, T, H, W)."""
+        return self._run(x, "logits")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, C) of clips x (B, 3, T, H, W)."""
+        return self._run(x, "features")
+
+    def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
+        """Features per time step (B, T', C): I3D only (one step per 8 frames; see Engine.forward)."""
+        from .models.i3d import I3D
+
+        if not isinstance(self.engine.model, I3D):
+            raise ActionrecError(f"{self.info.name}: per-step features need a network convolutional in time (I3D); "
+                                 f"{self.info.spec.arch} takes fixed windows: use forward_features on each window")
+        return self._run(x, "steps")
+
+    def forward_until(self, x: torch.Tensor, endpoint: str) -> torch.Tensor:
+        """The activation at `endpoint` (one of the network's ENDPOINTS) of clips x."""
+        return self._run(x, endpoint)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits (..., K) of pooled or per-step features (..., C)."""
+        self._check_no_grad(features)
+        with torch.inference_mode():
+            y = self.engine.model.forward_head(features.to(self.engine.device).float()).float()
+        return _as_output(y, features.device)
+
+    def trainable_copy(self) -> nn.Module:
+        """An independent eager copy of the network (fp32 PyTorch, the same device and ``info``) whose parameters
+        all require grad, in eval mode like a loaded model (call ``.train()`` to train it; freeze what you keep)."""
+        network = copy.deepcopy(self.engine.model)
+        for p in network.parameters():
+            p.requires_grad_(True)
+        return network
+
+    def _run(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        self._check_no_grad(x)
+        return _as_output(self.engine.forward(x.detach(), output), x.device)
+
+    def _check_no_grad(self, x: torch.Tensor) -> None:
+        if torch.is_grad_enabled() and (self.training or x.requires_grad):
+            raise ActionrecError(f"{self.info.name}: a model from load_model runs for inference and takes no gradients; "
+                                 "call model.trainable_copy() for an eager copy to train (or run it under torch.no_grad())")
+
+    def _refuse(self, what: str, instead: str = "") -> ActionrecError:
+        return ActionrecError(f"{self.info.name}: a model from load_model keeps the {what} it was loaded with; call "
+                              f"model.trainable_copy() for an eager copy to change{instead}")
+
+    def to(self, *args, **kwargs) -> InferenceModel:
+        """Itself when asked for its own device (and float32); refused otherwise (see the class doc)."""
+        device, dtype, _, memory_format = torch._C._nn._parse_to(*args, **kwargs)
+        if _same_device(device, self.engine.device) and dtype in (None, torch.float32) and memory_format is None:
+            return self
+        raise self._refuse_conversion()
+
+    def cpu(self) -> InferenceModel:
+        return self.to("cpu")
+
+    def cuda(self, device: int | torch.device | None = None) -> InferenceModel:
+        return self.to(torch.device("cuda", device) if isinstance(device, int) else device or "cuda")
+
+    def _apply(self, fn, recurse: bool = True):  # .float(), .half(), .share_memory(), ...
+        raise self._refuse_conversion()
+
+    def _refuse_conversion(self) -> ActionrecError:
+        return self._refuse("device and precision", " (or load_model(..., device=..., precision=...))")
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        raise self._refuse("weights")
+
+    def state_dict(self, *args, **kwargs):
+        """The network's weights, under the network's own keys (e.g. to save them)."""
+        return self.engine.model.state_dict(*args, **kwargs)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        raise self._refuse("classifier")
+
+    def __deepcopy__(self, memo: dict) -> InferenceModel:
+        raise self._refuse("engine")
+
+
+def _same_device(asked: torch.device | str | None, device: torch.device) -> bool:
+    """Whether `asked` (None: any) is `device` ("cuda" is "cuda:0" when the index is left out)."""
+    if asked is None:
+        return True
+    asked = torch.device(asked)
+    return asked.type == device.type and (asked.index is None or device.index is None or asked.index == device.index)
+
+
+def _as_output(y: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The engine's output on `device`, as an ordinary tensor outside inference mode (as the eager network's is)."""
+    if y.is_inference() and not torch.is_inference_mode_enabled():
+        y = y.clone()
+    return y.to(device)
 
 
 # ------------------------------------------------------------------------------------------ the producer side
