@@ -59,6 +59,14 @@ def test_reset_classifier_and_final_endpoint_validation():
 
 
 @pytest.fixture(scope="module")
+def i3d_eager() -> I3D:
+    """The real pretrained I3D as the eager fp32 reference network (load_model's fast path is tested against it)."""
+    from actionrec import load_model
+
+    return load_model("i3d-kinetics400", fast=False)
+
+
+@pytest.fixture(scope="module")
 def golden():
     return np.load(FIXTURE)
 
@@ -73,10 +81,10 @@ def golden_batch(golden):
     return torch.from_numpy(x).permute(0, 4, 1, 2, 3).contiguous()
 
 
-def test_port_matches_the_reference_flax_model_in_float64(i3d_kinetics, golden, golden_batch):
+def test_port_matches_the_reference_flax_model_in_float64(i3d_eager, golden, golden_batch):
     """float64 on both sides isolates port errors from rounding: the logits agree to 1e-6."""
     model = I3D().double().eval()
-    model.load_state_dict(i3d_kinetics.state_dict())
+    model.load_state_dict(i3d_eager.state_dict())
     with torch.no_grad():
         acts = model.forward_until(golden_batch[:1].double(), "Mixed_4f")
         logits = model(golden_batch.double()).numpy()
@@ -86,13 +94,13 @@ def test_port_matches_the_reference_flax_model_in_float64(i3d_kinetics, golden, 
     np.testing.assert_allclose(mixed_4f[0, 0, 0, :4], golden["endpoint_Mixed_4f_first"].ravel(), atol=1e-9)
 
 
-def test_port_matches_the_reference_in_float32(i3d_kinetics, golden, golden_batch):
+def test_port_matches_the_reference_in_float32(i3d_eager, golden, golden_batch):
     with torch.no_grad():
-        logits = i3d_kinetics(golden_batch).numpy()
+        logits = i3d_eager(golden_batch).numpy()
     np.testing.assert_allclose(logits, golden["synthetic_logits_f32"], atol=1e-4, rtol=0)
 
 
-def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_kinetics, golden):
+def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_eager, golden):
     """DeepMind's preprocessed sample, fed as is (79 frames): our decoder gives the reference's exact frames and logits."""
     import hashlib
 
@@ -105,9 +113,9 @@ def test_cricket_gif_through_our_decoder_matches_the_reference(realclips, i3d_ki
     assert hashlib.sha256(clip.frames.tobytes()).hexdigest() == str(golden["cricket_frames_sha256"])
     x = torch.from_numpy(clip.frames).permute(3, 0, 1, 2).float().div(255).mul(2).sub(1)
     with torch.no_grad():
-        logits = i3d_kinetics(x[None]).numpy()
+        logits = i3d_eager(x[None]).numpy()
     np.testing.assert_allclose(logits, golden["cricket_logits_f32"], atol=1e-4, rtol=0)
-    assert i3d_kinetics.info.categories[int(logits.argmax())] == "playing cricket"
+    assert i3d_eager.info.categories[int(logits.argmax())] == "playing cricket"
 
 
 def test_inference_path_matches_eager_and_leaves_the_model_untouched():
