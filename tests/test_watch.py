@@ -206,6 +206,25 @@ def test_live_latency_and_late_reads_are_reported(short_video, monkeypatch):
     assert fast.windows == 7 and not fast.latencies and fast.late_frames == 0  # a file read at full speed: no latency
 
 
+class ColdStartModel(ColourModel):
+    """A model whose first forward takes 3 s, as a network compiled on first use does (OpenVINO's first export)."""
+
+    def forward(self, x):
+        if self.calls == 0:
+            time.sleep(3.0)
+        return super().forward(x)
+
+
+def test_network_is_compiled_before_the_stream_starts(short_video):
+    """The first forward (a compile) runs before the first frame is read, so a live stream drops no window for it."""
+    from actionrec.apps.watch import AlertRule, WatchOptions, watch
+
+    model = ColdStartModel()
+    stats = watch(str(short_video), model, [AlertRule("Red", 0.8)], WatchOptions(realtime=True, max_latency=1.0))
+    assert stats.dropped == 0 and stats.windows == 7 and model.calls == 8  # the 7 windows and the warm-up
+    assert max(stats.latencies) < 3.0  # no window waited for the compile
+
+
 def test_ctrl_c_ends_cleanly(colour_video, monkeypatch, capsys):
     import _thread
 

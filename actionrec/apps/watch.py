@@ -429,6 +429,7 @@ def watch(
             raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
         batch_size = whole(options.batch_size, "--batch-size", 1) if options.batch_size is not None else (1 if src.live else 8)
         debouncers = [Debouncer(r, options.confirm, options.cooldown) for r in rules]
+        _prepare(engine, info, frames)
     except BaseException:
         cap.release()
         raise
@@ -456,6 +457,15 @@ def watch(
         stats.frames, stats.seconds = src.frames, src.frames / src_fps
         stats.read_lag, stats.late_frames = src.read_lag, src.late_frames
     return stats
+
+
+def _prepare(engine: Engine, info: ModelInfo, frames: int) -> None:
+    """Run the network once on a window of zeros before the first frame is read: its first forward at a new input
+    shape compiles it (OpenVINO: 0.1-0.5 s from the saved IR, seconds when exported for the first time on this
+    machine), which a stream running meanwhile would pay for with dropped windows."""
+    import torch
+
+    engine.forward(torch.zeros(1, 3, frames, info.spec.crop, info.spec.crop))
 
 
 def _note_lag(stats: WatchStats, lag: float) -> None:
