@@ -61,7 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .apps.predict import predict_iter
     from .training.checks import check_predict_options
 
-    check_predict_options(frames=args.frames, windows=args.windows, batch_size=args.batch_size, top=args.top)
+    check_predict_options(frames=args.frames, test_views=args.test_views, batch_size=args.batch_size, top=args.top)
     model = load_model(args.model, device=_device(args))
     failed = 0
 
@@ -70,13 +70,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         failed += 1
         _error(message if video in message else f"{video}: {message}")
 
-    windows = 1 if args.single_clip else args.windows
+    views = 1 if args.single_clip else args.test_views
     frames = model.info.spec.clip_len if args.single_clip else args.frames
     if len(args.videos) == 1 and is_archive(args.videos[0]):
-        options = dict(frames=frames, windows=windows, batch_size=args.batch_size)
+        options = dict(frames=frames, test_views=views, batch_size=args.batch_size)
         out = args.out or f"{Path(args.videos[0]).stem}_predictions"
         return _archive(args.videos[0], out, lambda v: next(predict_iter([v], model, **options)).to_dict(args.top), args)
-    for pred in predict_iter(args.videos, model, frames=frames, windows=windows, batch_size=args.batch_size, on_error=on_error):
+    for pred in predict_iter(args.videos, model, frames=frames, test_views=views, batch_size=args.batch_size, on_error=on_error):
         if pred.warning:
             print(f"actionrec: warning: {pred.warning}", file=sys.stderr)
         if args.json:
@@ -125,7 +125,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     samples = load_dataset(args.data, classes=classes, split=args.split)
     if any(s.split == "test" for s in samples):
         samples = [s for s in samples if s.split == "test"]
-    metrics = evaluate_run(args.run, samples, cache_root=args.cache, progress=not args.quiet)
+    metrics = evaluate_run(args.run, samples, cache_root=args.cache, progress=not args.quiet, test_views=args.test_views)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -428,13 +428,30 @@ def _add_predict(sub, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--quiet", action="store_true", help="archive mode: no progress bar")
     p.add_argument("--top", type=int, default=default_of(Prediction.to_dict, "k"), help="how many classes to show (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per video per line on stdout")
-    p.add_argument("--frames", type=int, default=None, help="frames per window (default: the model's; 64 for I3D)")
-    p.add_argument("--windows", type=int, default=default_of(predict_iter, "windows"),
-                   help="evenly spaced windows to average (default: %(default)s, central)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's: 64 for I3D, a run's own)")
+    _test_views_arg(p, "the model's: 1 central clip for pretrained weights, a run's own test views")
     p.add_argument("--single-clip", action="store_true", help="the study's way: one central clip of the model's training length (16)")
     p.add_argument("--batch-size", type=int, default=default_of(predict_iter, "batch_size"),
-                   help="windows per forward pass (default: %(default)s)")
+                   help="clips per forward pass (default: %(default)s)")
     p.set_defaults(func=cmd_predict)
+
+
+def _test_views_arg(parser: argparse.ArgumentParser, default_text: str, default: int | None = None) -> None:
+    """--test-views, the one name of scoring a video from several clips across train, evaluate and predict."""
+    parser.add_argument("--test-views", type=int, default=default, metavar="N",
+                        help=f"score each video by the mean probabilities of N clips spread evenly over it (default: {default_text})")
+
+
+def _learning_rate(text: str) -> float | str:
+    """--lr: a number, or "auto" (a range test on the cached features picks it)."""
+    from .training.trainer import AUTO_LR
+
+    if text == AUTO_LR:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or {AUTO_LR}, not {text!r}") from None
 
 
 def _per_backbone(key: str) -> str:
@@ -460,8 +477,9 @@ def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
                                                    "none = random initialisation (not transfer learning)")
     t.add_argument("--frames", type=int, default=C.frames, help="frames per clip (default: %(default)s, the study's)")
     t.add_argument("--views", type=int, default=C.views, help="clips per training video, 1 central + augmented (default: %(default)s)")
-    t.add_argument("--epochs", type=int, default=C.epochs, help="head epochs (default: %(default)s)")
-    t.add_argument("--lr", type=float, default=None, help=f"head learning rate (default: {_per_backbone('lr')})")
+    t.add_argument("--epochs", type=int, default=C.epochs, help="head epochs; the best on validation is kept (default: %(default)s)")
+    t.add_argument("--lr", type=_learning_rate, default=None, help=f"head learning rate, or auto: chosen by a range test "
+                   f"on the cached features, its curve in the report (default: {_per_backbone('lr')})")
     t.add_argument("--weight-decay", type=float, default=C.weight_decay, help="L2 (default: %(default)s)")
     t.add_argument("--dropout", type=float, default=C.dropout, help="before the head (default: %(default)s)")
     t.add_argument("--batch-size", type=int, default=C.batch_size, help="(default: %(default)s)")
@@ -469,6 +487,7 @@ def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     t.add_argument("--finetune-epochs", type=int, default=C.finetune_epochs, help="fine-tuning epochs, 0 = none (default: %(default)s)")
     t.add_argument("--finetune-lr", type=float, default=None, help=f"(default: {_per_backbone('finetune_lr')})")
     t.add_argument("--unfreeze", default=None, help=f"blocks to fine-tune (default: {_per_backbone('unfreeze')})")
+    _test_views_arg(t, f"{C.test_views}; 1 = the central clip, the study's", C.test_views)
     t.add_argument("--val-fraction", type=float, default=C.val_fraction, help="of training, for validation (default: %(default)s)")
     t.add_argument("--test-fraction", type=float, default=C.test_fraction, help="held out when the data has no test set (default: %(default)s)")
     t.add_argument("--seed", type=int, default=C.seed, help="(default: %(default)s)")
@@ -480,6 +499,7 @@ def _add_evaluate_compare_demo(sub, parents: list[argparse.ArgumentParser]) -> N
     e.add_argument("run", help="run directory")
     _dataset_args(e)
     e.add_argument("--json", action="store_true", help="metrics as one JSON object")
+    _test_views_arg(e, "the run's own, as its test phase")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="runs side by side (accuracy, loss, time, per-class F1, size)")

@@ -51,7 +51,8 @@ def test_defaults_are_the_library_s():
     assert (flag["pad"], flag["merge_gap"], flag["smooth"]) == tuple(default_of(flag_ranges, k) for k in ("pad", "merge_gap", "smooth"))
     assert (flag["style"], flag["crf"]) == (default_of(censor_video, "style"), default_of(censor_video, "crf"))
     predict = defaults("predict")
-    assert (predict["windows"], predict["batch_size"]) == (default_of(predict_iter, "windows"), default_of(predict_iter, "batch_size"))
+    assert (predict["test_views"], predict["batch_size"]) == (default_of(predict_iter, "test_views"), default_of(predict_iter, "batch_size"))
+    assert defaults("evaluate")["test_views"] is None  # the run's own
     for name in ("predict", "timeline", "flag", "watch"):  # --model/--run declared once, the same everywhere
         option = next(a for a in subparser(name)._actions if a.dest == "model")
         assert option.option_strings == ["--model", "--run"] and option.default == "i3d-kinetics400"
@@ -61,7 +62,7 @@ def test_a_changed_library_default_shows_in_the_help(monkeypatch, capsys):
     monkeypatch.setattr(TrainConfig, "epochs", 7)
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "head epochs (default: 7)" in capsys.readouterr().out
+    assert "is kept (default: 7)" in " ".join(capsys.readouterr().out.split())
 
 
 BAD_TRAIN = [
@@ -69,6 +70,7 @@ BAD_TRAIN = [
     (["--frames", "-5"], "--frames"), (["--lr", "-1"], "--lr"), (["--lr", "nan"], "--lr"), (["--dropout", "1.5"], "--dropout"),
     (["--epochs", "-1"], "--epochs"), (["--finetune-lr", "inf"], "--finetune-lr"), (["--views", "0"], "--views"),
     (["--val-fraction", "1"], "--val-fraction"), (["--seed", "-1"], "--seed"), (["--backbone", "c3d", "--frames", "32"], "--frames 32"),
+    (["--test-views", "0"], "--test-views"),
 ]
 
 
@@ -81,7 +83,7 @@ def test_bad_train_options_get_one_line(args, option, tmp_path, capsys):
 
 
 BAD_PREDICT = [
-    (["--windows", "0"], "--windows"), (["--windows", "-3"], "--windows"), (["--top", "-1"], "--top"), (["--top", "0"], "--top"),
+    (["--test-views", "0"], "--test-views"), (["--test-views", "-3"], "--test-views"), (["--top", "-1"], "--top"), (["--top", "0"], "--top"),
     (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-1"], "--batch-size"), (["--frames", "-5"], "--frames"),
     (["--frames", "1"], "--frames"),
 ]

@@ -34,6 +34,7 @@ from actionrec.training.trainer import TrainConfig
 
 TIMEOUT = 300  # seconds for one job: a hung job fails its test instead of hanging CI
 CLIPS = 36  # the demo set: 4 classes x 9 clips
+ENTRIES = CLIPS + 12  # cache entries: the 12 test videos are scored from two views each (--test-views 2, the default)
 BAD = "Bouncing_s99_c01.mp4"  # the unreadable file, listed in a CSV manifest beside the demo set
 TRAIN = ["--finetune-epochs", "2", "--dropout", "0", "--batch-size", "4"]
 
@@ -106,7 +107,7 @@ def assert_shared_work(metrics: dict, cache: Path, data: list[str]) -> None:
     ranks = metrics["distributed"]["ranks"]
     assert metrics["distributed"]["world"] == 2 and [r["rank"] for r in ranks] == [0, 1]
     assert all(r["backbone_clips"] > 0 for r in ranks) and sum(r["videos"] for r in ranks) == CLIPS + 1
-    assert metrics["feature_cache"]["backbone_clips"] == CLIPS == len(entries(cache))
+    assert metrics["feature_cache"]["backbone_clips"] == ENTRIES == len(entries(cache))
     longest = max(probe(p).duration for p in Path(data[0]).glob("*/*.mp4"))
     assert abs(ranks[0]["duration"] - ranks[1]["duration"]) <= longest + 1e-6
     assert [Path(s["video"]).name for s in metrics["skipped"]] == [BAD]
@@ -209,10 +210,10 @@ def test_rank_killed_mid_extraction_is_restarted_and_resumes_from_the_cache(data
                 written_before_kill = len(inodes)
         time.sleep(0.05)
     err = finished(job)
-    assert written_before_kill is not None and written_before_kill < CLIPS, "rank 1 was killed during extraction"
-    assert len(inodes) == CLIPS and all(len(seen) == 1 for seen in inodes.values()), "an entry was written twice"
+    assert written_before_kill is not None and written_before_kill < ENTRIES, "rank 1 was killed during extraction"
+    assert len(inodes) == ENTRIES and all(len(seen) == 1 for seen in inodes.values()), "an entry was written twice"
     metrics = metrics_of(out)
-    assert 0 < metrics["feature_cache"]["backbone_clips"] <= CLIPS - written_before_kill  # the restarted attempt's
+    assert 0 < metrics["feature_cache"]["backbone_clips"] <= ENTRIES - written_before_kill  # the restarted attempt's
     assert err.count("skipped:") == 1 and [Path(s["video"]).name for s in metrics["skipped"]] == [BAD]
     assert_same_result(metrics, two_ranks[0])
 

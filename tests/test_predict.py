@@ -40,8 +40,8 @@ def test_study_single_clip_flag_still_predicts(realclips, i3d_kinetics, capsys):
 def test_python_api_predict(realclips, i3d_kinetics):
     from actionrec import predict
 
-    (pred,) = predict(realclips / "archery.avi", model=i3d_kinetics, windows=2, frames=32)
-    assert pred.windows == 2 and pred.frames == 32
+    (pred,) = predict(realclips / "archery.avi", model=i3d_kinetics, test_views=2, frames=32)
+    assert pred.views == 2 and pred.frames == 32
     assert pred.top(1)[0][0] == "archery"
     assert abs(float(pred.probs.sum()) - 1.0) < 1e-4
 

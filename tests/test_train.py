@@ -48,7 +48,22 @@ def test_run_directory_holds_model_metrics_plots_and_report(run):
     assert {"features", "head", "finetune", "evaluate"} <= set(metrics["timing"])
     # Held out whole groups: well above chance (25 %) with frozen I3D features and a softmax head.
     assert metrics["test_accuracy"] >= 0.6, metrics["test_accuracy"]
-    assert (run / "report.html").read_text().count("data:image/png;base64,") == 2
+    page = (run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+
+
+def test_test_videos_are_scored_from_two_views_and_every_miss_is_in_the_gallery(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    preds, classes = metrics["test_predictions"], metrics["classes"]
+    assert metrics["test_views"] == 2 and len(preds) == np.sum(metrics["confusion_matrix"])
+    assert metrics["splits"]["clips"]["test"] == 2 * len(preds)  # two cached clips per test video
+    wrong = [p for p in preds if classes[int(np.argmax(p["probs"]))] != p["label"]]
+    assert len(preds) - len(wrong) == round(metrics["test_accuracy"] * len(preds))
+    page = (run / "report.html").read_text()
+    assert "Misclassified test clips" in page
+    assert page.count("data:image/jpeg;base64,") == len(wrong)  # one strip of frames per miss
+    for p in wrong:
+        assert os.path.basename(p["video"]) in page
 
 
 def test_second_run_reuses_the_cache_and_is_reproducible(run, demo_data, cache_dir, tmp_path):
@@ -66,7 +81,10 @@ def test_second_run_reuses_the_cache_and_is_reproducible(run, demo_data, cache_d
 def test_evaluate_predict_and_compare_a_trained_run(run, demo_data, cache_dir, capsys):
     assert main(["evaluate", str(run), str(demo_data), "--cache", str(cache_dir), "--json", "--quiet"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["clips"] == 36 and metrics["backbone_clips"] == 0 and metrics["test_accuracy"] >= 0.6
+    run_metrics = json.loads((run / "metrics.json").read_text())
+    tested = sum(c["test"] for c in run_metrics["splits"]["counts"].values())
+    assert metrics["clips"] == 36 and metrics["test_views"] == 2 and metrics["test_accuracy"] >= 0.6
+    assert metrics["backbone_clips"] == 2 * (36 - tested)  # the test videos' two views came from the run's cache
 
     video = sorted((demo_data / "Spinning").glob("*.mp4"))[0]
     assert main(["predict", str(video), "--run", str(run), "--json", "--top", "4"]) == 0
@@ -125,7 +143,8 @@ def test_unreadable_video_is_skipped_and_reported(run, demo_data, cache_dir, tmp
     assert str(data / "Sliding" / "Sliding_s99_c01.mp4") in err[0]
     # the split counts are of the clips trained and tested on: the unreadable one is not among them
     counts = metrics["splits"]["counts"]
-    assert sum(counts["Sliding"].values()) == 9 and sum(metrics["splits"]["clips"].values()) == 18
+    clips = metrics["splits"]["clips"]  # cached clips: two views per test video
+    assert sum(counts["Sliding"].values()) == 9 and clips["train"] + clips["val"] + clips["test"] // 2 == 18
     assert sum(sum(c.values()) for c in counts.values()) == 18
 
     # evaluate --quiet says the skipped file too (and exits 1 for it)
@@ -164,3 +183,31 @@ def test_single_class_and_empty_class_get_one_line(tmp_path, capsys):
     assert main(["train", str(tmp_path / "one"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Empty" in err[0]
+
+
+def test_lr_auto_shows_its_range_test_and_fine_tuning_never_ends_worse_on_validation(demo_data, cache_dir, tmp_path):
+    out = tmp_path / "auto"
+    # a fine-tuning rate far too high: its epochs lose to the head's state on the validation loss, which is kept
+    args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--lr", "auto", "--epochs", "5",
+            "--finetune-epochs", "2", "--finetune-lr", "50", "--quiet"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    r = metrics["lr_range"]
+    assert r["chosen"] > 0 and len(r["lrs"]) == len(r["losses"]) >= 5 and r["lrs"][0] <= r["chosen"] <= r["lrs"][-1]
+    assert metrics["config"]["lr"] == "auto"
+    assert metrics["history"][0]["lr"] <= r["chosen"] * 1.0001  # the head trained at the chosen rate (cosine from it)
+    page = (out / "report.html").read_text()
+    assert "Learning rate (range test)" in page and page.count("data:image/png;base64,") == 3
+    head_rows = [row for row in metrics["history"] if row["phase"] == "head"]
+    assert metrics["best_epoch"]["finetune"] == len(head_rows)  # the state it started from
+    assert metrics["test_accuracy"] == metrics["head_test_accuracy"]
+
+
+def test_predict_with_a_run_averages_its_test_views(run, demo_data):
+    import actionrec
+
+    video = sorted((demo_data / "Spinning").glob("*.mp4"))[0]
+    (two,) = actionrec.predict(video, model=str(run))
+    (one,) = actionrec.predict(video, model=str(run), test_views=1)
+    assert (two.views, one.views, two.frames) == (2, 1, 16)
+    assert not np.allclose(two.probs, one.probs)

@@ -15,6 +15,7 @@ from ..data.video import central_clip, probe, read_clips, uniform_clips
 from ..engine import Engine, engine_for
 from ..models.pretrained import ModelInfo, check_classifier
 from ..training.checks import check_predict_options
+from ..training.runs import run_test_views
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,10 @@ class Prediction:
     video: str  # the path as given
     model: str  # the model's name (weights name or run directory)
     labels: tuple[str, ...]  # class names, in the order of `probs`
-    probs: np.ndarray  # (num_classes,) mean softmax over the windows
-    windows: int  # how many windows were averaged
-    frames: int  # frames per window
-    looped: bool  # the video was shorter than a window and was looped
+    probs: np.ndarray  # (num_classes,) mean softmax over the test views
+    views: int  # how many clips (test views) were averaged
+    frames: int  # frames per clip
+    looped: bool  # the video was shorter than a clip and was looped
     warning: str | None = None  # the video decoded shorter than its container declares (damaged or cut short)
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
@@ -38,15 +39,15 @@ class Prediction:
         return {**out, "warning": self.warning} if self.warning else out
 
 
-def _clips(video: str, info: ModelInfo, frames: int, windows: int, chunk: int) -> Iterator[tuple[tuple, torch.Tensor]]:
-    """The windows of one video as ((looped, the video as decoded), input): `windows` evenly spaced (1: the central
-    one) of `frames` frames, decoded `chunk` windows at a time so that memory does not grow with `windows`."""
+def _clips(video: str, info: ModelInfo, frames: int, views: int, chunk: int) -> Iterator[tuple[tuple, torch.Tensor]]:
+    """The test views of one video as ((looped, the video as decoded), input): `views` clips of `frames` frames spread
+    evenly over it (1: the central one), decoded `chunk` clips at a time so that memory does not grow with `views`."""
     spec = info.spec
     meta = probe(video)
-    if windows == 1:
+    if views == 1:
         spans = [central_clip(meta.num_frames, meta.fps, n=frames, target_fps=spec.fps)]
     else:
-        spans = uniform_clips(meta.num_frames, meta.fps, n=frames, count=windows, target_fps=spec.fps)
+        spans = uniform_clips(meta.num_frames, meta.fps, n=frames, count=views, target_fps=spec.fps)
     for start in range(0, len(spans), chunk):
         for clip in read_clips(video, spans[start : start + chunk], short_side=spec.resize):
             yield (clip.span.looped, clip.video), preprocess(clip.frames, spec)
@@ -57,18 +58,20 @@ def predict_iter(
     model: nn.Module | Engine,
     *,
     frames: int | None = None,
-    windows: int = 1,
+    test_views: int | None = None,
     batch_size: int = 4,
     on_error: Callable[[str, str], None] | None = None,
 ) -> Iterator[Prediction]:
-    """Yield a Prediction per readable video, in order. A video that cannot be read goes to `on_error(video, message)`
-    (or raises when `on_error` is None). Decoding runs ahead of the model in the engine."""
-    check_predict_options(frames=frames, windows=windows, batch_size=batch_size)
+    """Yield a Prediction per readable video, in order: the mean probabilities of `test_views` clips of `frames` frames
+    spread over it (defaults: the model's; a trained run's are those of its test phase). A video that cannot be read
+    goes to `on_error(video, message)` (or raises when `on_error` is None). Decoding runs ahead of the model."""
+    check_predict_options(frames=frames, test_views=test_views, batch_size=batch_size)
     engine = engine_for(model)
     info = engine.info
     frames = info.predict_frames if frames is None else frames
+    views = run_test_views(info) if test_views is None else test_views
     check_classifier(info)
-    for result in engine.map([os.fspath(v) for v in videos], lambda v: _clips(v, info, frames, windows, batch_size),
+    for result in engine.map([os.fspath(v) for v in videos], lambda v: _clips(v, info, frames, views, batch_size),
                              batch_size=batch_size, on_error=on_error):
         decoded = result.metas[-1][1]
         yield Prediction(result.job, info.name, tuple(info.categories), result.outputs.mean(0), len(result.outputs),

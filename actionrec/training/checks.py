@@ -42,11 +42,12 @@ def _range(low: float, high: float, low_open: bool, high_open: bool) -> str:
     return f"a number from {low:g} ({'excluded' if low_open else 'included'}) to {high:g} ({'excluded' if high_open else 'included'})"
 
 
-def check_predict_options(frames: int | None = None, windows: int = 1, batch_size: int = 1, top: int = 1) -> None:
-    """The options of `predict`: frames per window (None: the model's), windows per video, windows per forward pass,
+def check_predict_options(frames: int | None = None, test_views: int | None = None, batch_size: int = 1, top: int = 1) -> None:
+    """The options of `predict`: frames per clip and test views per video (None: the model's), clips per forward pass,
     classes shown."""
     if frames is not None:
         whole(frames, "--frames", MIN_FRAMES)
-    whole(windows, "--windows", 1)
+    if test_views is not None:
+        whole(test_views, "--test-views", 1)
     whole(batch_size, "--batch-size", 1)
     whole(top, "--top", 1)

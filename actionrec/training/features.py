@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.sampling import central_clip, random_clip
+from ..data.sampling import central_clip, random_clip, uniform_clips
 from ..data.transforms import preprocess
 from ..data.video import probe, read_clips
 from ..engine import Engine, engine_for
@@ -114,11 +114,28 @@ def read_entry(path: str | os.PathLike) -> np.ndarray:
     return array
 
 
+View = int | str  # 0: the central clip; 1, 2, ...: augmented training clips; "u{k}of{n}": uniform test clip k of n
+
+
+def test_views(count: int) -> list[View]:
+    """The views a video is scored from at test time: its central clip for 1, else `count` clips spread evenly over
+    the whole video (clip k centred on the middle of the k-th of `count` equal parts), whose probabilities are averaged."""
+    return [0] if count == 1 else [f"u{k}of{count}" for k in range(count)]
+
+
+def _uniform_view(view: View) -> tuple[int, int] | None:
+    """(k, n) of a uniform test view, None for the others."""
+    if isinstance(view, str) and view.startswith("u") and "of" in view:
+        k, n = view[1:].split("of")
+        return int(k), int(n)
+    return None
+
+
 @dataclass(frozen=True)
 class ViewPlan:
     """What one view of one video is: the source frames and the augmentation."""
 
-    view: int
+    view: View
     crop_shift: tuple[float, float]
     flip: bool
 
@@ -151,18 +168,18 @@ class FeatureCache:
         self.recipe_key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         self._calls_before = self.engine.clips_run
 
-    def path(self, video_key_: str, view: int) -> Path:
+    def path(self, video_key_: str, view: View) -> Path:
         name = f"{video_key_}-{view}{ENTRY_SUFFIX}"
         return self.root / self.recipe_key / name[:2] / name
 
-    def put(self, video_key_: str, view: int, array: np.ndarray) -> None:
+    def put(self, video_key_: str, view: View, array: np.ndarray) -> None:
         try:
             write_entry(self.path(video_key_, view), array)
         except OSError as err:
             raise ActionrecError(f"{self.root}: cannot write to the feature cache ({err.strerror or err}); free some "
                                  "space or pass --cache DIR on a writable disk") from None
 
-    def _cached(self, video: str, key: str, view: int) -> bool:
+    def _cached(self, video: str, key: str, view: View) -> bool:
         """Whether a whole, unaltered entry is on disk; a damaged one is said on one line and computed again."""
         path = self.path(key, view)
         if not path.exists():
@@ -178,20 +195,24 @@ class FeatureCache:
             pass  # a read-only cache is still read
         return True
 
-    def plan(self, video_key_: str, view: int) -> ViewPlan:
-        if view == 0:
-            return ViewPlan(0, (0.0, 0.0), False)
+    def plan(self, video_key_: str, view: View) -> ViewPlan:
+        if view == 0 or _uniform_view(view):
+            return ViewPlan(view, (0.0, 0.0), False)
         rng = np.random.default_rng([self.sampling.seed, view, int(video_key_[:12], 16)])
         jitter = self.sampling.crop_jitter
         shift = (float(rng.uniform(-jitter, jitter)), float(rng.uniform(-jitter, jitter)))
         return ViewPlan(view, shift, bool(rng.random() < 0.5))
 
-    def _decode(self, video: str, key: str, views: Sequence[int]) -> list[tuple[int, torch.Tensor]]:
+    def _decode(self, video: str, key: str, views: Sequence[View]) -> Iterator[tuple[View, torch.Tensor]]:
         spec, n = self.engine.info.spec, self.sampling.frames
         info = probe(video)
         spans = []
         for view in views:
-            if view == 0:
+            uniform = _uniform_view(view)
+            if uniform:
+                k, count = uniform
+                spans.append(uniform_clips(info.num_frames, info.fps, n=n, count=count, target_fps=spec.fps)[k])
+            elif view == 0:
                 spans.append(central_clip(info.num_frames, info.fps, n=n, target_fps=spec.fps))
             else:
                 rng = np.random.default_rng([self.sampling.seed, view, int(key[:12], 16), 1])
@@ -204,13 +225,13 @@ class FeatureCache:
     def extract(
         self,
         videos: Sequence[str],
-        views: Sequence[int] | Callable[[str], Sequence[int]] = (0,),
+        views: Sequence[View] | Callable[[str], Sequence[View]] = (0,),
         batch_size: int = 4,
         rank: int = 0,
         world: int = 1,
         on_error: Callable[[str, str], None] | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> dict[tuple[str, int], Path]:
+    ) -> dict[tuple[str, View], Path]:
         """Cache the activations of each (video, view) not cached yet; return where each entry lies on disk.
 
         `views` may depend on the video. Only this process's share of the work list (`videos[rank::world]`) is
@@ -219,7 +240,7 @@ class FeatureCache:
         """
         work = list(videos)[rank::world]
         result: dict[tuple[str, int], Path] = {}
-        todo: list[tuple[str, str, list[int]]] = []
+        todo: list[tuple[str, str, list[View]]] = []
         for video in work:
             wanted = list(views(video) if callable(views) else views)
             try:
@@ -245,7 +266,7 @@ class FeatureCache:
                 result[(video, view)] = self.path(key, view)
         return result
 
-    def _compute(self, todo, batch_size, on_error, progress) -> Iterator[tuple[str, str, dict[int, np.ndarray]]]:
+    def _compute(self, todo, batch_size, on_error, progress) -> Iterator[tuple[str, str, dict[View, np.ndarray]]]:
         for result in self.engine.map(todo, lambda item: self._decode(*item), output=self.endpoint,
                                       batch_size=batch_size, on_error=(lambda item, message: on_error(item[0], message)) if on_error else None,
                                       progress=progress):

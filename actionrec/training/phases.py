@@ -22,9 +22,11 @@ holds a 2-rank run to the same test accuracy within one clip and the test loss w
 equal to 4 decimals). With dropout (default 0.5) the run takes another random path, as a run with another seed
 would: on the demo set (12 test clips) 2 ranks and 1 process differed by 0-2 clips and 0.01-0.1 in test loss.
 
-On CUDA, fine-tuning runs under autocast (bf16 where the GPU supports it, else fp16 with a GradScaler, as in PyTorch's
-"Automatic Mixed Precision" recipe: forward and loss under autocast, backward and step outside it); the head (a
-single linear layer) and every evaluation stay in fp32.
+Fine-tuning runs under autocast: on CUDA bf16 where the GPU supports it, else fp16 with a GradScaler (PyTorch's
+"Automatic Mixed Precision" recipe: forward and loss under autocast, backward and step outside it); on the CPU fp32:
+bf16 autocast ran fine-tuning steps 1.6x faster on a CPU with native bf16 (torch 2.13), but the weight gradient of a
+3x3x3 convolution of Mixed_5b came out NaN in about one backward in three, at random, so it is not used. The head
+(a single linear layer) and every evaluation stay in fp32.
 """
 
 from __future__ import annotations
@@ -54,13 +56,31 @@ NO_SCORE = (float("nan"), float("nan"))  # (loss, accuracy) of an empty set
 
 
 class Activations:
-    """Cached activations of a list of clips, read from disk batch by batch (memory stays flat)."""
+    """Cached activations of a list of clips, read from disk batch by batch (memory stays flat).
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int]):
+    `owners[i]` is the index of the video clip i was cut from (default: a video per clip); a video scored from several
+    clips (test-time views) gets the mean of their probabilities (:func:`video_probabilities`)."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], owners: Sequence[int] | None = None):
         self.paths, self.labels = list(paths), torch.tensor(list(labels), dtype=torch.long)
+        self.owners = torch.arange(len(self.paths)) if owners is None else torch.tensor(list(owners), dtype=torch.long)
+        if len(self.owners) != len(self.paths) or len(self.labels) != len(self.paths):
+            raise ActionrecError(f"{len(self.paths)} cached clips but {len(self.labels)} labels and {len(self.owners)} owners")
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def videos(self) -> int:
+        """How many videos the clips were cut from."""
+        return int(self.owners.max()) + 1 if len(self) else 0
+
+    @property
+    def video_labels(self) -> torch.Tensor:
+        """The label of each video (that of its clips), in video order."""
+        out = torch.zeros(self.videos, dtype=torch.long)
+        out[self.owners] = self.labels
+        return out
 
     def _load(self, i: int) -> np.ndarray:
         try:
@@ -98,28 +118,44 @@ def top_logits(model: nn.Module, cut: str, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x, start=cut))
 
 
+def clip_log_probs(model: nn.Module, cut: str, data: Activations) -> torch.Tensor:
+    """Log-softmax of the top on every cached clip (N, K), in eval mode, on the CPU."""
+    model.eval()
+    device = device_of(model)
+    with torch.no_grad():
+        parts = [top_logits(model, cut, x.to(device)).float().log_softmax(-1).cpu() for x, _ in data.batches(EVAL_BATCH)]
+    return torch.cat(parts) if parts else torch.zeros(0, model.num_classes)
+
+
+def video_log_probs(log_probs: torch.Tensor, owners: torch.Tensor, videos: int) -> torch.Tensor:
+    """The log of each video's mean probability over its clips (V, K): log(mean_k p_k), as a log-sum-exp per video."""
+    index = owners.unsqueeze(1).expand_as(log_probs)
+    top = torch.full((videos, log_probs.shape[1]), -math.inf).scatter_reduce(0, index, log_probs, "amax")
+    sums = torch.zeros(videos, log_probs.shape[1]).index_add_(0, owners, (log_probs - top[owners]).exp())
+    counts = torch.bincount(owners, minlength=videos).clamp_min(1).unsqueeze(1)
+    return sums.log() + top - counts.log()
+
+
+def scores(model: nn.Module, cut: str, data: Activations) -> tuple[float, float, np.ndarray]:
+    """Mean loss, accuracy and each video's probabilities (V, K) of the top on cached activations, in eval mode: a
+    video cut into several clips scores the mean of their probabilities (its loss: minus the log of that mean)."""
+    if not len(data):
+        return float("nan"), float("nan"), np.zeros((0, model.num_classes), np.float32)
+    log_p = video_log_probs(clip_log_probs(model, cut, data), data.owners, data.videos)
+    labels = data.video_labels
+    accuracy = float((log_p.argmax(1) == labels).float().mean())
+    return F.nll_loss(log_p, labels).item(), accuracy, log_p.exp().numpy()
+
+
 def evaluate(model: nn.Module, cut: str, data: Activations) -> tuple[float, float, np.ndarray]:
-    """Mean loss, accuracy and the predictions of the top on cached activations, in eval mode."""
-    model.eval()
-    device = device_of(model)
-    losses, preds = [], []
-    with torch.no_grad():
-        for x, y in data.batches(EVAL_BATCH):
-            logits = top_logits(model, cut, x.to(device)).float().cpu()
-            losses.append(F.cross_entropy(logits, y, reduction="sum").item())
-            preds.append(logits.argmax(1).numpy())
-    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=int)
-    n = max(len(data), 1)
-    return sum(losses) / n, float((pred == data.labels.numpy()).mean()) if len(data) else float("nan"), pred
+    """Mean loss, accuracy and the predicted class of each video (see :func:`scores`)."""
+    loss, accuracy, probs = scores(model, cut, data)
+    return loss, accuracy, probs.argmax(1)
 
 
-def probabilities(model: nn.Module, cut: str, data: Activations, num_classes: int) -> np.ndarray:
-    """Softmax outputs of the top on cached activations (the timeline calibrates its thresholds on them)."""
-    model.eval()
-    device = device_of(model)
-    with torch.no_grad():
-        parts = [top_logits(model, cut, x.to(device)).float().softmax(-1).cpu() for x, _ in data.batches(EVAL_BATCH)]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, num_classes), np.float32)
+def probabilities(model: nn.Module, cut: str, data: Activations) -> np.ndarray:
+    """Each video's probabilities (the timeline calibrates its thresholds on the validation clips' ones)."""
+    return scores(model, cut, data)[2]
 
 
 def pooled(model: nn.Module, cut: str, data: Activations) -> torch.Tensor:
@@ -172,6 +208,7 @@ class Phase:
     name = "phase"
     seed_offset = 0  # the phase's shuffling generator is seeded with the run's seed + this
     mixed = False  # whether its steps run under autocast on CUDA
+    keeps_start = False  # whether the state it starts from competes with its epochs on the validation loss
 
     def __init__(self, model: nn.Module, cut: str, data: Datasets, modules: Sequence[str], lr: float, epochs: int,
                  forward: Callable[[torch.Tensor], torch.Tensor]):
@@ -226,11 +263,14 @@ class HeadPhase(Phase):
 
 
 class FinetunePhase(Phase):
-    """The unfrozen top blocks and the head, from the cached activations at the cut."""
+    """The unfrozen top blocks and the head, from the cached activations at the cut. The head's state it starts from
+    competes on the validation loss: fine-tuning that does not improve it is not kept (on a few hundred clips the head
+    alone often fits the training set already, and fine-tuning then only moves the model around)."""
 
     name = "finetune"
     seed_offset = 1
     mixed = True
+    keeps_start = True
 
     def __init__(self, model: nn.Module, cut: str, data: Datasets, unfreeze: Sequence[str], lr: float, epochs: int):
         super().__init__(model, cut, data, [*unfreeze, "head"], lr, epochs, lambda x: top_logits(model, cut, x))
@@ -247,8 +287,8 @@ class FinetunePhase(Phase):
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of training steps on `device`: None on the CPU (fp32); on CUDA bf16 where the GPU supports
-    it (``torch.cuda.is_bf16_supported()``: Ampere and later), else fp16 (which needs a GradScaler)."""
+    """The autocast dtype of training steps on `device`: None on the CPU (fp32; see the module doc); on CUDA bf16 where
+    the GPU supports it (``torch.cuda.is_bf16_supported()``: Ampere and later), else fp16 (which needs a GradScaler)."""
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16  # of the current device (distributed.init sets it)
@@ -265,7 +305,9 @@ class Mixed:
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", dtype=self.dtype) if self.dtype is not None else contextlib.nullcontext()
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -357,8 +399,9 @@ def fit(phase: Phase, cfg: TrainConfig, history: History, say: Callable[[str], N
     optimizer = torch.optim.SGD(params, lr=phase.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(phase.epochs * order.steps, 1))
     mixed = Mixed(phase.device, phase.mixed)
-    best = (math.inf, 0, phase.snapshot())
     first_epoch = len(history.rows) + 1
+    start = from_main(phase.validate(), ranks)[0] if phase.keeps_start else math.nan
+    best = (math.inf if math.isnan(start) else start, first_epoch - 1, phase.snapshot())
     for epoch in range(first_epoch, first_epoch + phase.epochs):
         loss_sum, correct, clips = all_sum(_epoch(phase, net, order.epoch(epoch - first_epoch), optimizer, schedule, mixed), ranks)
         val_loss, val_acc = from_main(phase.validate(), ranks)
@@ -373,4 +416,6 @@ def fit(phase: Phase, cfg: TrainConfig, history: History, say: Callable[[str], N
             say(f"{phase.name}: early stop, validation loss has not improved for {cfg.patience} epochs")
             break
     phase.restore(best[2])
+    if best[1] == first_epoch - 1:
+        say(f"{phase.name}: no epoch improved the validation loss of the state it started from; that state is kept")
     return best[1]

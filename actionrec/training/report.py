@@ -502,12 +502,44 @@ def _section_headline(m: Mapping[str, Any]) -> str:
         cards.append(("accuracy before fine-tuning", "n/a (no fine-tuning)"))
     if m.get("per_class"):
         cards.append(("macro F1", _dec(macro_f1(m["per_class"]))))
+    if _is_num(m.get("test_views")):
+        views = int(m["test_views"])
+        cards.append(("test views", "1 central clip" if views == 1 else f"{views} clips per video, averaged"))
     best = m.get("best_epoch") or {}
     if isinstance(best, Mapping) and best:
         cards.append(("best epoch", ", ".join(f"{k} {v}" for k, v in best.items())))
     parts = [f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
              for k, v in cards]
     return '<div class="cards">' + "".join(parts) + "</div>"
+
+
+def _section_lr_range(m: Mapping[str, Any]) -> str:
+    """--lr auto: the range test's curve and its choice (nothing when the rate was given)."""
+    from .lr_range import LRRange, curve_png
+
+    r = m.get("lr_range")
+    if not isinstance(r, Mapping):
+        return ""
+    result = LRRange(np.asarray(r["lrs"], float), np.asarray(r["losses"], float), float(r["chosen"]),
+                     float(r["steepest"]), r.get("diverged"))
+    return ("<h2>Learning rate (range test)</h2>" + f"<p>{_e(result.describe())}: the head trained for a short run "
+            "with the rate growing step by step; the chosen rate is where the loss falls fastest.</p>"
+            + _img(curve_png(result), "learning-rate range test"))
+
+
+def _section_gallery(m: Mapping[str, Any]) -> str:
+    """Every misclassified test video with frames from it (see gallery.py); nothing for runs without predictions."""
+    from .gallery import gallery_section, misclassified
+
+    preds, classes = m.get("test_predictions"), [str(c) for c in (m.get("classes") or [])]
+    if not isinstance(preds, list) or not classes:
+        return ""
+    try:
+        misses = misclassified([p["video"] for p in preds], [classes.index(p["label"]) for p in preds],
+                               np.asarray([p["probs"] for p in preds], dtype=float).reshape(len(preds), len(classes)), classes)
+    except (KeyError, TypeError, ValueError) as err:
+        return f'<p class="muted">error gallery: test predictions not readable ({_e(str(err)[:120])})</p>'
+    return gallery_section(misses, total=len(preds))
 
 
 def _section_timing(m: Mapping[str, Any]) -> str:
@@ -651,9 +683,9 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         "<h2>Test results</h2>", _section_headline(m),
         "<h2>Training time</h2>", _section_timing(m),
         "<h2>Data splits</h2>", _section_splits(m, classes),
-        "<h2>Training curves</h2>", _img(curves, "accuracy and loss per epoch"),
+        "<h2>Training curves</h2>", _img(curves, "accuracy and loss per epoch"), _section_lr_range(m),
         "<h2>Per-class precision, recall and F1 (test set)</h2>", _section_per_class(m, classes),
-        "<h2>Confusion matrix (test set; rows true, columns predicted)</h2>", cm_section,
+        "<h2>Confusion matrix (test set; rows true, columns predicted)</h2>", cm_section, _section_gallery(m),
         "<h2>Model</h2>", _kv_table(model_rows),
         "<h2>Training options</h2>", _kv_table(m.get("config") or {}),
         "<h2>Versions</h2>", _kv_table(m.get("versions") or {}),

@@ -38,10 +38,10 @@ from ..errors import ActionrecError
 from ..files import write_json
 from .checks import MIN_FRAMES, number, option_name, whole
 from .console import Skipped, progress_bar, stderr_line
-from .features import FeatureCache, Sampling, cache_root as feature_cache_root
+from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
 from .outdir import claim_run_dir, writable_dir
-from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities
-from .runs import load_run, save_run
+from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities, scores
+from .runs import load_run, run_test_views, save_run
 
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
 BACKBONE_DEFAULTS = {
@@ -50,6 +50,7 @@ BACKBONE_DEFAULTS = {
     "c3d": {"weights": "c3d-sports1m", "lr": 1e-3, "finetune_lr": 1e-4, "unfreeze": ("fc6", "fc7")},
 }
 NO_WEIGHTS = "none"  # --weights none: the backbone from random initialisation (not transfer learning)
+AUTO_LR = "auto"  # --lr auto: the head's learning rate from a range test on the cached features (lr_range.py)
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,17 @@ class TrainConfig:
     weights: str | None = None  # pretrained weights name (default: the backbone's; "none": random initialisation)
     frames: int = 16  # frames per clip (the study: 16 central frames)
     views: int = 1  # clips per training video: 1 central + (views - 1) augmented (offset, flip, crop jitter)
-    epochs: int = 20  # head epochs (the study: 20)
-    lr: float | None = None  # head learning rate, SGD with momentum
+    epochs: int = 50  # head epochs (the study: 20); the epoch with the best validation loss is kept
+    lr: float | str | None = None  # head learning rate, SGD with momentum; "auto": chosen by a range test on the cache
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 1e-4  # L2 penalty
     dropout: float = 0.5  # dropout before the head
     batch_size: int = 32  # clips per step
-    patience: int = 5  # stop when the validation loss has not improved for this many epochs (0: never)
+    patience: int = 0  # stop when the validation loss has not improved for this many epochs (0: never)
     finetune_epochs: int = 5  # epochs of fine-tuning the unfrozen blocks and the head (0: none; the study: 5-10)
     finetune_lr: float | None = None  # fine-tuning learning rate
     unfreeze: tuple[str, ...] | None = None  # blocks tuned in fine-tuning, consecutive and ending at the top
+    test_views: int = 2  # clips spread over each test video, probabilities averaged (1: the central clip, the study's)
     val_fraction: float = 0.2  # of training, for validation (the study: 20 %)
     test_fraction: float = 0.2  # held out when the data names no test set
     seed: int = 0  # splits, augmentation, initialisation and shuffling
@@ -85,10 +87,11 @@ class TrainConfig:
         whole(self.frames, "--frames", MIN_FRAMES)
         if self.backbone == "c3d" and self.frames != 16:
             raise ActionrecError(f"--frames {self.frames}: C3D takes clips of exactly 16 frames (its fc6 is sized for them)")
-        for name, minimum in (("views", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("finetune_epochs", 0), ("seed", 0)):
+        for name, minimum in (("views", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("finetune_epochs", 0),
+                              ("test_views", 1), ("seed", 0)):
             whole(getattr(self, name), option_name(name), minimum)
         for name in ("lr", "finetune_lr"):
-            if getattr(self, name) is not None:
+            if getattr(self, name) is not None and not (name == "lr" and self.lr == AUTO_LR):
                 number(getattr(self, name), option_name(name), 0.0, low_open=True)
         number(self.weight_decay, "--weight-decay", 0.0)
         distributed.check_device(self.device)
@@ -182,10 +185,18 @@ def _recipe(cfg: TrainConfig, splits: Splits) -> str:
     return hashlib.sha256(json.dumps({"config": config, "data": data}, sort_keys=True).encode()).hexdigest()
 
 
-def _activations(samples, entries: dict, classes: list[str], views: int) -> Activations:
-    """The cached entries of `samples` (views 0..views-1 of each, those that were extracted), labelled by class index."""
-    keys = [(s, view) for s in samples for view in range(views) if (s.path, view) in entries]
-    return Activations([entries[(s.path, view)] for s, view in keys], [classes.index(s.label) for s, _ in keys])
+def _activations(samples, entries: dict, classes: list[str], views: Sequence[View]) -> Activations:
+    """The cached entries of `samples` (the given views of each, those that were extracted), labelled by class index;
+    the clips of one video share its owner index (videos in the order of `samples`, those with an entry)."""
+    paths, labels, owners = [], [], []
+    for sample in samples:
+        found = [entries[(sample.path, view)] for view in views if (sample.path, view) in entries]
+        if found:
+            owner = owners[-1] + 1 if owners else 0
+            paths += found
+            labels += [classes.index(sample.label)] * len(found)
+            owners += [owner] * len(found)
+    return Activations(paths, labels, owners)
 
 
 def _silent(message: str) -> None:
@@ -236,6 +247,7 @@ class _Training:
         self.trained_modules = ["head"]
         self.head_test = (float("nan"), float("nan"))  # test loss and accuracy of the head alone, set by `head`
         self.rank_stats: list[dict] = []  # what each rank extracted, set by `features`
+        self.lr_range = None  # the range test of --lr auto (an LRRange), set by `head`
 
     def _backbone(self, config: TrainConfig, say: Callable[[str], None]) -> nn.Module:
         """The backbone; under torchrun the first local rank of each machine loads (and if need be fetches) the weights
@@ -294,18 +306,19 @@ class _Training:
         are left out of the splits, and with them a class none of whose training clips could be read."""
         t0 = time.perf_counter()
         everything = [s.path for s in splits.train + splits.val + splits.test]
-        train_paths = {s.path for s in splits.train}
-        entries, failed = self._extract(everything, lambda v: range(self.cfg.views) if v in train_paths else (0,))
+        views = {"train": list(range(self.cfg.views)), "val": [0], "test": test_views_of(self.cfg.test_views)}
+        views_of = {s.path: views[name] for name in ("train", "val", "test") for s in getattr(splits, name)}
+        entries, failed = self._extract(everything, views_of.__getitem__)
         if self.ranks.distributed:  # said live in one process; here once, by rank 0, for every rank
             for f in failed:
                 self.skipped(f["video"], f["error"])
         self.timing["features"] = time.perf_counter() - t0
-        readable = splits.without(v for v in everything if (v, 0) not in entries)
+        readable = splits.without(v for v in everything if (v, views_of[v][0]) not in entries)
         for label in readable.dropped_classes[len(splits.dropped_classes):]:
             self.warn(f"warning: class {label} left out: none of its training clips could be read")
         self.say(readable.summary())
         self.classes = list(readable.classes)
-        data = Datasets(*(_activations(getattr(readable, name), entries, self.classes, self.cfg.views if name == "train" else 1)
+        data = Datasets(*(_activations(getattr(readable, name), entries, self.classes, views[name])
                           for name in ("train", "val", "test")))
         if len(data.train) == 0 or len({int(y) for y in data.train.labels}) < 2:
             raise ActionrecError(f"{self.out}: fewer than 2 classes have readable training videos; add videos or fix the skipped files")
@@ -321,11 +334,26 @@ class _Training:
             p.requires_grad_(False)
         t0 = time.perf_counter()
         phase = HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs, self.ranks)  # pooled once, shared
+        if self.cfg.lr == AUTO_LR:
+            phase.lr = self._lr_by_range_test(phase)
         best = fit(phase, self.cfg, self.history, self.say, self.ranks)
         self.timing["head"] = time.perf_counter() - t0
         if self.ranks.is_main:  # the test is rank 0's
             self.head_test = evaluate(model, self.cut, data.test)[:2]
         return best
+
+    def _lr_by_range_test(self, phase: HeadPhase) -> float:
+        """--lr auto: a learning-rate range test of the head on the pooled training features (rank 0's choice on every
+        rank); kept for the report."""
+        from .lr_range import lr_range_test
+
+        for p in phase.parameters():
+            p.requires_grad_(True)
+        result = lr_range_test(phase.net, phase.pooled_train, phase.data.train.labels.to(phase.device),
+                               batch_size=self.cfg.batch_size, seed=self.cfg.seed)
+        self.lr_range = from_main(result, self.ranks)
+        self.say(f"head: {self.lr_range.describe()}")
+        return self.lr_range.chosen
 
     def finetune(self, data: Datasets) -> int | None:
         """The top blocks and the head from the cached activations at the cut; the best epoch (None: no fine-tuning)."""
@@ -340,19 +368,22 @@ class _Training:
             p.requires_grad_(False)
         return best
 
-    def test(self, data: Datasets) -> dict:
-        """The held-out clips, once, with the final model; and the validation probabilities (they calibrate the
-        timeline's per-class thresholds)."""
+    def test(self, data: Datasets, tested_videos: Sequence[Sample]) -> dict:
+        """The held-out videos (`tested_videos`, those of `data.test` in order), once, with the final model, each from
+        its test views; and the validation probabilities (they calibrate the timeline's per-class thresholds)."""
         from . import report
 
         t0 = time.perf_counter()
-        test_loss, test_acc, test_pred = evaluate(self.model, self.cut, data.test)
-        val_probs = probabilities(self.model, self.cut, data.val, len(self.classes))
-        per_class, confusion = report.per_class_metrics(data.test.labels.numpy(), test_pred, self.classes)
+        test_loss, test_acc, test_probs = scores(self.model, self.cut, data.test)
+        val_probs = probabilities(self.model, self.cut, data.val)
+        labels = data.test.video_labels.numpy()
+        per_class, confusion = report.per_class_metrics(labels, test_probs.argmax(1), self.classes)
         self.timing["evaluate"] = time.perf_counter() - t0
         self.timing["total"] = time.perf_counter() - self.t_start
+        predictions = [{"video": s.path, "label": s.label, "probs": np.round(p, 5).tolist()}
+                       for s, p in zip(tested_videos, test_probs)]
         return {"test_loss": test_loss, "test_accuracy": test_acc, "per_class": per_class, "confusion_matrix": confusion,
-                "val_probs": val_probs}
+                "val_probs": val_probs, "test_predictions": predictions}
 
     def run_config(self) -> dict:
         """config.json: what the run is (classes, backbone, weights, cut, preprocessing, options, versions)."""
@@ -390,8 +421,11 @@ class _Training:
             "test_accuracy": tested["test_accuracy"],
             "head_test_loss": head_test[0] if cfg.finetune_epochs else None,
             "head_test_accuracy": head_test[1] if cfg.finetune_epochs and cfg.unfreeze else None,
+            "test_views": cfg.test_views,
             "per_class": tested["per_class"],
             "confusion_matrix": tested["confusion_matrix"],
+            "test_predictions": tested["test_predictions"],
+            "lr_range": self.describe_lr_range(),
             "splits": {"policy": splits.policy, "counts": splits.counts(), "clips": data.sizes()},
             "skipped": self.skipped.files,
             "val_probs": np.round(tested["val_probs"], 6).tolist(),
@@ -405,6 +439,14 @@ class _Training:
             "distributed": self.describe_ranks(),
             "versions": _versions(),
         }
+
+    def describe_lr_range(self) -> dict | None:
+        """The range test of --lr auto (rates, smoothed losses, the choice) for metrics.json and the report."""
+        r = self.lr_range
+        if r is None:
+            return None
+        return {"lrs": np.round(r.lrs, 8).tolist(), "losses": np.round(r.losses, 6).tolist(), "chosen": r.chosen,
+                "steepest": r.steepest, "diverged": r.diverged, "described": r.describe()}
 
     def describe_ranks(self) -> dict:
         """Where the run ran: world, process group backend, device, threads per rank, and what each rank extracted."""
@@ -432,7 +474,7 @@ class _Training:
             best["finetune"] = finetuned
         metrics = None
         if self.ranks.is_main:
-            tested = self.test(data)
+            tested = self.test(data, readable.test)
             config = self.run_config()
             metrics = self.metrics(readable, data, best, tested)
             self.write(config, metrics)
@@ -477,12 +519,14 @@ def train(
 
 
 def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_root: str | os.PathLike | None = None,
-                 progress: bool = True, warn: Callable[[str], None] = stderr_line) -> dict:
-    """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`."""
+                 progress: bool = True, warn: Callable[[str], None] = stderr_line, test_views: int | None = None) -> dict:
+    """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`, each video scored
+    from `test_views` clips spread over it (default: the run's own, as its test phase did)."""
     from . import report
 
     model = load_run(run_dir)
     run = model.info.run
+    views = run_test_views(model.info) if test_views is None else whole(test_views, "--test-views", 1)
     classes = list(model.info.categories)
     unknown = sorted({s.label for s in samples} - set(classes))
     if unknown:
@@ -492,11 +536,11 @@ def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_ro
     skipped = Skipped(warn)
     t0 = time.perf_counter()
     bar = progress_bar("features", "video", progress, total=len(samples))
-    entries = cache.extract([s.path for s in samples], on_error=skipped, progress=bar.update)
+    entries = cache.extract([s.path for s in samples], views=test_views_of(views), on_error=skipped, progress=bar.update)
     bar.close()
-    data = _activations(samples, entries, classes, 1)
+    data = _activations(samples, entries, classes, test_views_of(views))
     loss, acc, pred = evaluate(model, cut, data)
-    per_class, confusion = report.per_class_metrics(data.labels.numpy(), pred, classes)
-    return {"run": str(run_dir), "classes": classes, "clips": len(data), "test_loss": loss, "test_accuracy": acc,
-            "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped.files,
+    per_class, confusion = report.per_class_metrics(data.video_labels.numpy(), pred, classes)
+    return {"run": str(run_dir), "classes": classes, "clips": data.videos, "test_views": views, "test_loss": loss,
+            "test_accuracy": acc, "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped.files,
             "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
