@@ -465,7 +465,7 @@ def _per_backbone(key: str) -> str:
 
 
 def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
-    from .training.trainer import BACKBONE_DEFAULTS, TrainConfig as C
+    from .training.trainer import BACKBONE_DEFAULTS, HEADS, TrainConfig as C
 
     t = sub.add_parser("train", parents=parents, help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
     _dataset_args(t)
@@ -475,7 +475,9 @@ def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     t.add_argument("--backbone", default=C.backbone, choices=tuple(BACKBONE_DEFAULTS), help="(default: %(default)s)")
     t.add_argument("--weights", default=None, help=f"pretrained weights name (default: {_per_backbone('weights')}); "
                                                    "none = random initialisation (not transfer learning)")
-    t.add_argument("--frames", type=int, default=C.frames, help="frames per clip (default: %(default)s, the study's)")
+    t.add_argument("--frames", type=int, default=C.frames, help="frames per clip (default: 16, the study's; 64 with --head temporal)")
+    t.add_argument("--head", default=C.head, choices=HEADS, help="linear: softmax on the pooled features (the study's); temporal: "
+                   "a 1D convolution over I3D's per-step features, one per 8 frames (default: %(default)s)")
     t.add_argument("--views", type=int, default=C.views, help="clips per training video, 1 central + augmented (default: %(default)s)")
     t.add_argument("--epochs", type=int, default=C.epochs, help="head epochs; the best on validation is kept (default: %(default)s)")
     t.add_argument("--lr", type=_learning_rate, default=None, help=f"head learning rate, or auto: chosen by a range test "

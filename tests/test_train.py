@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from actionrec.cli import main
 
@@ -211,3 +212,41 @@ def test_predict_with_a_run_averages_its_test_views(run, demo_data):
     (one,) = actionrec.predict(video, model=str(run), test_views=1)
     assert (two.views, one.views, two.frames) == (2, 1, 16)
     assert not np.allclose(two.probs, one.probs)
+
+
+def test_a_temporal_head_run_trains_loads_and_predicts(demo_data, cache_dir, tmp_path):
+    import actionrec
+    from actionrec.apps.windows import window_probabilities
+    from actionrec.errors import ActionrecError
+
+    out = tmp_path / "temporal"
+    args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--head", "temporal",
+            "--epochs", "5", "--finetune-epochs", "0", "--quiet"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert metrics["head"] == "temporal" and config["frames"] == 64 and config["temporal_head"]["kind"] == "conv"
+    assert config["trained_modules"] == ["head", "temporal_head"]
+    phases = [row["phase"] for row in metrics["history"]]
+    assert phases[:5] == ["head"] * 5 and set(phases[5:]) == {"temporal"} and len(phases) > 5
+    assert 0 <= metrics["linear_test_accuracy"] <= 1 and metrics["test_accuracy"] >= 0.5
+    assert "linear head on the same clips" in (out / "report.html").read_text()
+
+    model = actionrec.load_model(out, fast=False)  # rebuilt with its temporal head, loaded strictly
+    assert model.temporal_head is not None and model.info.predict_frames == 64
+    by_video = {p["video"]: p for p in metrics["test_predictions"]}
+    video = sorted(by_video)[0]
+    (pred,) = actionrec.predict(video, model=model)
+    assert pred.frames == 64 and pred.views == 2
+    np.testing.assert_allclose(pred.probs, by_video[video]["probs"], atol=0.02)  # the run's own test, through the engine
+    with pytest.raises(ActionrecError, match="per-step logits need"):
+        window_probabilities(video, model, per_step=True, cache=False)
+    # OpenVINO traces the temporal head for its number of steps: clips of other lengths get graphs of their own
+    from actionrec.engine import Engine
+
+    engine = Engine(model, precision="fp32")
+    for frames in (64, 32):
+        x = torch.rand(1, 3, frames, 224, 224) * 2 - 1
+        with torch.no_grad():
+            np.testing.assert_allclose(engine.forward(x, "logits"), model(x), atol=1e-3)
+    assert engine.backend == "openvino"  # it ran there (a failure would have fallen back to PyTorch)

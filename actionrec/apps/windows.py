@@ -171,8 +171,12 @@ def window_probabilities(
     stride = default_stride(window) if stride is None else float(stride)
     if not (math.isfinite(stride) and stride > 0):
         raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
+    # per-step logits are the linear head's: a run with a temporal head classifies whole windows
+    linear = isinstance(engine.model, I3D) and engine.model.temporal_head is None
     if per_step is None:  # once per frame only where it is less work: windows overlap more than chunks' context costs
-        per_step = isinstance(engine.model, I3D) and window / stride > (CHUNK_STEPS + 2 * CONTEXT_STEPS) / CHUNK_STEPS
+        per_step = linear and window / stride > (CHUNK_STEPS + 2 * CONTEXT_STEPS) / CHUNK_STEPS
+    elif per_step and not linear:
+        raise ActionrecError(f"{info.name}: per-step logits need I3D with its linear head; this model classifies whole windows")
     cache_file = None
     if cache is not False:
         root = default_cache_root() if cache in (None, True) else Path(cache)

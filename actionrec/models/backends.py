@@ -196,8 +196,7 @@ class _Graph(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.graph == HEAD:
-            features = self.model.forward_features(x)
-            return features, self.model.forward_head(features)
+            return self.model.forward_features_and_logits(x)
         if self.graph in ("probs", "logits"):
             return self.model(x)
         if self.graph == "features":
@@ -214,11 +213,12 @@ def shape_class(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
 
     I3D: its SAME paddings depend only on the parity of each size at each stride-2 stage (T has 3 of them, H and W
     5: T mod 8, H and W mod 32), and its final average pool on min(T/8, 2) and min(H/32, 7), min(W/32, 7) (see
-    tests/test_backends.py). Other networks: the exact shape.
+    tests/test_backends.py). Other networks, and I3D with a temporal head (its graph is traced for its number of time
+    steps): the exact shape.
     """
     from .i3d import I3D
 
-    if not isinstance(model, I3D):
+    if not isinstance(model, I3D) or model.temporal_head is not None:
         return tuple(shape)
     c, t, h, w = shape
     up = lambda n, d: -(-n // d)  # noqa: E731

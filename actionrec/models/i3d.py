@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .network import EndpointNetwork
+from .temporal import TemporalHead
 from .weights import (
     WeightsSpec,
     check_and_copy,
@@ -167,7 +169,8 @@ class I3D(EndpointNetwork):
     TRAINABLE_BLOCKS = tuple(e for e in ENDPOINTS if e != "Logits" and not e.startswith("MaxPool"))
     FEATURES_ENDPOINT = "Mixed_5c"
 
-    def __init__(self, num_classes: int = 400, final_endpoint: str = "Logits", drop_rate: float = 0.0):
+    def __init__(self, num_classes: int = 400, final_endpoint: str = "Logits", drop_rate: float = 0.0,
+                 temporal: Mapping[str, Any] | None = None):
         super().__init__(final_endpoint, FEATURE_DIM)
         self.num_classes = num_classes
         self.Conv3d_1a_7x7 = Unit3D(3, 64, (7, 7, 7), (2, 2, 2))
@@ -186,6 +189,8 @@ class I3D(EndpointNetwork):
             cin = module.out_channels
         self.drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(FEATURE_DIM, num_classes)  # DeepMind's Logits/Conv3d_0c_1x1 (a 1x1x1 conv == linear)
+        # a run trained with --head temporal classifies the per-step features with this instead (see forward_logits)
+        self.temporal_head = TemporalHead(FEATURE_DIM, num_classes, **temporal) if temporal else None
 
     def _layers(self, start: str | None, stop: str):
         names = ENDPOINTS[: ENDPOINTS.index(stop) + 1]
@@ -208,15 +213,29 @@ class I3D(EndpointNetwork):
         """Pooled 1024-d features (B, 1024) from the input, or from the activation of endpoint `start`."""
         return self.pool(self.forward_until(x, "Mixed_5c", start))
 
+    def forward_logits(self, x: torch.Tensor, start: str | None = None) -> torch.Tensor:
+        """Class logits: the temporal head on the per-step features when there is one, else the linear head on the
+        pooled features (`head`, which the per-step logits of :meth:`forward_head` on steps always use)."""
+        if self.temporal_head is not None:
+            return self.temporal_head(self.forward_steps(x, start))
+        return super().forward_logits(x, start)
+
+    def forward_features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.temporal_head is None:
+            return super().forward_features_and_logits(x)
+        top = self.forward_until(x, "Mixed_5c")  # once, for both
+        return self.pool(top), self.temporal_head(top.mean(dim=(3, 4)).transpose(1, 2))
+
     def forward_steps(self, x: torch.Tensor, start: str | None = None) -> torch.Tensor:
         """Features per time step (B, T', 1024): Mixed_5c averaged over space, one step per 8 input frames. A window's
         pooled feature is close to the mean of its steps (DeepMind's (2, 7, 7) pool weighs the end steps half)."""
         return self.forward_until(x, "Mixed_5c", start).mean(dim=(3, 4)).transpose(1, 2)
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head by a fresh one with `num_classes` outputs."""
+        """Replace the head by a fresh one with `num_classes` outputs (and drop a temporal head)."""
         self.num_classes = num_classes
         self.head = nn.Linear(FEATURE_DIM, num_classes)
+        self.temporal_head = None
 
 
 def _flax_unit_keys(prefix: str, flax_name: str, has_bn: bool = True) -> dict[str, tuple[str, ...]]:

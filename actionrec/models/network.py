@@ -30,7 +30,16 @@ class EndpointNetwork(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(features))
 
+    def forward_logits(self, x: torch.Tensor, start: str | None = None) -> torch.Tensor:
+        """Class logits from the input, or from the activation of endpoint `start` (the trainer's cached features)."""
+        return self.forward_head(self.forward_features(x, start))
+
+    def forward_features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled features and class logits of the input, from one pass (the engine's exported graph)."""
+        features = self.forward_features(x)
+        return features, self.forward_head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.final_endpoint != self.ENDPOINTS[-1]:
             return self.forward_until(x, self.final_endpoint)
-        return self.forward_head(self.forward_features(x))
+        return self.forward_logits(x)

@@ -233,7 +233,8 @@ def load_state(name: str) -> tuple[dict[str, torch.Tensor], str]:
 def build_model(info: ModelInfo, state: Mapping[str, torch.Tensor] | None, device: str | torch.device = "cpu") -> nn.Module:
     """The one builder: the architecture of `info.spec` sized for `info.categories`, `state` loaded strictly (None:
     random initialisation, seeded by the caller), `model.info` attached, in eval mode on `device`."""
-    model = create_model(info.spec, num_classes=len(info.categories) or len(info.spec.categories))
+    options = {"temporal": info.run["temporal_head"]} if info.run and info.run.get("temporal_head") else {}
+    model = create_model(info.spec, num_classes=len(info.categories) or len(info.spec.categories), **options)
     if state is not None:
         misfit = state_misfit(state, model.state_dict())
         if misfit and info.run is not None:

@@ -115,7 +115,7 @@ def device_of(model: nn.Module) -> torch.device:
 
 def top_logits(model: nn.Module, cut: str, x: torch.Tensor) -> torch.Tensor:
     """Logits of the part of the model above the cut, from activations at the cut."""
-    return model.forward_head(model.forward_features(x, start=cut))
+    return model.forward_logits(x, start=cut)
 
 
 def clip_log_probs(model: nn.Module, cut: str, data: Activations) -> torch.Tensor:

@@ -502,6 +502,8 @@ def _section_headline(m: Mapping[str, Any]) -> str:
         cards.append(("accuracy before fine-tuning", "n/a (no fine-tuning)"))
     if m.get("per_class"):
         cards.append(("macro F1", _dec(macro_f1(m["per_class"]))))
+    if _is_num(m.get("linear_test_accuracy")):
+        cards.append(("linear head on the same clips", _pct(m["linear_test_accuracy"])))
     if _is_num(m.get("test_views")):
         views = int(m["test_views"])
         cards.append(("test views", "1 central clip" if views == 1 else f"{views} clips per video, averaged"))

@@ -1,10 +1,7 @@
-"""A temporal head: a small network over the backbone's per-step features, trained from the cache like the softmax head.
+"""Training a temporal head (:class:`actionrec.models.temporal.TemporalHead`) on the backbone's per-step features, from
+the cache like the softmax head (``actionrec train --head temporal``).
 
-I3D's ``Mixed_5c`` averaged over space gives one 1024-d vector per 8 input frames (:meth:`I3D.forward_steps`, the
-engine's ``"steps"`` output). The linear head sees their mean; a :class:`TemporalHead` sees their order: a 1D
-convolution over the steps (``kind="conv"``) or a bidirectional GRU (``kind="gru"``), pooled over the valid steps, plus
-the linear head's own path on the mean of the steps (so it can do at least what the linear head does). Sequences of
-different lengths are padded and masked (:func:`pad_steps`). :func:`fit_temporal` trains it with AdamW, a cosine
+Sequences of different lengths are padded and masked (:func:`pad_steps`). :func:`fit_temporal` trains it with AdamW, a cosine
 schedule and early stopping on the validation loss (the best epoch is kept), on random crops of ``crop_steps`` steps
 when the training sequences are longer.
 """
@@ -21,9 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ActionrecError
+from ..models.temporal import KINDS, MIN_STEPS, TemporalHead, masked_mean, pad_steps
+from .phases import Activations, Datasets
 
-KINDS = ("conv", "gru")
-MIN_STEPS = 2  # a temporal head over a single step is a linear head
+__all__ = ["KINDS", "MIN_STEPS", "StepSet", "TemporalConfig", "TemporalFit", "TemporalHead", "evaluate_temporal",
+           "fit_temporal", "masked_mean", "pad_steps", "predict_temporal", "random_crops", "steps_of", "train_temporal_head"]
+
 
 
 @dataclass(frozen=True)
@@ -52,67 +52,6 @@ class TemporalConfig:
             raise ActionrecError(f"temporal head: crop_steps must be at least {MIN_STEPS}, not {self.crop_steps}")
         if not (0.0 <= self.dropout < 1.0 and self.lr > 0 and self.weight_decay >= 0 and self.patience >= 0):
             raise ActionrecError("temporal head: need 0 <= dropout < 1, lr > 0, weight_decay >= 0, patience >= 0")
-
-
-def pad_steps(sequences: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sequences of (T_i, C) steps -> zero-padded (N, max T, C) float32 and the mask of real steps (N, max T)."""
-    if not sequences:
-        raise ActionrecError("no sequences of steps to pad")
-    seqs = [torch.as_tensor(np.asarray(s), dtype=torch.float32) for s in sequences]
-    bad = [i for i, s in enumerate(seqs) if s.ndim != 2 or len(s) == 0 or s.shape[1] != seqs[0].shape[1]]
-    if bad:
-        raise ActionrecError(f"sequence {bad[0]} has shape {tuple(seqs[bad[0]].shape)}; every sequence must be (steps >= 1, {seqs[0].shape[-1]})")
-    longest = max(len(s) for s in seqs)
-    x = torch.zeros(len(seqs), longest, seqs[0].shape[1])
-    mask = torch.zeros(len(seqs), longest, dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        x[i, : len(s)], mask[i, : len(s)] = s, True
-    return x, mask
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, C) averaged over the steps where `mask` (B, T) holds -> (B, C)."""
-    weights = mask.to(x.dtype).unsqueeze(-1)
-    return (x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
-class TemporalHead(nn.Module):
-    """Per-step features (B, T, in_dim) [+ mask (B, T)] -> logits (B, num_classes): the linear head on the mean of the
-    steps plus a temporal branch (1D convolution or bidirectional GRU, mean- and max-pooled over the valid steps)."""
-
-    def __init__(self, in_dim: int, num_classes: int, kind: str = "conv", hidden: int = 128, kernel: int = 3,
-                 dropout: float = 0.5):
-        super().__init__()
-        if kind not in KINDS:
-            raise ActionrecError(f"unknown temporal head {kind!r}; choose one of: {', '.join(KINDS)}")
-        self.kind, self.in_dim, self.num_classes = kind, in_dim, num_classes
-        self.drop = nn.Dropout(dropout)
-        self.linear = nn.Linear(in_dim, num_classes)  # the linear head's path, on the mean of the steps
-        if kind == "conv":
-            self.temporal = nn.Conv1d(in_dim, hidden, kernel, padding=kernel // 2)
-            width = hidden
-        else:
-            self.temporal = nn.GRU(in_dim, hidden, batch_first=True, bidirectional=True)
-            width = 2 * hidden
-        self.out = nn.Linear(2 * width, num_classes)
-        nn.init.zeros_(self.out.weight)  # starts as the linear head; the temporal branch adds what order tells
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, steps: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if steps.ndim != 3 or steps.shape[-1] != self.in_dim:
-            raise ActionrecError(f"temporal head: expected steps (batch, steps, {self.in_dim}), got {tuple(steps.shape)}")
-        if mask is None:
-            mask = torch.ones(steps.shape[:2], dtype=torch.bool, device=steps.device)
-        x = self.drop(steps) * mask.unsqueeze(-1).to(steps.dtype)  # padding reads as the convolution's own zeros
-        if self.kind == "conv":
-            h = F.relu(self.temporal(x.transpose(1, 2))).transpose(1, 2)
-        else:  # packed, so the backward direction starts at each sequence's own last step
-            lengths = mask.sum(1).clamp_min(1).cpu()
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            h = nn.utils.rnn.pad_packed_sequence(self.temporal(packed)[0], batch_first=True, total_length=x.shape[1])[0]
-        low = torch.finfo(h.dtype).min
-        pooled = torch.cat([masked_mean(h, mask), h.masked_fill(~mask.unsqueeze(-1), low).amax(1)], dim=1)
-        return self.linear(masked_mean(x, mask)) + self.out(self.drop(pooled))
 
 
 @dataclass
@@ -214,3 +153,36 @@ def fit_temporal(head: TemporalHead, train: StepSet, val: StepSet | None, cfg: T
     head.load_state_dict(best[2])
     result.best_epoch = best[1]
     return result
+
+
+def steps_of(model: nn.Module, cut: str, data: Activations, batch_size: int = 64) -> list[torch.Tensor]:
+    """The per-step features (T', C) of every cached clip of `data`, from its activations at the cut (on the CPU)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[torch.Tensor] = []
+    with torch.no_grad():
+        for x, _ in data.batches(batch_size):
+            out += list(model.forward_steps(x.to(device), start=cut).float().cpu())
+    return out
+
+
+def train_temporal_head(model: nn.Module, cut: str, data: Datasets, cfg: TemporalConfig,
+                        say: Callable[[str], None] | None = None) -> TemporalFit:
+    """A :class:`TemporalHead` for `model`'s classes, trained on the per-step features of the cached training clips
+    (validated on the validation clips) and attached as `model.temporal_head`, which then classifies."""
+    if len(data.train) == 0:
+        raise ActionrecError("temporal head: no training clips")
+    train = StepSet.of(steps_of(model, cut, data.train), data.train.labels.tolist())
+    if train.x.shape[1] < MIN_STEPS:
+        raise ActionrecError(f"temporal head: the clips give {train.x.shape[1]} time step(s); it needs at least "
+                             f"{MIN_STEPS} (one per 8 frames): pass --frames {8 * MIN_STEPS} or more (default 64)")
+    val = StepSet.of(steps_of(model, cut, data.val), data.val.labels.tolist()) if len(data.val) else None
+    head = TemporalHead(model.num_features, model.num_classes, **architecture(cfg))
+    fit = fit_temporal(head, train, val, cfg, say)
+    model.temporal_head = head.eval().to(next(model.parameters()).device)
+    return fit
+
+
+def architecture(cfg: TemporalConfig) -> dict:
+    """The options that build the head (a run's config.json keeps them, so the run's model is rebuilt the same)."""
+    return {"kind": cfg.kind, "hidden": cfg.hidden, "kernel": cfg.kernel, "dropout": cfg.dropout}

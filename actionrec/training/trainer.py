@@ -50,6 +50,7 @@ BACKBONE_DEFAULTS = {
     "c3d": {"weights": "c3d-sports1m", "lr": 1e-3, "finetune_lr": 1e-4, "unfreeze": ("fc6", "fc7")},
 }
 NO_WEIGHTS = "none"  # --weights none: the backbone from random initialisation (not transfer learning)
+HEADS = ("linear", "temporal")
 AUTO_LR = "auto"  # --lr auto: the head's learning rate from a range test on the cached features (lr_range.py)
 
 
@@ -59,7 +60,8 @@ class TrainConfig:
 
     backbone: str = "i3d"  # architecture: i3d or c3d
     weights: str | None = None  # pretrained weights name (default: the backbone's; "none": random initialisation)
-    frames: int = 16  # frames per clip (the study: 16 central frames)
+    frames: int | None = None  # frames per clip (default: 16, the study's; 64 with the temporal head: 8 time steps)
+    head: str = "linear"  # "linear": softmax on pooled features (the study's); "temporal": over I3D's per-step features
     views: int = 1  # clips per training video: 1 central + (views - 1) augmented (offset, flip, crop jitter)
     epochs: int = 50  # head epochs (the study: 20); the epoch with the best validation loss is kept
     lr: float | str | None = None  # head learning rate, SGD with momentum; "auto": chosen by a range test on the cache
@@ -84,9 +86,15 @@ class TrainConfig:
         """One ActionrecError line for the first value out of range (the CLI and the Python API share this)."""
         if self.backbone not in BACKBONE_DEFAULTS:
             raise ActionrecError(f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONE_DEFAULTS)}")
-        whole(self.frames, "--frames", MIN_FRAMES)
-        if self.backbone == "c3d" and self.frames != 16:
+        if self.frames is not None:
+            whole(self.frames, "--frames", MIN_FRAMES)
+        if self.backbone == "c3d" and self.frames not in (None, 16):
             raise ActionrecError(f"--frames {self.frames}: C3D takes clips of exactly 16 frames (its fc6 is sized for them)")
+        if self.head not in HEADS:
+            raise ActionrecError(f"--head {self.head}: choose one of: {', '.join(HEADS)}")
+        if self.head == "temporal" and self.backbone != "i3d":
+            raise ActionrecError(f"--head temporal needs I3D's per-step features; {self.backbone} is not convolutional in "
+                                 "time (C3D's fc6 takes exactly 16 frames): use --head linear")
         for name, minimum in (("views", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("finetune_epochs", 0),
                               ("test_views", 1), ("seed", 0)):
             whole(getattr(self, name), option_name(name), minimum)
@@ -104,6 +112,7 @@ class TrainConfig:
         return replace(
             self,
             weights=self.weights or d["weights"],
+            frames=self.frames or (64 if self.head == "temporal" else 16),
             lr=self.lr if self.lr is not None else d["lr"],
             finetune_lr=self.finetune_lr if self.finetune_lr is not None else d["finetune_lr"],
             unfreeze=tuple(self.unfreeze) if self.unfreeze is not None else d["unfreeze"],
@@ -248,6 +257,7 @@ class _Training:
         self.head_test = (float("nan"), float("nan"))  # test loss and accuracy of the head alone, set by `head`
         self.rank_stats: list[dict] = []  # what each rank extracted, set by `features`
         self.lr_range = None  # the range test of --lr auto (an LRRange), set by `head`
+        self.linear_test = (float("nan"), float("nan"))  # --head temporal: the linear head's test loss and accuracy
 
     def _backbone(self, config: TrainConfig, say: Callable[[str], None]) -> nn.Module:
         """The backbone; under torchrun the first local rank of each machine loads (and if need be fetches) the weights
@@ -368,6 +378,23 @@ class _Training:
             p.requires_grad_(False)
         return best
 
+    def temporal(self, data: Datasets) -> int | None:
+        """--head temporal: the temporal head on the per-step features of the (fine-tuned) backbone, which then
+        classifies; the linear head's test figures on the same clips are kept for comparison. Its best epoch."""
+        if self.cfg.head != "temporal":
+            return None
+        from .temporal import TemporalConfig, train_temporal_head
+
+        t0 = time.perf_counter()
+        self.linear_test = evaluate(self.model, self.cut, data.test)[:2]
+        fit = train_temporal_head(self.model, self.cut, data, TemporalConfig(seed=self.cfg.seed), self.say)
+        first = len(self.history.rows)
+        for row in fit.history:
+            self.history.add(**{**row, "epoch": first + row["epoch"]})
+        self.trained_modules = [*self.trained_modules, "temporal_head"]
+        self.timing["temporal"] = time.perf_counter() - t0
+        return first + fit.best_epoch
+
     def test(self, data: Datasets, tested_videos: Sequence[Sample]) -> dict:
         """The held-out videos (`tested_videos`, those of `data.test` in order), once, with the final model, each from
         its test views; and the validation probabilities (they calibrate the timeline's per-class thresholds)."""
@@ -396,11 +423,18 @@ class _Training:
             "trained_modules": self.saved_modules(),
             "cut_endpoint": self.cut,
             "frames": cfg.frames,
+            "temporal_head": self._temporal_architecture(),
             "preprocessing": {"fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
                               "mean": spec.mean, "std": spec.std, "value_range": spec.value_range},
             "train_config": asdict(cfg),
             "versions": _versions(),
         }
+
+    def _temporal_architecture(self) -> dict | None:
+        """How the temporal head is built (load_run rebuilds it from this), None for the linear head."""
+        from .temporal import TemporalConfig, architecture
+
+        return architecture(TemporalConfig(seed=self.cfg.seed)) if self.cfg.head == "temporal" else None
 
     def saved_modules(self) -> list[str]:
         """The modules written to model.safetensors: the trained ones (a randomly initialised backbone: all)."""
@@ -421,6 +455,9 @@ class _Training:
             "test_accuracy": tested["test_accuracy"],
             "head_test_loss": head_test[0] if cfg.finetune_epochs else None,
             "head_test_accuracy": head_test[1] if cfg.finetune_epochs and cfg.unfreeze else None,
+            "head": cfg.head,
+            "linear_test_loss": self.linear_test[0] if cfg.head == "temporal" else None,
+            "linear_test_accuracy": self.linear_test[1] if cfg.head == "temporal" else None,
             "test_views": cfg.test_views,
             "per_class": tested["per_class"],
             "confusion_matrix": tested["confusion_matrix"],
@@ -473,7 +510,10 @@ class _Training:
         if finetuned is not None:
             best["finetune"] = finetuned
         metrics = None
-        if self.ranks.is_main:
+        if self.ranks.is_main:  # the temporal head (seconds on the CPU), the test and the run are rank 0's
+            temporal = self.temporal(data)
+            if temporal is not None:
+                best["temporal"] = temporal
             tested = self.test(data, readable.test)
             config = self.run_config()
             metrics = self.metrics(readable, data, best, tested)
