@@ -663,7 +663,7 @@ def table_defaults(model, data: Path, cache: Path, splits: Sequence[int], seeds:
 
 def extract_all(data: Path, cache: Path, which: str) -> None:
     """Every backbone pass the tables need (cached: a rerun skips what is there)."""
-    model = actionrec.load_model(WEIGHTS)
+    model = actionrec.load_model(WEIGHTS, fast=False)  # the eager network: deep-copied and fine-tuned below
     videos = all_videos(data)
     test1 = sorted(s.path for s in splits_of(data, 1).test)
     tests = sorted({s.path for k in (1, 2, 3) for s in splits_of(data, k).test})
@@ -693,7 +693,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.what == "extract":
         extract_all(args.data, args.cache, args.extract)
         return
-    model = actionrec.load_model(WEIGHTS)
+    model = actionrec.load_model(WEIGHTS, fast=False)  # the eager network: deep-copied and fine-tuned below
     splits = [int(k) for k in args.splits.split(",")]
     seeds = [int(k) for k in args.seeds.split(",")]
     chosen = [RECIPES[int(i)] for i in args.recipes.split(",")] if args.recipes else RECIPES

@@ -10,11 +10,12 @@ measured on a subset, side by side with ours on the same subset, and both are ex
     python bench/bench_train.py              # full workload (~5-10 min on 2 cores)
     python bench/bench_train.py --clips 48   # quicker
 
-The real workload: `--data ../shared/ucf101_subset` (391 real UCF101 clips of 3 classes, official split 1), cold
-caches, 20 + 5 epochs, once per precision of `--precision` (default: the engine's choice on this CPU), each in a fresh
-process state for the caches (the engine's compiled graphs are kept: they are made once per machine):
+The real workload: `--data ../shared/ucf101_subset` (391 real UCF101 clips of 3 classes, official splits), cold
+caches, per split, setting (`--settings`: the defaults, 1 test view, the previous defaults, the temporal head) and
+precision of `--precision` (default: the engine's choice on this CPU), each with a cold feature cache (the engine's
+compiled graphs are kept: they are made once per machine):
 
-    python bench/bench_train.py --data ../shared/ucf101_subset --precision fp32,bf16
+    python bench/bench_train.py --data ../shared/ucf101_subset --splits 1,2,3 --settings defaults,1-view
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from actionrec import load_model
 from actionrec.data.datasets import load_dataset, make_splits
 from actionrec.data.demo import write_demo_dataset
 from actionrec.data.transforms import preprocess
@@ -72,29 +72,40 @@ def study_way_epoch_seconds(backbone: str, samples, classes, frames: int, finetu
     return time.perf_counter() - t0
 
 
-def real_workload(data: Path, precisions: list[str], split: int) -> None:
-    """The real dataset end to end (cold feature cache, 20 + 5 epochs) per precision: phases and test accuracy."""
+REAL_SETTINGS = {  # --settings: what the real workload is trained with
+    "defaults": {},  # the command's defaults: 2 test views
+    "1-view": {"test_views": 1},  # the same, each test video scored from its central clip only
+    "study": {"epochs": 20, "patience": 5, "test_views": 1},  # the previous defaults: 20 + 5 epochs, early stopping
+    "temporal": {"head": "temporal"},  # the temporal head on 64-frame clips
+}
+
+
+def real_workload(data: Path, precisions: list[str], splits: list[int], settings: list[str]) -> None:
+    """The real dataset end to end (cold feature cache) per split, setting and precision: phases and test accuracy."""
     from actionrec.models.backends import openvino_version, resolve_precision
 
-    samples = load_dataset(str(data), split=split, say=lambda m: None)
-    splits = make_splits(samples, seed=0)
-    print(f"{data}: {len(samples)} clips, {len(splits.classes)} classes, split {split}; load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} at start; {time.strftime('%Y-%m-%d %H:%M')}\n")
-    print("| precision (backend) | features s | head s | finetune s | evaluate s | total s | test accuracy | before fine-tuning |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for precision in precisions:
-        os.environ["ACTIONREC_PRECISION"] = precision  # what "auto" means for the engine the trainer makes
-        work = Path(tempfile.mkdtemp(prefix="bench-train-real-"))
-        try:
-            cfg = TrainConfig(epochs=20, finetune_epochs=5, patience=0)
-            t0 = time.perf_counter()
-            metrics = train(splits, work / "run", cfg, cache_root=work / "cache", say=lambda m: None, progress=False)
-            total = time.perf_counter() - t0
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        timing, backend = metrics["timing"], "openvino" if openvino_version() else "torch"
-        print(f"| {resolve_precision(precision)} ({backend}) | " + " | ".join(f"{timing.get(k, 0):.1f}" for k in ("features", "head", "finetune", "evaluate"))
-              + f" | **{total:.1f}** | {metrics['test_accuracy']:.3f} | {metrics['head_test_accuracy']:.3f} |", flush=True)
+    print(f"{data}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at start; {time.strftime('%Y-%m-%d %H:%M')}\n")
+    print("| split | setting | precision (backend) | features s | head s | finetune s | temporal s | evaluate s | total s "
+          "| test accuracy | head only |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for split in splits:
+        samples = load_dataset(str(data), split=split, say=lambda m: None)
+        parts = make_splits(samples, seed=0)
+        for setting in settings:
+            for precision in precisions:
+                os.environ["ACTIONREC_PRECISION"] = precision  # what "auto" means for the engine the trainer makes
+                work = Path(tempfile.mkdtemp(prefix="bench-train-real-"))
+                try:
+                    t0 = time.perf_counter()
+                    metrics = train(parts, work / "run", TrainConfig(**REAL_SETTINGS[setting]), cache_root=work / "cache",
+                                    say=lambda m: None, progress=False)
+                    total = time.perf_counter() - t0
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+                timing, backend = metrics["timing"], "openvino" if openvino_version() else "torch"
+                phases = " | ".join(f"{timing.get(k, 0):.1f}" for k in ("features", "head", "finetune", "temporal", "evaluate"))
+                print(f"| {split} | {setting} | {resolve_precision(precision)} ({backend}) | {phases} | **{total:.1f}** | "
+                      f"{100 * metrics['test_accuracy']:.1f} | {100 * (metrics['head_test_accuracy'] or float('nan')):.1f} |", flush=True)
     print(f"\nload average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end; peak RSS {peak_rss_gib():.2f} GiB")
 
 
@@ -105,11 +116,12 @@ def main() -> None:
     parser.add_argument("--backbone", default="i3d", choices=("i3d", "c3d"), help="(default: %(default)s)")
     parser.add_argument("--keep", default=None, help="keep the generated videos in this folder (reused next time)")
     parser.add_argument("--data", type=Path, default=None, help="a real dataset instead (e.g. ../shared/ucf101_subset)")
-    parser.add_argument("--split", type=int, default=1, help="its official split (default: %(default)s)")
+    parser.add_argument("--splits", default="1", help="its official splits, comma-separated (default: %(default)s)")
+    parser.add_argument("--settings", default="defaults,1-view", help=f"comma-separated, of: {', '.join(REAL_SETTINGS)} (default: %(default)s)")
     parser.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16 (default: %(default)s)")
     args = parser.parse_args()
     if args.data is not None:
-        real_workload(args.data, args.precision.split(","), args.split)
+        real_workload(args.data, args.precision.split(","), [int(k) for k in args.splits.split(",")], args.settings.split(","))
         return
     torch.set_num_threads(torch.get_num_threads())
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -138,8 +150,8 @@ def main() -> None:
     t0 = time.perf_counter()
     train(sub_splits, work / "run-subset", cfg, cache_root=work / "cache-subset", say=lambda m: None, progress=False)
     ours_subset = time.perf_counter() - t0
-    head_epoch = study_way_epoch_seconds(args.backbone, sub_train, list(subset.classes), cfg.frames, finetune=False)
-    ft_epoch = study_way_epoch_seconds(args.backbone, sub_train, list(subset.classes), cfg.frames, finetune=True)
+    head_epoch = study_way_epoch_seconds(args.backbone, sub_train, list(subset.classes), cfg.resolved().frames, finetune=False)
+    ft_epoch = study_way_epoch_seconds(args.backbone, sub_train, list(subset.classes), cfg.resolved().frames, finetune=True)
     study_subset = 20 * head_epoch + 5 * ft_epoch
 
     print(f"\nworkload: {len(samples)} clips of 320x240, 175 frames at 25 fps, {len(classes)} classes; "
