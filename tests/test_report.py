@@ -208,6 +208,8 @@ def test_compare_table(tmp_path):
         assert "12.3 M / 3,075" in t
         assert "240 / 60 / 33" in t
     plain = compare_table([a, b]).splitlines()
+    views = next(line for line in plain if line.startswith("test views"))
+    assert views.split()[2:] == ["1", "1"]  # runs recorded before test views: one central clip
     surf = next(line for line in plain if line.startswith("F1 Surfing"))
     assert surf.split()[2] == "-"  # the i3d run has no Surfing class
     assert len({len(line) for line in plain[:2]}) == 1  # header and rule aligned

@@ -438,10 +438,13 @@ def compare_table(run_dirs: Sequence[str | os.PathLike], markdown: bool = False)
         ("test accuracy", [_pct(m.get("test_accuracy")) for _, m in runs]),
         ("test loss", [_dec(m.get("test_loss")) for _, m in runs]),
         ("accuracy before fine-tuning", [_pct(m.get("head_test_accuracy")) for _, m in runs]),
+        ("head (linear head on the same clips)", [f"{_text(m.get('head') or 'linear')}" + (
+            f" ({_pct(m['linear_test_accuracy'])})" if _is_num(m.get("linear_test_accuracy")) else "") for _, m in runs]),
+        ("test views", [_text(m.get("test_views", 1)) for _, m in runs]),
         ("macro F1", [_dec(macro_f1(m.get("per_class") or {})) if m.get("per_class") else "-" for _, m in runs]),
     ]
     rows += [(f"F1 {name}", [f1_of(m, name) for _, m in runs]) for name in classes]
-    rows += [(f"time {k}", [timing(m, k) for _, m in runs]) for k in ("features", "head", "finetune", "total")]
+    rows += [(f"time {k}", [timing(m, k) for _, m in runs]) for k in ("features", "head", "finetune", "temporal", "total")]
     rows.append(("clips train / val / test", [clips(m) for _, m in runs]))
 
     header = ["", *[name for name, _ in runs]]
