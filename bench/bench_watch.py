@@ -252,7 +252,8 @@ def engine_degradation(name: str, rounds: int, variants: bool, busy_for: float, 
                     busy.wait()
     lines = [f"\n**The engine alone, {name}, batch 1** ({rounds} rounds of alternating quiet / loaded phases; "
              f"load average (1 min) {min(loads['quiet']):.2f}-{max(loads['quiet']):.2f} quiet, "
-             f"{min(loads['loaded']):.2f}-{max(loads['loaded']):.2f} loaded):\n",
+             f"{min(loads['loaded']):.2f}-{max(loads['loaded']):.2f} loaded, read 1 s after the competing process started: "
+             "the 1-minute average lags it):\n",
              "| variant | quiet clips/s | loaded clips/s | kept |", "|---|---:|---:|---:|"]
     for label, (_, clips) in jobs.items():
         quiet, loaded = (clips / statistics.median(times[label][p]) for p in ("quiet", "loaded"))
