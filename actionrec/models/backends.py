@@ -10,7 +10,9 @@
 * ``$ACTIONREC_PRECISION`` and ``$ACTIONREC_BACKEND``, when set, are what "auto" means (e.g. for a whole job).
 * Threads: OpenVINO's LATENCY hint on every core (its default). Measured with a competing 2-thread process on 2
   cores (bench_i3d.py --busy), it kept 0.45-0.47 of its speed, more than 1 thread (0.34-0.39) or 2 streams of 1
-  thread (0.34-0.50), while PyTorch's OpenMP path kept 0.21-0.34.
+  thread (0.34-0.50), while PyTorch's OpenMP path kept 0.21-0.34; bench_watch.py, alternating quiet and loaded phases
+  in one process, measured 0.40-0.42 for it, and 0.41 without CPU pinning. One thread or the THROUGHPUT hint keep a
+  larger share (0.60-0.64) of half the speed, and are slower under load too, so the default stays.
 
 OpenVINO models are made lazily, one per graph (see graph_for) and input shape: ``torch.export`` (static shapes, so I3D's SAME
 padding is constant; the batch is dynamic) -> ``openvino.convert_model`` -> an IR saved under
