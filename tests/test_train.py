@@ -53,6 +53,16 @@ def test_run_directory_holds_model_metrics_plots_and_report(run):
     assert page.count("data:image/png;base64,") == 2
 
 
+def test_the_run_records_the_engine_that_computed_its_features(run):
+    from actionrec.models.backends import resolve_precision
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["engine"]["precision"] == resolve_precision("auto")  # bf16 only where this CPU has it natively
+    assert config["engine"]["backend"] in ("openvino", "torch")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["engine"]["precision"] == config["engine"]["precision"] and "cpu_flags" in metrics["engine"]
+
+
 def test_test_videos_are_scored_from_two_views_and_every_miss_is_in_the_gallery(run):
     metrics = json.loads((run / "metrics.json").read_text())
     preds, classes = metrics["test_predictions"], metrics["classes"]

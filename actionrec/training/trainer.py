@@ -427,6 +427,8 @@ class _Training:
             "preprocessing": {"fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
                               "mean": spec.mean, "std": spec.std, "value_range": spec.value_range},
             "train_config": asdict(cfg),
+            # what computed the cached features: runs on machines of another precision or backend differ slightly
+            "engine": {"backend": self.cache.engine.backend, "precision": self.cache.engine.precision},
             "versions": _versions(),
         }
 
@@ -474,6 +476,7 @@ class _Training:
             "config": asdict(cfg),
             "feature_cache": {**self.cache.describe(), "backbone_clips": sum(r["backbone_clips"] for r in self.rank_stats)},
             "distributed": self.describe_ranks(),
+            "engine": self.cache.engine.describe(),
             "versions": _versions(),
         }
 
