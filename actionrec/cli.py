@@ -129,7 +129,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{metrics['clips']} clips: accuracy {metrics['test_accuracy']:.3f}, loss {metrics['test_loss']:.3f}")
+        views = metrics["test_views"]
+        print(f"{metrics['clips']} videos ({'the central clip' if views == 1 else f'{views} clips each, averaged'}): "
+              f"accuracy {metrics['test_accuracy']:.3f}, loss {metrics['test_loss']:.3f}")
         for label, m in metrics["per_class"].items():
             print(f"  {label}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} support {m['support']}")
     return 1 if metrics["skipped"] else 0
