@@ -537,7 +537,7 @@ def _section_gallery(m: Mapping[str, Any]) -> str:
     from .gallery import gallery_section, misclassified
 
     preds, classes = m.get("test_predictions"), [str(c) for c in (m.get("classes") or [])]
-    if not isinstance(preds, list) or not classes:
+    if not isinstance(preds, list) or not preds or not classes:  # runs from before it, or no test videos
         return ""
     try:
         misses = misclassified([p["video"] for p in preds], [classes.index(p["label"]) for p in preds],
