@@ -130,7 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
     else:
         views = metrics["test_views"]
-        print(f"{metrics['clips']} videos ({'the central clip' if views == 1 else f'{views} clips each, averaged'}): "
+        print(f"{metrics['videos']} videos ({'the central clip' if views == 1 else f'{views} clips each, averaged'}): "
               f"accuracy {metrics['test_accuracy']:.3f}, loss {metrics['test_loss']:.3f}")
         for label, m in metrics["per_class"].items():
             print(f"  {label}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} support {m['support']}")

@@ -246,7 +246,8 @@ class InferenceModel(nn.Module):
         return self._run(x, endpoint)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits (..., K) of pooled or per-step features (..., C)."""
+        """Logits (..., K) of the linear head on pooled or per-step features (..., C). A run trained with
+        ``--head temporal`` classifies with its temporal head (``model(x)``), so there this is not ``model(x)``."""
         self._check_no_grad(features)
         with torch.inference_mode():
             y = self.engine.model.forward_head(features.to(self.engine.device).float()).float()

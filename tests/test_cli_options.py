@@ -70,7 +70,8 @@ BAD_TRAIN = [
     (["--frames", "-5"], "--frames"), (["--lr", "-1"], "--lr"), (["--lr", "nan"], "--lr"), (["--dropout", "1.5"], "--dropout"),
     (["--epochs", "-1"], "--epochs"), (["--finetune-lr", "inf"], "--finetune-lr"), (["--views", "0"], "--views"),
     (["--val-fraction", "1"], "--val-fraction"), (["--seed", "-1"], "--seed"), (["--backbone", "c3d", "--frames", "32"], "--frames 32"),
-    (["--test-views", "0"], "--test-views"),
+    (["--test-views", "0"], "--test-views"), (["--head", "temporal", "--frames", "8"], "--frames 8"),
+    (["--head", "temporal", "--backbone", "c3d"], "--head temporal"),
 ]
 
 

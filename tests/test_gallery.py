@@ -56,7 +56,7 @@ def test_the_section_inlines_one_strip_per_miss_with_classes_and_probabilities(c
     assert page.startswith('<section class="gallery">') and page.endswith("</section>")
     images = re.findall(r'src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 1 and Image.open(io.BytesIO(base64.b64decode(images[0]))).size == (6 * 96, 72)
-    assert "1 clip(s) of 40 misclassified" in page and "v_Jump_g01_c01.mp4" in page
+    assert "1 video(s) of 40 misclassified" in page and "v_Jump_g01_c01.mp4" in page
     assert "Run &lt;b&gt;" in page and "<b>Run <b>" not in page  # class names are escaped
     assert "70.0 %" in page and "25.0 %" in page and "(true)" in page and "(predicted)" in page
 
@@ -75,4 +75,4 @@ def test_entries_beyond_the_limit_are_listed_without_frames(coded_video):
 
 
 def test_no_mistakes_says_so():
-    assert "every test clip of 12 was classified correctly" in gallery_section([], total=12)
+    assert "every test video of 12 was classified correctly" in gallery_section([], total=12)

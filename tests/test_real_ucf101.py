@@ -26,6 +26,6 @@ def test_defaults_on_real_ucf101_split1(tmp_path, i3d_kinetics, capsys):
     assert metrics["test_accuracy"] >= MEASURED - 0.02, metrics["test_accuracy"]
     assert metrics["test_accuracy"] >= metrics["head_test_accuracy"]  # fine-tuning no worse than the head alone
     assert metrics["test_views"] == 2 and len(metrics["test_predictions"]) == sum(c["test"] for c in metrics["splits"]["counts"].values())
-    assert "Misclassified test clips" in (out / "report.html").read_text()
+    assert "Misclassified test videos" in (out / "report.html").read_text()
     for name in ("model.safetensors", "config.json", "report.html", "curves.png", "confusion.png"):
         assert (out / name).is_file(), name

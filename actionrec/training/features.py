@@ -239,7 +239,7 @@ class FeatureCache:
         (read_entry); a damaged one is computed again. Nothing is kept in memory.
         """
         work = list(videos)[rank::world]
-        result: dict[tuple[str, int], Path] = {}
+        result: dict[tuple[str, View], Path] = {}
         todo: list[tuple[str, str, list[View]]] = []
         for video in work:
             wanted = list(views(video) if callable(views) else views)

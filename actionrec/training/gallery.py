@@ -103,13 +103,13 @@ def _entry(miss: Miss, with_strip: bool) -> str:
 
 
 def gallery_section(misses: Sequence[Miss], total: int | None = None, max_shown: int = MAX_SHOWN) -> str:
-    """The HTML section (heading included) for report.html; `total` is the number of test clips."""
-    out = ['<section class="gallery">', _STYLE, "<h2>Misclassified test clips</h2>"]
+    """The HTML section (heading included) for report.html; `total` is the number of test videos."""
+    out = ['<section class="gallery">', _STYLE, "<h2>Misclassified test videos</h2>"]
     of = f" of {total}" if total is not None else ""
     if not misses:
-        out.append(f"<p>None: every test clip{of} was classified correctly.</p></section>")
+        out.append(f"<p>None: every test video{of} was classified correctly.</p></section>")
         return "".join(out)
-    out.append(f"<p>{len(misses)} clip(s){of} misclassified, the most confident mistakes first (a very confident one "
+    out.append(f"<p>{len(misses)} video(s){of} misclassified, the most confident mistakes first (a very confident one "
                "is worth checking for a wrong label). Frames are spread over the whole video.</p>")
     out += [_entry(m, i < max_shown) for i, m in enumerate(misses)]
     if len(misses) > max_shown:

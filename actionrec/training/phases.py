@@ -59,7 +59,7 @@ class Activations:
     """Cached activations of a list of clips, read from disk batch by batch (memory stays flat).
 
     `owners[i]` is the index of the video clip i was cut from (default: a video per clip); a video scored from several
-    clips (test-time views) gets the mean of their probabilities (:func:`video_probabilities`)."""
+    clips (test-time views) gets the mean of their probabilities (:func:`scores`)."""
 
     def __init__(self, paths: Sequence[Path], labels: Sequence[int], owners: Sequence[int] | None = None):
         self.paths, self.labels = list(paths), torch.tensor(list(labels), dtype=torch.long)

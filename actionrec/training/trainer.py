@@ -95,6 +95,9 @@ class TrainConfig:
         if self.head == "temporal" and self.backbone != "i3d":
             raise ActionrecError(f"--head temporal needs I3D's per-step features; {self.backbone} is not convolutional in "
                                  "time (C3D's fc6 takes exactly 16 frames): use --head linear")
+        if self.head == "temporal" and self.frames is not None and self.frames < 16:
+            raise ActionrecError(f"--frames {self.frames}: --head temporal needs at least 2 time steps (one per 8 frames): "
+                                 "pass --frames 16 or more (default 64)")
         for name, minimum in (("views", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("finetune_epochs", 0),
                               ("test_views", 1), ("seed", 0)):
             whole(getattr(self, name), option_name(name), minimum)
@@ -357,10 +360,17 @@ class _Training:
         rank); kept for the report."""
         from .lr_range import lr_range_test
 
+        cfg = self.cfg
         for p in phase.parameters():
             p.requires_grad_(True)
+        phase.model.drop.train()  # as in the head's steps
+
+        def sgd(params, lr: float) -> torch.optim.Optimizer:  # the head's own optimiser (see fit)
+            return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
         result = lr_range_test(phase.net, phase.pooled_train, phase.data.train.labels.to(phase.device),
-                               batch_size=self.cfg.batch_size, seed=self.cfg.seed)
+                               batch_size=cfg.batch_size, optimizer=sgd, seed=cfg.seed)
+        phase.model.drop.eval()
         self.lr_range = from_main(result, self.ranks)
         self.say(f"head: {self.lr_range.describe()}")
         return self.lr_range.chosen
@@ -371,8 +381,12 @@ class _Training:
         if cfg.finetune_epochs and cfg.unfreeze:
             t0 = time.perf_counter()
             phase = FinetunePhase(self.model, self.cut, data, cfg.unfreeze, cfg.finetune_lr, cfg.finetune_epochs)
-            self.trained_modules = phase.modules
+            started_after = len(self.history.rows)
             best = fit(phase, cfg, self.history, self.say, self.ranks)
+            if best == started_after:  # no epoch beat the head's state, which was put back: nothing else was trained
+                best = None
+            else:
+                self.trained_modules = phase.modules
             self.timing["finetune"] = time.perf_counter() - t0
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -584,6 +598,6 @@ def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_ro
     data = _activations(samples, entries, classes, test_views_of(views))
     loss, acc, pred = evaluate(model, cut, data)
     per_class, confusion = report.per_class_metrics(data.video_labels.numpy(), pred, classes)
-    return {"run": str(run_dir), "classes": classes, "clips": data.videos, "test_views": views, "test_loss": loss,
+    return {"run": str(run_dir), "classes": classes, "videos": data.videos, "test_views": views, "test_loss": loss,
             "test_accuracy": acc, "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped.files,
             "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
