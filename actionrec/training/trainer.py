@@ -526,16 +526,18 @@ class _Training:
         finetuned = self.finetune(data)
         if finetuned is not None:
             best["finetune"] = finetuned
-        metrics = None
-        if self.ranks.is_main:  # the temporal head (seconds on the CPU), the test and the run are rank 0's
-            temporal = self.temporal(data)
-            if temporal is not None:
-                best["temporal"] = temporal
-            tested = self.test(data, readable.test)
-            config = self.run_config()
-            metrics = self.metrics(readable, data, best, tested)
-            self.write(config, metrics)
-        return from_main(metrics, self.ranks)
+        # the temporal head (seconds on the CPU), the test and the run are rank 0's; its error stops every rank
+        return distributed.main_decides(self.ranks, lambda: self.finish(readable, data, best))
+
+    def finish(self, readable: Splits, data: Datasets, best: dict) -> dict:
+        """The temporal head if any, the test, and the run directory written; the run's metrics."""
+        temporal = self.temporal(data)
+        if temporal is not None:
+            best["temporal"] = temporal
+        tested = self.test(data, readable.test)
+        metrics = self.metrics(readable, data, best, tested)
+        self.write(self.run_config(), metrics)
+        return metrics
 
 
 def train(
