@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 METRICS_FILE = "metrics.json"
-_TIMING_ORDER = ("decode", "features", "head", "finetune", "evaluate", "total")
+_TIMING_ORDER = ("decode", "features", "head", "finetune", "temporal", "evaluate", "total")
 _SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -375,7 +375,11 @@ def summary_text(metrics: Mapping[str, Any]) -> str:
     lines = []
     head = f"{metrics.get('run') or 'run'}: {metrics.get('backbone') or '?'} ({metrics.get('weights') or '?'})"
     lines.append(head)
-    lines.append(f"  test accuracy {_pct(metrics.get('test_accuracy'))}, test loss {_dec(metrics.get('test_loss'))}")
+    views = metrics.get("test_views")
+    scored = f" ({int(views)} clips per video)" if _is_num(views) and views > 1 else ""
+    lines.append(f"  test accuracy {_pct(metrics.get('test_accuracy'))}{scored}, test loss {_dec(metrics.get('test_loss'))}")
+    if _is_num(metrics.get("linear_test_accuracy")):
+        lines.append(f"  temporal head {_pct(metrics.get('test_accuracy'))} vs linear head {_pct(metrics['linear_test_accuracy'])} on the same clips")
     before, after = metrics.get("head_test_accuracy"), metrics.get("test_accuracy")
     if _is_num(before):
         delta = f" ({100 * (float(after) - float(before)):+.1f} points)" if _is_num(after) else ""
