@@ -355,7 +355,7 @@ def _confusion_png(cm: Sequence[Sequence[Any]], classes: Sequence[str]) -> bytes
     ax.set_title("confusion matrix (test set)")
     ax.tick_params(length=0)
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
-    cb.set_label("clips")
+    cb.set_label("videos")
     return _png_bytes(fig)
 
 
