@@ -24,7 +24,7 @@ MIN_STEPS = 2  # a temporal head over a single step is a linear head
 
 def pad_steps(sequences: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequences of (T_i, C) steps -> zero-padded (N, max T, C) float32 and the mask of real steps (N, max T)."""
-    if not sequences:
+    if len(sequences) == 0:  # a list, or a tensor of sequences of one length
         raise ActionrecError("no sequences of steps to pad")
     seqs = [torch.as_tensor(np.asarray(s), dtype=torch.float32) for s in sequences]
     bad = [i for i, s in enumerate(seqs) if s.ndim != 2 or len(s) == 0 or s.shape[1] != seqs[0].shape[1]]

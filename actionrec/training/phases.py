@@ -118,13 +118,20 @@ def top_logits(model: nn.Module, cut: str, x: torch.Tensor) -> torch.Tensor:
     return model.forward_logits(x, start=cut)
 
 
+def from_cache(model: nn.Module, data: Activations, forward: Callable[[torch.Tensor], torch.Tensor],
+               empty: tuple[int, ...]) -> torch.Tensor:
+    """`forward` of the cached activations of every clip of `data` (moved to the model's device batch by batch), without
+    gradients, concatenated on that device; a tensor of shape `empty` when there are no clips."""
+    device = device_of(model)
+    with torch.no_grad():
+        parts = [forward(x.to(device)) for x, _ in data.batches(EVAL_BATCH)]
+    return torch.cat(parts) if parts else torch.zeros(empty, device=device)
+
+
 def clip_log_probs(model: nn.Module, cut: str, data: Activations) -> torch.Tensor:
     """Log-softmax of the top on every cached clip (N, K), in eval mode, on the CPU."""
     model.eval()
-    device = device_of(model)
-    with torch.no_grad():
-        parts = [top_logits(model, cut, x.to(device)).float().log_softmax(-1).cpu() for x, _ in data.batches(EVAL_BATCH)]
-    return torch.cat(parts) if parts else torch.zeros(0, model.num_classes)
+    return from_cache(model, data, lambda x: top_logits(model, cut, x).float().log_softmax(-1), (0, model.num_classes)).cpu()
 
 
 def video_log_probs(log_probs: torch.Tensor, owners: torch.Tensor, videos: int) -> torch.Tensor:
@@ -160,10 +167,7 @@ def probabilities(model: nn.Module, cut: str, data: Activations) -> np.ndarray:
 
 def pooled(model: nn.Module, cut: str, data: Activations) -> torch.Tensor:
     """The pooled features (the head's input) of cached activations, on the model's device."""
-    device = device_of(model)
-    with torch.no_grad():
-        parts = [model.forward_features(x.to(device), start=cut) for x, _ in data.batches(EVAL_BATCH)]
-    return torch.cat(parts) if parts else torch.zeros(0, model.num_features, device=device)
+    return from_cache(model, data, lambda x: model.forward_features(x, start=cut), (0, model.num_features))
 
 
 def pooled_by_all(model: nn.Module, cut: str, data: Activations, ranks: Ranks = SINGLE) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import ActionrecError
 from ..models.temporal import KINDS, MIN_STEPS, TemporalHead, masked_mean, pad_steps
-from .phases import Activations, Datasets
+from .phases import Activations, Datasets, device_of, from_cache
 
 __all__ = ["KINDS", "MIN_STEPS", "StepSet", "TemporalConfig", "TemporalFit", "TemporalHead", "evaluate_temporal",
            "fit_temporal", "masked_mean", "pad_steps", "predict_temporal", "random_crops", "steps_of", "train_temporal_head"]
@@ -155,15 +155,11 @@ def fit_temporal(head: TemporalHead, train: StepSet, val: StepSet | None, cfg: T
     return result
 
 
-def steps_of(model: nn.Module, cut: str, data: Activations, batch_size: int = 64) -> list[torch.Tensor]:
-    """The per-step features (T', C) of every cached clip of `data`, from its activations at the cut (on the CPU)."""
+def steps_of(model: nn.Module, cut: str, data: Activations) -> torch.Tensor:
+    """The per-step features (N, T', C) of every cached clip of `data`, from its activations at the cut (on the CPU)."""
     model.eval()
-    device = next(model.parameters()).device
-    out: list[torch.Tensor] = []
-    with torch.no_grad():
-        for x, _ in data.batches(batch_size):
-            out += list(model.forward_steps(x.to(device), start=cut).float().cpu())
-    return out
+    steps = lambda x: model.forward_steps(x, start=cut).float()  # noqa: E731
+    return from_cache(model, data, steps, (0, 0, model.num_features)).cpu()
 
 
 def train_temporal_head(model: nn.Module, cut: str, data: Datasets, cfg: TemporalConfig,
@@ -179,7 +175,7 @@ def train_temporal_head(model: nn.Module, cut: str, data: Datasets, cfg: Tempora
     val = StepSet.of(steps_of(model, cut, data.val), data.val.labels.tolist()) if len(data.val) else None
     head = TemporalHead(model.num_features, model.num_classes, **architecture(cfg))
     fit = fit_temporal(head, train, val, cfg, say)
-    model.temporal_head = head.eval().to(next(model.parameters()).device)
+    model.temporal_head = head.eval().to(device_of(model))
     return fit
 
 
