@@ -389,10 +389,11 @@ def _epoch(phase: Phase, net: nn.Module, batches: list[list[int]], optimizer, sc
     return loss_sum, correct, clips
 
 
-def fit(phase: Phase, cfg: TrainConfig, history: History, say: Callable[[str], None], ranks: Ranks = SINGLE) -> int:
+def fit(phase: Phase, cfg: TrainConfig, history: History, say: Callable[[str], None], ranks: Ranks = SINGLE) -> int | None:
     """SGD with momentum, L2, a cosine schedule and early stopping on the validation loss; the phase's modules end
-    at their best epoch, which is returned. Under torchrun: DDP (see the module doc); the history rows hold the
-    training figures of all ranks together and rank 0's validation, so every rank decides the same."""
+    at their best epoch, which is returned (None: a phase that `keeps_start` kept the state it started from). Under
+    torchrun: DDP (see the module doc); the history rows hold the training figures of all ranks together and rank 0's
+    validation, so every rank decides the same."""
     params = phase.parameters()
     for p in params:
         p.requires_grad_(True)
@@ -420,6 +421,7 @@ def fit(phase: Phase, cfg: TrainConfig, history: History, say: Callable[[str], N
             say(f"{phase.name}: early stop, validation loss has not improved for {cfg.patience} epochs")
             break
     phase.restore(best[2])
-    if best[1] == first_epoch - 1:
+    if phase.keeps_start and best[1] == first_epoch - 1:
         say(f"{phase.name}: no epoch improved the validation loss of the state it started from; that state is kept")
+        return None
     return best[1]

@@ -381,11 +381,8 @@ class _Training:
         if cfg.finetune_epochs and cfg.unfreeze:
             t0 = time.perf_counter()
             phase = FinetunePhase(self.model, self.cut, data, cfg.unfreeze, cfg.finetune_lr, cfg.finetune_epochs)
-            started_after = len(self.history.rows)
             best = fit(phase, cfg, self.history, self.say, self.ranks)
-            if best == started_after:  # no epoch beat the head's state, which was put back: nothing else was trained
-                best = None
-            else:
+            if best is not None:  # None: no epoch beat the head's state, which was put back
                 self.trained_modules = phase.modules
             self.timing["finetune"] = time.perf_counter() - t0
         for p in self.model.parameters():
