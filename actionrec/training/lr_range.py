@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ Optimizer = Callable[[Sequence[nn.Parameter], float], torch.optim.Optimizer]
 
 
 def sgd(params: Sequence[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """The softmax head's optimiser: SGD with momentum 0.9 and L2 1e-4 (the trainer's)."""
+    """The default optimiser: SGD with momentum 0.9 and L2 1e-4 (TrainConfig's defaults; the trainer passes the run's own)."""
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
 
 
@@ -43,6 +44,16 @@ class LRRange:
     def describe(self) -> str:
         end = f"diverges at {self.diverged:.2g}" if self.diverged else "never diverged"
         return f"lr {self.chosen:.2g} by range test (steepest descent at {self.steepest:.2g}, {end})"
+
+    def to_dict(self) -> dict:
+        """For metrics.json (read back by :meth:`from_dict` for the report)."""
+        return {"lrs": np.round(self.lrs, 8).tolist(), "losses": np.round(self.losses, 6).tolist(), "chosen": self.chosen,
+                "steepest": self.steepest, "diverged": self.diverged, "described": self.describe()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LRRange:
+        return cls(np.asarray(d["lrs"], float), np.asarray(d["losses"], float), float(d["chosen"]), float(d["steepest"]),
+                   d.get("diverged"))
 
 
 def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> list[list[int]]:

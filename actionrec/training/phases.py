@@ -389,6 +389,11 @@ def _epoch(phase: Phase, net: nn.Module, batches: list[list[int]], optimizer, sc
     return loss_sum, correct, clips
 
 
+def sgd(params: Sequence[nn.Parameter], lr: float, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of every phase (and of the head's range test, `--lr auto`): SGD with the run's momentum and L2."""
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 def fit(phase: Phase, cfg: TrainConfig, history: History, say: Callable[[str], None], ranks: Ranks = SINGLE) -> int | None:
     """SGD with momentum, L2, a cosine schedule and early stopping on the validation loss; the phase's modules end
     at their best epoch, which is returned (None: a phase that `keeps_start` kept the state it started from). Under
@@ -401,7 +406,7 @@ def fit(phase: Phase, cfg: TrainConfig, history: History, say: Callable[[str], N
         torch.manual_seed(cfg.seed + 1000 * ranks.rank + phase.seed_offset)  # dropout masks differ between ranks
     net = _wrapped(phase, ranks)
     order = TrainingOrder(len(phase.data.train), cfg.batch_size, cfg.seed + phase.seed_offset, ranks)
-    optimizer = torch.optim.SGD(params, lr=phase.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = sgd(params, phase.lr, cfg)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(phase.epochs * order.steps, 1))
     mixed = Mixed(phase.device, phase.mixed)
     first_epoch = len(history.rows) + 1

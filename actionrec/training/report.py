@@ -529,8 +529,7 @@ def _section_lr_range(m: Mapping[str, Any]) -> str:
     r = m.get("lr_range")
     if not isinstance(r, Mapping):
         return ""
-    result = LRRange(np.asarray(r["lrs"], float), np.asarray(r["losses"], float), float(r["chosen"]),
-                     float(r["steepest"]), r.get("diverged"))
+    result = LRRange.from_dict(r)
     return ("<h2>Learning rate (range test)</h2>" + f"<p>{_e(result.describe())}: the head trained for a short run "
             "with the rate growing step by step; the chosen rate is where the loss falls fastest.</p>"
             + _img(curve_png(result), "learning-rate range test"))

@@ -40,7 +40,7 @@ from .checks import MIN_FRAMES, number, option_name, whole
 from .console import Skipped, progress_bar, stderr_line
 from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
 from .outdir import claim_run_dir, writable_dir
-from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities, scores
+from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities, scores, sgd
 from .runs import load_run, run_test_views, save_run
 
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
@@ -364,12 +364,8 @@ class _Training:
         for p in phase.parameters():
             p.requires_grad_(True)
         phase.model.drop.train()  # as in the head's steps
-
-        def sgd(params, lr: float) -> torch.optim.Optimizer:  # the head's own optimiser (see fit)
-            return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
         result = lr_range_test(phase.net, phase.pooled_train, phase.data.train.labels.to(phase.device),
-                               batch_size=cfg.batch_size, optimizer=sgd, seed=cfg.seed)
+                               batch_size=cfg.batch_size, optimizer=lambda params, lr: sgd(params, lr, cfg), seed=cfg.seed)
         phase.model.drop.eval()
         self.lr_range = from_main(result, self.ranks)
         self.say(f"head: {self.lr_range.describe()}")
@@ -475,7 +471,7 @@ class _Training:
             "per_class": tested["per_class"],
             "confusion_matrix": tested["confusion_matrix"],
             "test_predictions": tested["test_predictions"],
-            "lr_range": self.describe_lr_range(),
+            "lr_range": self.lr_range.to_dict() if self.lr_range is not None else None,
             "splits": {"policy": splits.policy, "counts": splits.counts(), "clips": data.sizes()},
             "skipped": self.skipped.files,
             "val_probs": np.round(tested["val_probs"], 6).tolist(),
@@ -490,14 +486,6 @@ class _Training:
             "engine": self.cache.engine.describe(),
             "versions": _versions(),
         }
-
-    def describe_lr_range(self) -> dict | None:
-        """The range test of --lr auto (rates, smoothed losses, the choice) for metrics.json and the report."""
-        r = self.lr_range
-        if r is None:
-            return None
-        return {"lrs": np.round(r.lrs, 8).tolist(), "losses": np.round(r.losses, 6).tolist(), "chosen": r.chosen,
-                "steepest": r.steepest, "diverged": r.diverged, "described": r.describe()}
 
     def describe_ranks(self) -> dict:
         """Where the run ran: world, process group backend, device, threads per rank, and what each rank extracted."""
