@@ -224,18 +224,23 @@ class I3D(EndpointNetwork):
         if self.temporal_head is None:
             return super().forward_features_and_logits(x)
         top = self.forward_until(x, "Mixed_5c")  # once, for both
-        return self.pool(top), self.temporal_head(top.mean(dim=(3, 4)).transpose(1, 2))
+        return self.pool(top), self.temporal_head(_per_step(top))
 
     def forward_steps(self, x: torch.Tensor, start: str | None = None) -> torch.Tensor:
         """Features per time step (B, T', 1024): Mixed_5c averaged over space, one step per 8 input frames. A window's
         pooled feature is close to the mean of its steps (DeepMind's (2, 7, 7) pool weighs the end steps half)."""
-        return self.forward_until(x, "Mixed_5c", start).mean(dim=(3, 4)).transpose(1, 2)
+        return _per_step(self.forward_until(x, "Mixed_5c", start))
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head by a fresh one with `num_classes` outputs (and drop a temporal head)."""
         self.num_classes = num_classes
         self.head = nn.Linear(FEATURE_DIM, num_classes)
         self.temporal_head = None
+
+
+def _per_step(top: torch.Tensor) -> torch.Tensor:
+    """Mixed_5c (B, C, T', H', W') averaged over space -> (B, T', C): one feature vector per time step."""
+    return top.mean(dim=(3, 4)).transpose(1, 2)
 
 
 def _flax_unit_keys(prefix: str, flax_name: str, has_bn: bool = True) -> dict[str, tuple[str, ...]]:

@@ -570,7 +570,8 @@ def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_ro
 
     model = load_run(run_dir)
     run = model.info.run
-    views = run_test_views(model.info) if test_views is None else whole(test_views, "--test-views", 1)
+    count = run_test_views(model.info) if test_views is None else whole(test_views, "--test-views", 1)
+    views = test_views_of(count)
     classes = list(model.info.categories)
     unknown = sorted({s.label for s in samples} - set(classes))
     if unknown:
@@ -580,11 +581,11 @@ def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_ro
     skipped = Skipped(warn)
     t0 = time.perf_counter()
     bar = progress_bar("features", "video", progress, total=len(samples))
-    entries = cache.extract([s.path for s in samples], views=test_views_of(views), on_error=skipped, progress=bar.update)
+    entries = cache.extract([s.path for s in samples], views=views, on_error=skipped, progress=bar.update)
     bar.close()
-    data = _activations(samples, entries, classes, test_views_of(views))
+    data = _activations(samples, entries, classes, views)
     loss, acc, pred = evaluate(model, cut, data)
     per_class, confusion = report.per_class_metrics(data.video_labels.numpy(), pred, classes)
-    return {"run": str(run_dir), "classes": classes, "videos": data.videos, "test_views": views, "test_loss": loss,
+    return {"run": str(run_dir), "classes": classes, "videos": data.videos, "test_views": count, "test_loss": loss,
             "test_accuracy": acc, "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped.files,
             "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
