@@ -93,10 +93,11 @@ def start_server(settings, preloaded=None) -> Live:
 
     from actionrec.serve.app import create_app
     from actionrec.serve.cli import listen
+    from actionrec.serve.connections import uvicorn_config
 
     app = create_app(settings, preloaded)
     sock = listen("127.0.0.1", 0)
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    uv = uvicorn.Server(uvicorn_config(app, settings))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not uv.started:
@@ -316,7 +317,7 @@ def test_uploads_oversize_bad_names_and_bad_files_get_clear_json_errors(tmp_path
         assert status == 200 and body["name"] == "my clip_ rm.mp4"
         assert [p.relative_to(uploads).parts[1:] for p in uploads.rglob("*.mp4")] == [("my clip_ rm.mp4",)]
         assert server.call("POST", "/api/jobs", {"upload": "../../etc"})[0] == 403
-        assert server.call("POST", "/api/jobs", {"upload": "0" * 32})[0] == 400
+        assert server.call("POST", "/api/jobs", {"upload": "0" * 32})[0] == 404
         assert server.call("POST", "/api/jobs", {"mode": "clip"})[0] == 422
     finally:
         server.stop()
@@ -468,7 +469,7 @@ def test_runs_listed_compared_and_trained_from_the_page(demo_run, tmp_path):
         assert [r["name"] for r in listed] == ["first_try"] and listed[0]["report"]
         status, html, _ = server.call("GET", "/api/runs/first_try/report")
         assert status == 200 and b"<html" in html.lower()
-        assert server.call("GET", "/api/runs/linked/report")[0] == 400
+        assert server.call("GET", "/api/runs/linked/report")[0] == 404
         table = server.call("GET", "/api/compare?runs=first_try&runs=first_try")[1]["table"]
         assert "first_try" in table
         models = [m["name"] for m in server.call("GET", "/api/models")[1]["models"]]

@@ -9,7 +9,7 @@ const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2
 const NONE_COLOUR = "#c9c9c9";
 
 const state = {
-  jobs: new Map(), mine: new Set(), shown: null, windows: null, flags: [], uploads: [], uploading: 0,
+  jobs: new Map(), mine: new Set(), opened: new Set(), shown: null, windows: null, flags: [], uploads: [], uploading: 0,
   pickerPath: "", info: null, pollTimer: null,
 };
 
@@ -123,6 +123,13 @@ async function createJob(source) {
   return job;
 }
 
+// A job made in this page opens once, when it is first seen done: after a minute or at once (a cached result).
+function openMine(job) {
+  if (job.status !== "done" || !state.mine.has(job.id) || state.opened.has(job.id)) return;
+  state.opened.add(job.id);
+  if (!state.shown || state.shown.auto) openJob(job.id, true);
+}
+
 async function refreshJobs() {
   const { jobs } = await api("/jobs");
   const before = new Map(state.jobs);
@@ -130,9 +137,8 @@ async function refreshJobs() {
   renderJobs();
   for (const job of jobs) {
     const old = before.get(job.id);
-    const justDone = old && old.status !== "done" && job.status === "done";
-    if (justDone && state.mine.has(job.id) && (!state.shown || state.shown.auto)) openJob(job.id, true);
-    if (justDone && state.shown && job.parent === state.shown.id) showCensored(job);
+    openMine(job);
+    if (job.status === "done" && old && old.status !== "done" && state.shown && job.parent === state.shown.id) showCensored(job);
   }
   return jobs.some((j) => j.status === "queued" || j.status === "running");
 }
@@ -428,6 +434,8 @@ async function start() {
   wire();
   try {
     state.info = await api("/info");
+    $("train-epochs").value = state.info.train_defaults.epochs;
+    $("train-finetune").value = state.info.train_defaults.finetune_epochs;
     $("browse").hidden = !state.info.data_root;
     $("train").disabled = !state.info.data_root;
     if (!state.info.data_root) $("train-note").textContent = "Training needs the server started with --data-root (the folder of datasets).";
