@@ -198,6 +198,8 @@ class Guard:
         if method not in SAFE_METHODS and not path.startswith(STREAMED):
             limit = int(self.server.settings.max_body_kb * 1000)
             body = await _read_body(receive, headers, limit)
+            if body is GONE:
+                return None  # the client went away (or sent its body too slowly): no one to answer
             if body is None:
                 return await _reject(send, 413, f"the request body is over {limit // 1000} kB (--max-body-kb); send less")
             receive = _replay(body, receive)
@@ -207,7 +209,8 @@ class Guard:
 def _given_tokens(headers: dict[str, bytes], query: bytes) -> list[bytes]:
     """The token as the header, the query (?token=) and the cookie give it, as bytes ("" where absent)."""
     bearer = headers.get("authorization", b"").removeprefix(b"Bearer ").strip()
-    from_query = parse_qs(query).get(b"token", [b""])[0]
+    values = parse_qs(query.decode("latin-1"), encoding="utf-8", errors="surrogateescape").get("token", [""])
+    from_query = values[0].encode("utf-8", "surrogateescape")
     cookie = b""
     for part in headers.get("cookie", b"").split(b";"):
         name, _, value = part.strip().partition(b"=")
@@ -226,8 +229,11 @@ def _from_another_site(headers: dict[str, bytes]) -> bool:
     return scheme not in ("http", "https") or rest.lower() != headers.get("host", b"").decode("latin-1").lower()
 
 
+GONE = b"(the client went away)"
+
+
 async def _read_body(receive, headers: dict[str, bytes], limit: int) -> bytes | None:
-    """The whole request body, or None when it is (or announces) more than `limit` bytes."""
+    """The whole request body, None when it is (or announces) more than `limit` bytes, GONE when the client left."""
     announced = headers.get("content-length", b"")
     if announced.isdigit() and int(announced) > limit:
         return None
@@ -235,7 +241,7 @@ async def _read_body(receive, headers: dict[str, bytes], limit: int) -> bytes | 
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return GONE
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

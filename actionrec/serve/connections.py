@@ -36,18 +36,19 @@ class LimitedH11(H11Protocol):
         self._waiting_since = self.loop.time()
         self._phase = "headers"
         self._arm(self.header_timeout, "its request's headers")
-        if len(self.connections) > self.max_connections:
-            self._shed()
+        open_now = [c for c in self.connections if not (c.transport and c.transport.is_closing())]
+        if len(open_now) > self.max_connections:
+            self._shed(open_now)
 
     def waiting(self) -> bool:
         """True while no request is being read or answered."""
         return self.cycle is None or self.cycle.response_complete
 
-    def _shed(self) -> None:
-        ours = [c for c in self.connections if isinstance(c, LimitedH11) and c is not self and c.waiting()]
+    def _shed(self, open_now: list) -> None:
+        ours = [c for c in open_now if isinstance(c, LimitedH11) and c is not self and c.waiting()]
         if ours:
             oldest = min(ours, key=lambda c: c._waiting_since)
-            log.info("closing an idle connection: %d are open (--max-connections %d)", len(self.connections), self.max_connections)
+            log.info("closing an idle connection: %d are open (--max-connections %d)", len(open_now), self.max_connections)
             oldest.transport.close()
         else:
             self.transport.write(BUSY)

@@ -107,8 +107,12 @@ class DataRoot:
         for path in paths:
             rel = os.path.relpath(os.path.abspath(path), self.root)
             if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
-                raise Refused(f"the dataset names {path}, which is outside the data root; keep every video under it")
-            real = self.resolve(rel.replace(os.sep, "/"))
+                raise Refused(f"the dataset names a video outside the data root ({os.path.basename(path)}); keep every "
+                              "video it names under the data root")
+            try:
+                real = self.resolve(rel.replace(os.sep, "/"))
+            except Refused as err:
+                raise Refused(f"the dataset names {err}") from None
             if real.is_dir() and any(e.is_symlink() for e in os.scandir(real)):
                 raise Refused(f"{rel!r}: a folder of frames holding symbolic links is refused; copy the frames in")
 
