@@ -465,13 +465,15 @@ def test_runs_listed_compared_and_trained_from_the_page(demo_run, tmp_path):
         done = server.wait(job["id"], timeout=300)
         assert done["status"] == "done", done
         assert any("epoch" in line for line in done["log"]) and done["progress"] == 1.0
+        assert done["result"]["summary"].startswith("first_try: ") and str(tmp_path) not in json.dumps(done)
+        assert server.call("POST", "/api/train", {"data": data.name, "name": "first try"})[0] == 409  # taken
         listed = server.call("GET", "/api/runs")[1]["runs"]
         assert [r["name"] for r in listed] == ["first_try"] and listed[0]["report"]
         status, html, _ = server.call("GET", "/api/runs/first_try/report")
         assert status == 200 and b"<html" in html.lower()
         assert server.call("GET", "/api/runs/linked/report")[0] == 404
         table = server.call("GET", "/api/compare?runs=first_try&runs=first_try")[1]["table"]
-        assert "first_try" in table
+        assert table.splitlines()[0].split() == ["first_try", "first_try"] and str(tmp_path) not in table
         models = [m["name"] for m in server.call("GET", "/api/models")[1]["models"]]
         assert models == ["run:first_try"]
         classes = server.call("GET", "/api/models/run:first_try/classes")[1]["classes"]
