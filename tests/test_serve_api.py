@@ -496,3 +496,12 @@ def test_the_serve_command_line(tmp_path):
     assert args.func.__name__ == "run" and settings.data_root == tmp_path and settings.port == 0
     assert len(settings.token) >= 20 and settings.host == Settings().host == "127.0.0.1"
     assert settings.workers == Settings().workers and settings.state == tmp_path / "s"
+    args = parser.parse_args(["serve", "--upload-quota-mb", "5", "--max-body-kb", "8", "--max-connections", "20",
+                              "--header-timeout", "2.5", "--body-timeout", "4"])
+    limits = settings_from(args)
+    assert (limits.upload_quota_mb, limits.max_body_kb, limits.max_connections, limits.header_timeout,
+            limits.body_timeout) == (5, 8, 20, 2.5, 4)
+    for bad in (["--max-connections", "1"], ["--header-timeout", "0"], ["--body-timeout", "nan"],
+                ["--upload-quota-mb", "-1"], ["--token", "caf\u00e9-secret"]):
+        with pytest.raises(ActionrecError, match=bad[0]):
+            settings_from(parser.parse_args(["serve", *bad]))

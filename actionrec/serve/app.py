@@ -63,13 +63,13 @@ class Server:
         relative to it, a run by its name, the state folder left out."""
         if job is not None and job.source:
             text = text.replace(job.source, job.name)
-        text = re.sub(re.escape(str(self.uploads.folder.resolve())) + r"/[0-9a-f]{32}/", "", text)
-        runs = self.models.runs_dir
-        for folder, called in ((self.data.root, "the data root"), (runs.resolve(), "the runs folder"),
-                               (runs if runs.is_absolute() else None, "the runs folder"),
-                               (self.settings.state.resolve(), "the server's folder")):
-            if folder is not None:
-                text = text.replace(str(folder) + os.sep, "").replace(str(folder), called)
+        for uploads in {str(self.uploads.folder), str(self.uploads.folder.resolve())}:
+            text = re.sub(re.escape(uploads) + r"/[0-9a-f]{32}/", "", text)
+        for folder, called in ((self.data.root, "the data root"), (self.models.runs_dir, "the runs folder"),
+                               (self.settings.state, "the server's folder")):
+            for name in {str(folder), str(folder.resolve())} if folder is not None else ():
+                if os.path.isabs(name):
+                    text = re.sub(re.escape(name) + r"(?![\w.-])", called, text.replace(name + os.sep, ""))
         return text
 
     def start(self, kind: str, name: str, **values) -> Job:
