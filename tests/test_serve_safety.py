@@ -105,6 +105,31 @@ def test_idle_and_slow_connections_are_dropped_while_the_server_answers(tmp_path
         server.stop()
 
 
+def test_when_every_connection_is_busy_a_new_one_gets_503(tmp_path):
+    server = start_server(settings_for(tmp_path, max_connections=2, header_timeout=5.0, body_timeout=5.0))
+    busy = []
+    try:
+        for _ in range(2):  # two requests whose bodies are still coming
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
+            busy.append(s)
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        answer = extra.recv(4096)
+        extra.close()
+        assert answer.startswith(b"HTTP/1.1 503") and json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        for s in busy:
+            s.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and server.uv.server_state.connections:
+            time.sleep(0.05)
+        assert server.call("GET", "/api/info")[0] == 200  # served again once they are gone
+    finally:
+        for s in busy:
+            s.close()
+        server.stop()
+
+
 def _closed(sock: socket.socket, within: float) -> bool:
     """True when the server closes `sock` (EOF or reset) within `within` seconds."""
     sock.settimeout(within)

@@ -19,8 +19,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from .settings import Settings
 
 log = logging.getLogger("actionrec.serve")
+_BUSY_BODY = b'{"error": "too many connections are busy; try again shortly (--max-connections)"}'
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        b"content-length: 62\r\n\r\n{\"error\": \"too many connections are open; try again shortly\"}")
+        b"content-length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 class LimitedH11(H11Protocol):
