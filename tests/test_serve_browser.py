@@ -163,8 +163,10 @@ def test_a_job_done_at_once_opens_and_the_training_form_starts_from_the_librarys
     browser.find_element(By.CSS_SELECTOR, f"#jobs .job[data-id='{earlier['id']}'] .open").click()  # opened by hand
     wait(browser, lambda d: d.execute_script("return state.shown && state.shown.id") == earlier["id"])
 
+    def shown(driver) -> str | None:
+        return driver.execute_script("return state.shown && state.shown.id")
+
     upload(browser, video)  # the same content again: its job is done at once
-    shown = lambda d: d.execute_script("return state.shown && state.shown.id")  # noqa: E731
     wait(browser, lambda d: shown(d) not in (None, earlier["id"]), WAIT_S)
     job = site.call("GET", f"/api/jobs/{shown(browser)}")[1]
     assert job["status"] == "done" and job["name"] == "again.mp4" and job["id"] != earlier["id"]
