@@ -210,14 +210,13 @@ def _write_graph(model: nn.Module, fmt: str, path: Path, dynamic_frames: bool) -
         warnings.simplefilter("ignore")
         if fmt == "onnx":
             _export_onnx(network, example, shapes, path)
-        else:
-            import openvino
+            return
+        import openvino  # its PyTorch frontend cannot convert I3D's symbolic SAME paddings: convert the ONNX graph
 
-            program = torch.export.export(network, (example,), dynamic_shapes=shapes)
-            converted = openvino.convert_model(program)
-            converted.inputs[0].get_tensor().set_names({INPUT})
-            converted.outputs[0].get_tensor().set_names({OUTPUT})
-            openvino.save_model(converted, path, compress_to_fp16=False)  # fp16 weights would change the logits
+        onnx_path = path.with_suffix(".onnx")
+        _export_onnx(network, example, shapes, onnx_path)
+        openvino.save_model(openvino.convert_model(onnx_path), path, compress_to_fp16=False)  # fp16 would change logits
+        onnx_path.unlink()
 
 
 def _export_onnx(network: nn.Module, example: torch.Tensor, shapes: tuple[dict, ...], path: Path) -> None:

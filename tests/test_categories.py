@@ -1,0 +1,88 @@
+"""Groups of classes: files, --group options, checks against the model's classes, and the per-window sums."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from actionrec.apps.categories import OTHER, load_groups, make_groups, parse_group_options, parse_groups_text
+from actionrec.errors import ActionrecError
+from actionrec.models.weights import kinetics400_labels
+
+K400 = kinetics400_labels()
+DANCES = ["robot dancing", "tap dancing", "breakdancing", "dancing charleston"]
+
+
+def test_a_group_wins_where_no_member_is_confident():
+    probs = np.zeros((2, len(K400)), dtype=np.float32)
+    for label in DANCES:  # window 0: the time splits over four dances; archery alone is the top class
+        probs[0, K400.index(label)] = 0.2
+    probs[0, K400.index("archery")] = 0.2 - 1e-3
+    probs[0, K400.index("abseiling")] = 1 - probs[0].sum()
+    probs[1, K400.index("archery")] = 1.0
+    groups = make_groups({"dancing": DANCES, "sport": ["archery"]}, K400, "test")
+    assert groups.names == ("dancing", "sport", OTHER)
+    summed = groups.sum(probs)
+    assert summed.shape == (2, 3)
+    assert probs[0].max() <= 0.2 + 1e-6  # no single class is confident in window 0
+    assert groups.names[int(summed[0].argmax())] == "dancing"
+    assert summed[0, 0] == pytest.approx(0.8, abs=1e-6)
+    assert groups.names[int(summed[1].argmax())] == "sport"
+    np.testing.assert_allclose(summed.sum(1), probs.sum(1), atol=1e-6)  # "other" keeps each row a distribution
+    assert groups.members("dancing") == tuple(sorted(DANCES, key=K400.index))
+    assert len(groups.members(OTHER)) == len(K400) - 5
+
+
+def test_no_other_column_when_every_class_is_grouped():
+    classes = ("a", "b", "c")
+    groups = make_groups({"x": ["a", "c"], "y": ["b"]}, classes, "test")
+    assert groups.names == ("x", "y")
+    np.testing.assert_array_equal(groups.sum(np.array([[0.1, 0.3, 0.6]])), [[0.7, 0.3]])
+
+
+def test_file_formats_and_options_give_the_same_groups(tmp_path):
+    text = "# parents\nball sports: playing basketball, playing volleyball\n\nball sports: dribbling basketball\nmusic: playing drums  # drums\n"
+    (tmp_path / "groups.txt").write_text(text)
+    (tmp_path / "groups.json").write_text(json.dumps(parse_groups_text(text, "x")))
+    from_text = load_groups(K400, tmp_path / "groups.txt")
+    from_json = load_groups(K400, tmp_path / "groups.json")
+    from_options = load_groups(K400, None, ["ball sports=playing basketball,playing volleyball",
+                                            "ball sports=dribbling basketball", "music=playing drums"])
+    assert from_text.to_dict() == from_json.to_dict() == from_options.to_dict()
+    assert set(from_text.members("ball sports")) == {"playing basketball", "playing volleyball", "dribbling basketball"}
+    both = load_groups(K400, tmp_path / "groups.txt", ["racquet=playing tennis"])  # options add to the file
+    assert both.names == ("ball sports", "music", "racquet", OTHER)
+    assert load_groups(K400) is None
+
+
+@pytest.mark.parametrize("definition, message", [
+    ({"sport": ["playing basketbal"]}, "did you mean 'playing basketball'"),
+    ({"sport": ["archery"], "aim": ["archery"]}, "'archery' is in groups 'sport' and 'aim'"),
+    ({OTHER: ["archery"]}, "give the group another name"),
+    ({"sport": []}, "has no class"),
+    ({}, "defines no group"),
+])
+def test_bad_groups_are_refused_in_one_line(definition, message):
+    with pytest.raises(ActionrecError, match=message) as err:
+        make_groups(definition, K400, "my.groups")
+    assert "\n" not in str(err.value) and str(err.value).startswith("my.groups")
+
+
+def test_bad_files_and_options_are_refused_in_one_line(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("sport: archery\njust a label\n")
+    with pytest.raises(ActionrecError, match=r"bad.txt:2: expected `group name: label"):
+        load_groups(K400, bad)
+    (tmp_path / "bad.json").write_text('{"sport": "archery"}')
+    with pytest.raises(ActionrecError, match="expected a JSON object of lists"):
+        load_groups(K400, tmp_path / "bad.json")
+    with pytest.raises(ActionrecError, match="cannot read the groups file"):
+        load_groups(K400, tmp_path / "missing.txt")
+    for option in ("sport", "=archery", "sport="):
+        with pytest.raises(ActionrecError, match="expected NAME=label,label"):
+            parse_group_options([option])
+    groups = make_groups({"sport": ["archery"]}, K400, "test")
+    with pytest.raises(ActionrecError, match=r"expected probabilities \(windows, 400\)"):
+        groups.sum(np.zeros((3, 4)))
