@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from actionrec.apps.categories import OTHER, load_groups, make_groups, parse_group_options, parse_groups_text
+from actionrec.apps.categories import (OTHER, kinetics400_categories, load_groups, make_groups, parse_group_options,
+                                       parse_groups_text)
 from actionrec.errors import ActionrecError
 from actionrec.models.weights import kinetics400_labels
 
@@ -86,3 +87,35 @@ def test_bad_files_and_options_are_refused_in_one_line(tmp_path):
     groups = make_groups({"sport": ["archery"]}, K400, "test")
     with pytest.raises(ActionrecError, match=r"expected probabilities \(windows, 400\)"):
         groups.sum(np.zeros((3, 4)))
+
+
+def test_published_kinetics400_categories():
+    """The 38 parents of Kay et al. 2017 (package data): every listed class is one of the model's, shared classes are
+    split equally, the gym exercises (in no parent) go to "other", and each row of the matrix sums to 1."""
+    groups = load_groups(K400, "category")
+    assert len(groups.names) == 39 and groups.names[-1] == OTHER
+    assert {"dancing", "ball sports", "gymnastics", "martial arts", "golf", "swimming"} <= set(groups.names)
+    np.testing.assert_allclose(groups.matrix.sum(1), 1.0, atol=1e-6)
+    putting = groups.matrix[K400.index("golf putting")]
+    assert putting[groups.names.index("golf")] == putting[groups.names.index("ball sports")] == pytest.approx(0.5)
+    assert set(groups.members(OTHER)) == {"squat", "yoga", "deadlifting", "bench pressing", "push up", "pull ups",
+                                           "situp", "lunge", "front raises", "clean and jerk", "snatch weight lifting",
+                                           "exercising arm", "exercising with an exercise ball", "doing aerobics"}
+    assert set(DANCES) <= set(groups.members("dancing"))
+    with pytest.raises(ActionrecError, match="group the 400 Kinetics-400 classes; this model has 3 other classes"):
+        kinetics400_categories(("a", "b", "c"))
+    with pytest.raises(ActionrecError, match="use it alone"):
+        load_groups(K400, "category", ["x=archery"])
+
+
+def test_real_clips_land_in_their_parent(i3d_kinetics, realclips):
+    """Through the real model: archery.avi's probabilities, summed by parent, pick the throwing + launching parent,
+    and arm_wrestling.mp4's pick martial arts."""
+    import actionrec
+
+    groups = load_groups(K400, "category")
+    for video, parent in (("archery.avi", "athletics - throwing + launching"), ("arm_wrestling.mp4", "martial arts")):
+        prediction = actionrec.predict(realclips / video, model=i3d_kinetics)[0]
+        summed = groups.sum(prediction.probs[None])[0]
+        assert groups.names[int(summed.argmax())] == parent
+        assert summed.sum() == pytest.approx(1.0, abs=1e-4)

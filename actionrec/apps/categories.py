@@ -7,6 +7,11 @@ A class belongs to at most one group. :meth:`Groups.sum` turns per-window class 
 probabilities (N, G) by summing each group's classes, *before* smoothing, so a group is found even where no single
 member is confident. Classes in no group are summed into a last column, ``OTHER``, so every row still sums to 1 and
 "none of these groups" stays a probability like any other (timeline thresholds and `none` work as for classes).
+
+``group_by="category"`` is the published grouping of Kinetics-400 into 38 parents (Kay et al. 2017, package data
+``assets/kinetics400_categories.txt``, whose header cites it). There, as in the paper, 56 classes belong to several
+parents (e.g. "golf putting": golf and ball sports); such a class counts 1/m towards each of its m parents, so rows
+still sum to 1. 14 classes (the gym exercises: "squat", "yoga", ...) are in no parent and go to ``OTHER``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import numpy as np
 from ..errors import ActionrecError
 
 OTHER = "other"  # the column of the classes in no group
+CATEGORY = "category"  # group_by value naming the published Kinetics-400 parent categories
+CATEGORIES_ASSET = "kinetics400_categories.txt"
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,15 @@ def parse_group_options(options: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
-def make_groups(definition: Mapping[str, Sequence[str]], classes: Sequence[str], source: str) -> Groups:
-    """Check `definition` ({name: labels}) against the model's `classes` and build its Groups (see the module doc)."""
+def make_groups(definition: Mapping[str, Sequence[str]], classes: Sequence[str], source: str,
+                shared: bool = False) -> Groups:
+    """Check `definition` ({name: labels}) against the model's `classes` and build its Groups (see the module doc).
+    A class listed in several groups is refused, unless `shared`: then it counts equally towards each of them."""
     classes = tuple(classes)
     if not definition:
         raise ActionrecError(f"{source}: defines no group; write at least one `name: label, label` line")
     index = {c: i for i, c in enumerate(classes)}
-    owner: dict[str, str] = {}
+    owners: dict[str, list[str]] = {}
     for name, labels in definition.items():
         if name == OTHER:
             raise ActionrecError(f"{source}: {OTHER!r} is the column of the classes in no group; give the group another name")
@@ -117,15 +126,32 @@ def make_groups(definition: Mapping[str, Sequence[str]], classes: Sequence[str],
             if label not in index:
                 raise ActionrecError(f"{source}: group {name!r}: {label!r} is not one of the model's {len(classes)} "
                                      f"classes{_did_you_mean(label, classes)}")
-            if owner.get(label, name) != name:
-                raise ActionrecError(f"{source}: {label!r} is in groups {owner[label]!r} and {name!r}; a class counts "
+            groups = owners.setdefault(label, [])
+            if groups and name not in groups and not shared:
+                raise ActionrecError(f"{source}: {label!r} is in groups {groups[0]!r} and {name!r}; a class counts "
                                      "towards one group only: keep it in one")
-            owner[label] = name
-    names = tuple(definition) + ((OTHER,) if len(owner) < len(classes) else ())
+            if name not in groups:
+                groups.append(name)
+    names = tuple(definition) + ((OTHER,) if len(owners) < len(classes) else ())
     matrix = np.zeros((len(classes), len(names)), dtype=np.float32)
     for label, i in index.items():
-        matrix[i, names.index(owner.get(label, OTHER))] = 1.0
+        for name in owners.get(label, [OTHER]):
+            matrix[i, names.index(name)] = 1.0 / len(owners.get(label, [OTHER]))
     return Groups(names, classes, matrix, source)
+
+
+def kinetics400_categories(classes: Sequence[str]) -> Groups:
+    """The published parent categories of Kinetics-400 (see the module doc) for a model with those 400 classes."""
+    from importlib import resources
+
+    from ..models.weights import kinetics400_labels
+
+    if tuple(classes) != kinetics400_labels():
+        raise ActionrecError(f"--group-by {CATEGORY}: the published categories group the 400 Kinetics-400 classes; this "
+                             f"model has {len(classes)} other classes: give a groups file or --group NAME=label,label")
+    text = resources.files("actionrec").joinpath(f"assets/{CATEGORIES_ASSET}").read_text(encoding="utf-8")
+    return make_groups(parse_groups_text(text, CATEGORIES_ASSET), classes, f"Kinetics-400 categories ({CATEGORIES_ASSET})",
+                       shared=True)
 
 
 def _did_you_mean(label: str, classes: Sequence[str]) -> str:
@@ -133,15 +159,21 @@ def _did_you_mean(label: str, classes: Sequence[str]) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else " (see the model's class list)"
 
 
-def load_groups(classes: Sequence[str], groups_file: str | os.PathLike | None = None,
+def load_groups(classes: Sequence[str], group_by: str | os.PathLike | None = None,
                 group_options: Sequence[str] = ()) -> Groups | None:
-    """The Groups a command asks for: a groups file and/or ``--group NAME=label,label`` options (the options add
-    to the file's groups), checked against `classes`; None when neither is given."""
+    """The Groups a command asks for: `group_by` (CATEGORY: the published Kinetics-400 categories, alone; else a
+    groups file) and/or ``--group NAME=label,label`` options (they add to the file's groups), checked against
+    `classes`; None when neither is given."""
+    if group_by is not None and os.fspath(group_by) == CATEGORY:
+        if group_options:
+            raise ActionrecError(f"--group-by {CATEGORY} is the published grouping: use it alone, or write your own "
+                                 "groups with a groups file and --group")
+        return kinetics400_categories(classes)
     definition: dict[str, list[str]] = {}
     sources = []
-    if groups_file is not None:
-        definition.update(read_groups_file(groups_file))
-        sources.append(os.fspath(groups_file))
+    if group_by is not None:
+        definition.update(read_groups_file(group_by))
+        sources.append(os.fspath(group_by))
     for name, labels in parse_group_options(group_options).items():
         definition.setdefault(name, []).extend(labels)
     if group_options:

@@ -123,6 +123,8 @@ def export(model_or_run: str | os.PathLike, fmt: str, out: str | os.PathLike, cl
     existing = [p for p in (*targets, _manifest_path(out)) if p.exists()]
     if existing and not force:
         raise ActionrecError(f"{existing[0]}: already exists; choose another --out or pass --force to replace it")
+    if clip is not None and not Path(clip).is_file():
+        raise ActionrecError(f"{clip}: no such video; give a readable video with --clip")
     model = load_model(model_or_run, fast=False)
     from ..models.pretrained import check_classifier
 
@@ -346,8 +348,6 @@ class _clip_path:
 
     def __enter__(self) -> str:
         if self.clip is not None:
-            if not Path(self.clip).is_file():
-                raise ActionrecError(f"{self.clip}: no such video; give a readable video with --clip")
             return os.fspath(self.clip)
         self._tmp = tempfile.mkdtemp(prefix="actionrec-export-")
         return write_builtin_clip(Path(self._tmp) / "builtin.avi")
