@@ -119,3 +119,33 @@ def test_real_clips_land_in_their_parent(i3d_kinetics, realclips):
         summed = groups.sum(prediction.probs[None])[0]
         assert groups.names[int(summed.argmax())] == parent
         assert summed.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_apply_groups_window_probabilities_before_the_timeline_smooths():
+    """Groups.apply on a WindowProbs: the time that splits over four dances (no single one confident, each under the
+    default threshold) becomes one "dancing" segment; on a Prediction it ranks groups."""
+    from actionrec.apps.predict import Prediction
+    from actionrec.apps.timeline import build_timeline
+    from actionrec.apps.windows import WindowProbs
+
+    n = 20
+    probs = np.full((n, len(K400)), 0.0, dtype=np.float32)
+    for k in range(n):
+        probs[k, K400.index(DANCES[k % 4])] = 0.45  # the dance changes every window
+        probs[k, K400.index(DANCES[(k + 1) % 4])] = 0.35
+        probs[k, K400.index("archery")] = 0.2
+    starts = np.arange(n) * 0.5
+    wp = WindowProbs("show.mp4", "i3d-kinetics400", K400, starts, starts + 2.56, probs, float(starts[-1] + 2.56),
+                     25.0, 2.56, 0.5, 64)
+    by_class = build_timeline(wp)
+    assert [s.label for s in by_class.segments] == ["none"]  # no class reaches the default threshold (0.5)
+    groups = load_groups(K400, "category")
+    grouped = groups.apply(wp)
+    assert grouped.categories == groups.names and grouped.probs.shape == (n, len(groups.names))
+    by_group = build_timeline(grouped)
+    assert [s.label for s in by_group.segments] == ["dancing"]
+    assert by_group.totals["dancing"] == pytest.approx(wp.duration, rel=0.05)
+    prediction = Prediction("show.mp4", "i3d-kinetics400", K400, probs[0], 1, 64, False)
+    assert groups.apply(prediction).top(2)[0] == ("dancing", pytest.approx(0.8, abs=1e-5))
+    with pytest.raises(ActionrecError, match="made for other classes"):
+        make_groups({"x": ["a"]}, ("a", "b"), "test").apply(prediction)

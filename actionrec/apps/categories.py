@@ -16,6 +16,7 @@ still sum to 1. 14 classes (the gym exercises: "squat", "yoga", ...) are in no p
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -57,6 +58,18 @@ class Groups:
 
     def to_dict(self) -> dict[str, list[str]]:
         return {name: list(self.members(name)) for name in self.names}
+
+    def apply(self, result):
+        """A copy of a result whose `probs` (..., K) follow its class names in `categories` (WindowProbs: per window)
+        or `labels` (Prediction: per video), with the probabilities summed per group and the group names in their
+        place: what timeline, archive, predict and the page call before smoothing or ranking."""
+        field = "categories" if hasattr(result, "categories") else "labels"
+        if tuple(getattr(result, field)) != self.classes:
+            raise ActionrecError(f"groups from {self.source} were made for other classes than {result.model}'s; "
+                                 "load the groups for the model that made the result")
+        probs = np.asarray(result.probs)
+        summed = self.sum(probs.reshape(-1, probs.shape[-1])).reshape(*probs.shape[:-1], len(self.names))
+        return dataclasses.replace(result, **{field: self.names, "probs": summed})
 
 
 def parse_groups_text(text: str, source: str) -> dict[str, list[str]]:
