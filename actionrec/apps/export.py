@@ -12,12 +12,13 @@ within ``LOGIT_TOLERANCE`` times the largest reference logit (at least 1). A dis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def export(model_or_run: str | os.PathLike, fmt: str, out: str | os.PathLike, cl
     with tempfile.TemporaryDirectory(dir=_mkdir(out.parent), prefix=f".{out.name}.") as tmp:
         staged = _targets(fmt, Path(tmp) / out.name)
         _write_graph(model, fmt, staged[0], frames_rule(model) is not None)
-        with _clip_path(clip) as video:
+        with _clip_to_check(clip) as video:
             check = verify(model, manifest, staged[0], video, fmt)
         if not check.ok:
             raise ActionrecError(
@@ -145,9 +146,9 @@ def export(model_or_run: str | os.PathLike, fmt: str, out: str | os.PathLike, cl
                 f"inputs by {check.max_input_diff:.3g}); nothing was written: report this with the model and torch version")
         manifest["files"] = {p.name: _sha256(p) for p in staged}
         manifest["file"], manifest["verified"] = staged[0].name, check.to_dict()
-        for source, target in zip(staged, targets):
-            os.replace(source, target)
-    write_json(_manifest_path(out), manifest)
+        write_json(_manifest_path(staged[0].parent / out.name), manifest)
+        for source, target in zip((*staged, _manifest_path(staged[0].parent / out.name)), (*targets, _manifest_path(out))):
+            os.replace(source, target)  # the JSON last: an export without its JSON is unfinished
     return manifest
 
 
@@ -226,7 +227,6 @@ def _export_onnx(network: nn.Module, example: torch.Tensor, shapes: tuple[dict, 
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError:
         raise ActionrecError("exporting to ONNX needs onnx and onnxscript: pip install 'actionrec[export]'") from None
-    import contextlib
     import io
     import logging
 
@@ -340,21 +340,14 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-class _clip_path:
+@contextlib.contextmanager
+def _clip_to_check(clip: str | os.PathLike | None) -> Iterator[str]:
     """The clip to check on: the user's, or a built-in synthetic one written to a temporary folder."""
-
-    def __init__(self, clip: str | os.PathLike | None):
-        self.clip, self._tmp = clip, None
-
-    def __enter__(self) -> str:
-        if self.clip is not None:
-            return os.fspath(self.clip)
-        self._tmp = tempfile.mkdtemp(prefix="actionrec-export-")
-        return write_builtin_clip(Path(self._tmp) / "builtin.avi")
-
-    def __exit__(self, *exc) -> None:
-        if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+    if clip is not None:
+        yield os.fspath(clip)
+        return
+    with tempfile.TemporaryDirectory(prefix="actionrec-export-") as tmp:
+        yield write_builtin_clip(Path(tmp) / "builtin.avi")
 
 
 def write_builtin_clip(path: Path, frames: int = 80, fps: float = 25.0) -> str:
