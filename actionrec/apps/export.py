@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.sampling import _EPS as SAMPLING_EPS  # the samplers' epsilon: exact frame-rate ratios do not floor down
 from ..errors import ActionrecError
 from ..files import write_json
 
@@ -37,7 +38,6 @@ LOGIT_TOLERANCE = 1e-3  # of max(1, the largest |logit| of the reference): fp32 
 STEP_FRAMES = 8  # I3D has one time step per 8 input frames: its SAME paddings are the same for any multiple of 8
 MIN_STEPS = 2  # and its final (2, 7, 7) pool needs 2 steps to keep one graph
 MAX_STEPS = 4096
-SAMPLING_EPS = 1e-6  # the samplers' epsilon (data/sampling.py): exact frame-rate ratios do not floor down
 
 
 @dataclass(frozen=True)
