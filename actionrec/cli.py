@@ -603,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watch(sub, [model, windows, engine])
     _add_weights_cache(sub)
     _add_doctor(sub)
+    _add_export(sub)
     from .serve.cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
@@ -629,6 +630,32 @@ def _add_doctor(sub) -> None:
     d = sub.add_parser("doctor", parents=[_engine_parent()], help="the CPU, its flags, and the backend and precision the engine picks")
     d.add_argument("--json", action="store_true", help="one JSON object")
     d.set_defaults(func=cmd_doctor)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model or run to ONNX / OpenVINO IR with PATH.json, checked against the eager model first."""
+    from .apps.export import export
+
+    manifest = export(args.model, args.format, args.out, clip=args.clip, force=args.force)
+    check = manifest["verified"]
+    print(json.dumps(manifest) if args.json else
+          f"{args.out}: {args.format} ({', '.join(manifest['files'])}) and {args.out}.json; checked on {check['clip']} "
+          f"with {check['runtime']}: top-1 {check['exported_top1']!r} as the model, logits within "
+          f"{check['max_abs_logit_diff']:.2g} (tolerance {check['tolerance']:.2g})")
+    return 0
+
+
+def _add_export(sub) -> None:
+    from .apps.export import FORMATS
+
+    e = sub.add_parser("export", help="export a model or run to ONNX or OpenVINO IR, with PATH.json saying how to feed it")
+    e.add_argument("model", metavar="MODEL_OR_RUN", help="pretrained weights name (e.g. i3d-kinetics400) or a run directory")
+    e.add_argument("--format", required=True, choices=FORMATS, help="onnx: one .onnx file; openvino: an IR .xml + .bin")
+    e.add_argument("--out", required=True, metavar="PATH", help="the exported file; its description goes to PATH.json")
+    e.add_argument("--clip", default=None, metavar="VIDEO", help="video to check the export on (default: a built-in clip)")
+    e.add_argument("--force", action="store_true", help="replace an existing PATH")
+    e.add_argument("--json", action="store_true", help="print PATH.json's object")
+    e.set_defaults(func=cmd_export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
