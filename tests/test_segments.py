@@ -168,13 +168,18 @@ def test_a_fully_labelled_video_gives_none_segments_and_an_unmarked_one_does_not
 
 def test_a_class_named_none_elsewhere_is_the_same_class_as_the_background(tmp_path, long_video):
     folder = tmp_path / "folders"
-    for label in ("none", "Jump"):
+    for label in ("None", "Jump"):
         (folder / label).mkdir(parents=True)
         for i in range(3):
             write_video(folder / label / f"{label}{i}.mp4", coded_frames(20, first=i), FPS)
     csv = manifest(tmp_path, f"path,label,start,end\n{long_video},Jump,5,10\n{long_video},None\n")
     samples = load_dataset([folder, csv], say=lambda m: None)
-    assert sorted({s.label for s in samples}) == ["Jump", "none"]
+    assert sorted({s.label for s in samples}) == ["Jump", "none"]  # one class, spelled as the timeline does
+    assert Counter(s.label for s in samples)["none"] == 3 + 2  # 3 folder clips + 0-5 s and 10-40 s of the video
+    other = write_video(tmp_path / "other.mp4", coded_frames(250), FPS)
+    named = load_dataset([csv, manifest(tmp_path, f"path,label,start,end\n{other},Run,2,8\n", "b.csv")],
+                         classes="Jump,Run")
+    assert sorted({s.label for s in named}) == ["Jump", "Run", "none"]  # the background is not one of the classes
 
 
 # ----------------------------------------------------------------------------------------------- clips of a segment
@@ -307,7 +312,7 @@ def test_train_from_segments_of_one_long_stitched_real_video(tmp_path):
     truth = stitch(video, picks)
     assert [t[0] for t in truth] == [c for _, c in picks] and truth[0][1] == 0.0
     assert all(b > a for _, a, b in truth) and all(truth[i][2] == truth[i + 1][1] for i in range(len(truth) - 1))
-    rows = "".join(f"long.mp4,{label},{format_time(a + 0.05)},{b - 0.05:.2f}\n" for label, a, b in truth)
+    rows = "".join(f"long.mp4,{label},{format_time(a + 0.05)},{min(b - 0.05, a + 3.05):.2f}\n" for label, a, b in truth)
     csv = manifest(tmp_path, "path,label,start,end\n" + rows)
     out = tmp_path / "run"
     args = ["train", str(csv), "--out", str(out), "--cache", str(tmp_path / "cache"), "--epochs", "10",

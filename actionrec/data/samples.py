@@ -25,7 +25,8 @@ Say = Callable[[str], None]  # where a loader's one-line notes and warnings go
 
 _UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<g>\d+)_c(?P<c>\d+)$", re.IGNORECASE)
 _CLIP_NAME = re.compile(r"^(?P<stem>.*[^_\-\s])[_\-](?:c|clip)[_\-]?(?P<n>\d+)$", re.IGNORECASE)
-_ADDRESS = re.compile(r"^(?P<video>.+)#t=(?P<start>\d+(?:\.\d+)?),(?P<end>\d+(?:\.\d+)?)(?:&clip=(?P<k>\d+)of(?P<n>\d+))?$")
+_ADDRESS = re.compile(
+    r"^(?P<video>.+)#t=(?P<start>\d+(?:\.\d+)?),(?P<end>\d+(?:\.\d+)?)(?:&clip=(?P<k>\d+)of(?P<n>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Sample:
 
     @property
     def clip(self) -> tuple[int, int] | None:
-        """(k, n): the sample is the k-th (from 0) of n clips spread evenly over its range; None: the range (or video)."""
+        """(k, n): the sample is the k-th (from 0) of n clips spread evenly over its range; None: the whole range."""
         return parse_address(self.path)[3]
 
 

@@ -1,4 +1,4 @@
-"""Segments: labelled time ranges of long videos, the clips each one yields, and the background of a fully labelled video.
+"""Segments: labelled ranges of long videos, the clips each one yields, and the background of a fully labelled video.
 
 A manifest row ``path,label,start,end`` labels a range of a video (:mod:`.manifest`). For training, a segment
 becomes the clips that fit in it (:func:`segment_clips`): one per :data:`SECONDS_PER_CLIP` seconds, at most
@@ -35,7 +35,8 @@ def parse_time(text: str) -> float:
     """Seconds from ``12.5``, ``m:ss.s`` (``1:05.5``) or ``h:mm:ss.s`` (``1:02:03.5``); ValueError saying the forms."""
     m = _TIME.match(text.strip())
     if m is None or (m["m"] is not None and float(m["s"]) >= 60) or (m["h"] is not None and int(m["m"]) >= 60):
-        raise ValueError(f"'{text.strip()}' is not a time: write seconds (75.5), m:ss.s (1:15.5) or h:mm:ss.s (0:01:15.5)")
+        raise ValueError(f"'{text.strip()}' is not a time: write seconds (75.5), m:ss.s (1:15.5)"
+                         " or h:mm:ss.s (0:01:15.5)")
     return int(m["h"] or 0) * 3600 + int(m["m"] or 0) * 60 + float(m["s"])
 
 
@@ -49,7 +50,8 @@ def format_time(seconds: float) -> str:
 
 
 def clips_in(length: float, per_clip: float = SECONDS_PER_CLIP, most: int = MAX_CLIPS_PER_SEGMENT) -> int:
-    """How many clips a segment of ``length`` seconds yields: one per ``per_clip`` seconds, at least 1, at most ``most``."""
+    """How many clips a segment of ``length`` seconds yields: one per ``per_clip`` seconds, at least 1, at most
+    ``most``."""
     return max(1, min(most, int(math.floor(length / per_clip + 1e-6))))
 
 

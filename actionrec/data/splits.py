@@ -152,8 +152,8 @@ def _segment_policy(policy: str, items: list[Sample], by_segment: bool, few: set
     if by_segment:
         bits.append("one source video: test and val drawn by whole segments (each segment is a group)")
     if few:
-        bits.append(f"too few groups (segments or source videos; under {MIN_SEGMENTS_TO_HOLD_OUT}) to hold any out for {names_list(few)}:"
-                    " all of theirs train")
+        bits.append(f"too few groups (segments or source videos; under {MIN_SEGMENTS_TO_HOLD_OUT}) to hold any out"
+                    f" for {names_list(few)}: all of theirs train")
     bits.append(f"train and val segments cut into one clip per {SECONDS_PER_CLIP:g} s (at most"
                 f" {MAX_CLIPS_PER_SEGMENT} per segment), test segments scored whole")
     return f"{policy}; {'; '.join(bits)}"
