@@ -306,7 +306,7 @@ def test_an_unreadable_video_of_a_segment_sample_is_reported_per_clip(tmp_path):
 
 
 @pytest.mark.skipif(not UCF.is_dir(), reason=f"{UCF} is absent: the real-clip checks need ../shared")
-def test_train_from_segments_of_one_long_stitched_real_video(tmp_path):
+def test_train_from_segments_of_one_long_stitched_real_video(tmp_path, capsys):
     picks = [(UCF / c / f"v_{c}_g{g:02d}_c01.avi", c) for g in (1, 2, 3) for c in ("BabyCrawling", "ApplyEyeMakeup")]
     video = tmp_path / "long.mp4"
     truth = stitch(video, picks)
@@ -327,3 +327,8 @@ def test_train_from_segments_of_one_long_stitched_real_video(tmp_path):
     assert metrics["splits"]["clips"]["test"] == 2 * 2  # two test segments, scored from 2 views each
     assert all("#t=" in p["video"] for p in metrics["test_predictions"])
     assert metrics["test_accuracy"] >= 0.5
+    # `evaluate` scores every segment of the manifest whole, from the run's test views (the test segments' are cached)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), str(csv), "--cache", str(tmp_path / "cache"), "--json", "--quiet"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["videos"] == len(truth) and scored["test_views"] == 2
