@@ -13,8 +13,10 @@ Four kinds of source, all turned into a flat list of :class:`Sample`:
   ``ucfTrainTestlist`` annotation folder (``classInd.txt``, ``trainlist0N.txt``,
   ``testlist0N.txt``) beside or inside the video root, or at an explicit path.  A class subset
   and the official split 1, 2 or 3 fix which clips are train and which are test.
-* **A CSV manifest** (:func:`load_manifest`): ``path,label[,group][,split]``; a header row is
-  optional but recommended; paths are relative to the CSV's folder or absolute.
+* **A CSV manifest** (:func:`load_manifest`): ``path,label[,start,end][,group][,split]``; a header
+  row is optional but recommended; paths are relative to the CSV's folder or absolute.  A row with
+  a start and an end labels that range of a long video (a *segment*, see :mod:`.segments`); the
+  reserved label ``none`` marks background, and ``path,none`` marks a video fully labelled.
 * **A mix** (:func:`load_dataset`): any number of the above, unioned -- e.g. UCF101 classes plus
   a folder holding the user's own class.
 
@@ -22,7 +24,8 @@ Groups.  Clips cut from one source recording are near duplicates; if some land i
 others in the test set, the test accuracy is inflated (the original study shuffled clips freely
 and had this leak).  Every sample therefore carries a ``group`` and :func:`make_splits` assigns
 whole groups to train / val / test.  Groups come from UCF101's ``gXX``, a manifest's group column,
-or, for files without one, from the file name (see :func:`infer_group`):
+every segment of one video shares the video's group unless the manifest names one, and for files
+without one the group comes from the file name (see :func:`infer_group`):
 
 1. ``v_<Class>_g<NN>_c<NN>`` (UCF101 naming) -> group ``<Class>_g<NN>``;
 2. ``<stem>_c<NN>`` / ``<stem>_clip<NN>`` (also with ``-`` as separator, e.g. ``match3-clip07``)
@@ -33,6 +36,10 @@ A bare ``<stem>-<NN>`` / ``<stem>_<NN>`` suffix is deliberately *not* a grouping
 such as ``video-1 .. video-40`` or ``IMG_0001`` are usually separate recordings, and lumping
 a whole class into one group would make it impossible to split.  Declare such groups with a
 manifest's group column, or name the clips ``<source>_c<NN>``.
+
+The class ``none``.  Background segments are the class ``none`` (the name the timeline gives time no class
+claims); it trains as an ordinary class.  A class folder or UCF101 class called ``none`` (any case) means the same
+and is merged with it, spelled ``none``; it is kept when ``classes`` names others, as it is not one of them.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from ..errors import ActionrecError
 from .folders import scan_class_folders
 from .manifest import load_manifest
 from .samples import (
-    SPLIT_NAMES, Sample, Say, abspath, check_dir, class_dirs, did_you_mean, ext_list, infer_group, parse_classes,
+    NONE_LABEL, SPLIT_NAMES, Sample, Say, abspath, check_dir, class_dirs, did_you_mean, ext_list, infer_group, parse_classes,
     resolve_names,
 )
 from .splits import Splits, make_splits
@@ -85,7 +92,7 @@ def load_dataset(
 ) -> list[Sample]:
     """The union of one or more sources, limited to ``classes`` if given.
 
-    Each source's kind is detected: a ``.csv`` file is a manifest; a folder holding
+    Each source's kind is detected: a ``.csv`` file is a manifest (whole videos, or segments of long ones); a folder holding
     ``ucfTrainTestlist`` or ``UCF-101`` (or a ``UCF-101`` folder with its lists beside it) is
     UCF101 (official ``split`` 1-3, ``annotations`` to name the list folder); any other folder
     holds one sub-folder per class.  ``classes`` (a sequence or ``"A,B,C"``) may draw on several
@@ -107,7 +114,7 @@ def load_dataset(
     if wanted is not None and not wanted:
         raise ActionrecError(f"the class list for {where} is empty: name at least 2 classes")
 
-    canonical: dict[str, str] = {}  # lower-case label -> the first spelling seen
+    canonical: dict[str, str] = {NONE_LABEL: NONE_LABEL}  # lower-case label -> the first spelling seen
     samples: list[Sample] = []
     for s in srcs:
         samples += _load_source(s, wanted, split, annotations, say)
@@ -145,9 +152,9 @@ def _load_source(src: str, wanted: list[str] | None, split: int, annotations, sa
                 " class, a UCF101 folder or a .csv manifest"
             )
         samples = load_manifest(src)
-        if wanted is not None:
+        if wanted is not None:  # the background (none) is kept: it is not one of the classes
             found, _ = resolve_names(wanted, {s.label for s in samples})
-            samples = [s for s in samples if s.label in set(found.values())]
+            samples = [s for s in samples if s.label in set(found.values()) | {NONE_LABEL}]
         return samples
     check_dir(src, "dataset")
     if looks_like_ucf(src):
