@@ -351,3 +351,21 @@ def test_a_json_that_is_not_the_layout_or_not_json_gets_one_line(tmp_path):
     text = tmp_path / "list.txt"
     text.write_text("a.mp4\n")
     one_line_error(lambda: load_dataset(text), str(text), "not a .csv manifest or a .json")
+
+
+def test_a_class_list_looks_for_the_videos_of_those_classes_only(tmp_path):
+    root = tmp_path / "k"
+    for i in range(3):
+        video(root / "train" / f"arch{i:07d}_000000_000010.mp4", first=10 * i)
+        video(root / "train" / f"bowl{i:07d}_000000_000010.mp4", first=100 + 10 * i)
+    rows = "".join(f"archery,arch{i:07d},0,10,train\nbowling,bowl{i:07d},0,10,train\n" for i in range(3))
+    rows += "bowling,bowlMISSING,0,10,train\n\"abseiling\",gone0000001,0,10,train\n"
+    csv = kinetics_csv(root / "train.csv", rows)
+    notes = []
+    samples = load_dataset(csv, classes="Archery,bowling", say=notes.append)
+    assert Counter(s.label for s in samples) == {"archery": 3, "bowling": 3}
+    assert len(notes) == 1 and "1 of 7 entries skipped" in notes[0] and "gone0000001" not in notes[0]
+    one_line_error(lambda: load_dataset(csv, classes="archery,bowlin"), "class 'bowlin' not found",
+                   "did you mean bowling")
+    path = anet_json(tmp_path / "a" / "a.json", {"x" * 11: entry("training", (0, 1, "Long jump"))})
+    one_line_error(lambda: load_dataset(path, classes="Long jmp,Archery"), "did you mean Long jump")

@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from ..errors import ActionrecError
 from .downloads import SUBSETS, Skipped, fit_range, search_root, subset_splits, video_index
-from .samples import Sample, Say, abspath, clip_address
+from .samples import Sample, Say, abspath, clip_address, parse_classes, resolve_names
 from .video import unreadable_error
 
-__all__ = ["load_activitynet_json"]
+__all__ = ["load_activitynet_json", "activitynet_classes"]
 
 
 class _Segment(NamedTuple):
@@ -37,13 +37,21 @@ class _Segment(NamedTuple):
     raw_subset: str
 
 
-def load_activitynet_json(json_path: str | os.PathLike, say: Say | None = None) -> list[Sample]:
-    """Labelled segments of an ActivityNet / THUMOS JSON whose videos are under its folder (see the module doc);
-    ``say`` gets one line counting what was skipped."""
+def load_activitynet_json(json_path: str | os.PathLike, say: Say | None = None,
+                          classes: str | Sequence[str] | None = None) -> list[Sample]:
+    """Labelled segments of an ActivityNet / THUMOS JSON whose videos are under its folder (see the module doc).
+
+    ``classes`` keeps only those labels (case-insensitive; names the file lacks are left to the caller), so only
+    their videos are looked for; ``say`` gets one line counting what was skipped."""
     json_path = abspath(json_path)
     segments = _read(json_path)
-    total = len(segments)
     splits = subset_splits({s.subset for s in segments})
+    if classes is not None:
+        found, _ = resolve_names(parse_classes(classes) or [], {s.label for s in segments})
+        segments = [s for s in segments if s.label in set(found.values())]
+        if not segments:
+            return []
+    total = len(segments)
     root = search_root(json_path)
     index = video_index(root)
     skipped = Skipped(json_path)
@@ -69,6 +77,11 @@ def load_activitynet_json(json_path: str | os.PathLike, say: Say | None = None) 
             f" {root}: put the downloaded files (v_<id>.mp4 or <id>.mp4) in the JSON's folder or a folder under it"
         )
     return samples
+
+
+def activitynet_classes(json_path: str | os.PathLike) -> set[str]:
+    """The labels an ActivityNet / THUMOS JSON names (its videos are not looked for)."""
+    return {s.label for s in _read(abspath(json_path))}
 
 
 def _one_label_per_range(segments: list[_Segment], skipped: Skipped) -> list[_Segment]:

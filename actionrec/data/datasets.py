@@ -58,10 +58,10 @@ from dataclasses import replace
 from typing import Sequence
 
 from ..errors import ActionrecError
-from .activitynet import load_activitynet_json
+from .activitynet import activitynet_classes, load_activitynet_json
 from .folders import scan_class_folders
 from .hmdb51 import hmdb51_classes, load_hmdb51, looks_like_hmdb51
-from .kinetics import is_kinetics_csv, load_kinetics_csv
+from .kinetics import is_kinetics_csv, kinetics_classes, load_kinetics_csv
 from .manifest import load_manifest
 from .samples import (
     NONE_LABEL, SPLIT_NAMES, Sample, Say, abspath, check_dir, class_dirs, did_you_mean, ext_list, infer_group, parse_classes,
@@ -156,7 +156,7 @@ def _as_list(sources: Sources | None) -> list[str]:
 def _load_source(src: str, wanted: list[str] | None, split: int, annotations, say: Say | None) -> list[Sample]:
     """One source, limited to the wanted classes that it has (others may be in other sources)."""
     if os.path.isfile(src):
-        samples = _load_file(src, say)
+        samples = _load_file(src, say, wanted)
         if wanted is not None:  # the background (none) is kept: it is not one of the classes
             found, _ = resolve_names(wanted, {s.label for s in samples})
             samples = [s for s in samples if s.label in set(found.values()) | {NONE_LABEL}]
@@ -178,13 +178,14 @@ def _load_source(src: str, wanted: list[str] | None, split: int, annotations, sa
     return scan_class_folders(src, list(dict.fromkeys(found.values()))) if found else []
 
 
-def _load_file(src: str, say: Say | None) -> list[Sample]:
-    """A file source: a Kinetics annotation CSV, a CSV manifest, or an ActivityNet / THUMOS JSON."""
+def _load_file(src: str, say: Say | None, wanted: list[str] | None = None) -> list[Sample]:
+    """A file source: a Kinetics annotation CSV, a CSV manifest, or an ActivityNet / THUMOS JSON (the last two
+    look for the videos of the ``wanted`` classes only)."""
     low = src.lower()
     if low.endswith(".json"):
-        return load_activitynet_json(src, say)
+        return load_activitynet_json(src, say, wanted)
     if low.endswith(".csv"):
-        return load_kinetics_csv(src, say) if is_kinetics_csv(src) else load_manifest(src)
+        return load_kinetics_csv(src, say, wanted) if is_kinetics_csv(src) else load_manifest(src)
     raise ActionrecError(
         f"{src} is a file but not a .csv manifest or a .json of temporal annotations: give a folder with one"
         " sub-folder per class, a UCF101 or HMDB51 folder, a .csv manifest or a Kinetics CSV"
@@ -194,8 +195,12 @@ def _load_file(src: str, say: Say | None) -> list[Sample]:
 def _available_labels(src: str, annotations, strict: bool = False) -> set[str]:
     """Every class name a source offers; errors are swallowed (for suggestions) unless ``strict``."""
     try:
+        if os.path.isfile(src) and src.lower().endswith(".json"):
+            return activitynet_classes(src)
+        if os.path.isfile(src) and is_kinetics_csv(src):
+            return kinetics_classes(src)
         if os.path.isfile(src):
-            return {s.label for s in _load_file(src, None)}
+            return {s.label for s in load_manifest(src)}
         if looks_like_ucf(src):
             _, ann = find_ucf(src, annotations)
             return set(ucf_class_index(os.path.join(ann, "classInd.txt")))

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from ..errors import ActionrecError
 from .downloads import SUBSETS, Skipped, fit_range, search_root, subset_splits, video_index
-from .samples import Sample, Say, abspath, clip_address
+from .samples import Sample, Say, abspath, clip_address, parse_classes, resolve_names
 from .video import unreadable_error
 
-__all__ = ["load_kinetics_csv", "is_kinetics_csv"]
+__all__ = ["load_kinetics_csv", "is_kinetics_csv", "kinetics_classes"]
 
 _REQUIRED = ("label", "youtube_id", "time_start", "time_end")
 
@@ -52,15 +52,22 @@ def is_kinetics_csv(path: str) -> bool:
     return False
 
 
-def load_kinetics_csv(csv_path: str | os.PathLike, say: Say | None = None) -> list[Sample]:
+def load_kinetics_csv(csv_path: str | os.PathLike, say: Say | None = None,
+                      classes: str | Sequence[str] | None = None) -> list[Sample]:
     """Samples of a Kinetics-style CSV whose videos are downloaded under its folder (see the module doc).
 
-    Missing and unreadable videos are skipped, and ``say`` gets one line counting them.  Groups are the YouTube
-    ids, so clips of one YouTube video never straddle splits.
+    ``classes`` keeps only those labels (case-insensitive; names the CSV lacks are left to the caller), so only
+    their videos are looked for.  Missing and unreadable videos are skipped, and ``say`` gets one line counting
+    them.  Groups are the YouTube ids, so clips of one YouTube video never straddle splits.
     """
     csv_path = abspath(csv_path)
     rows = _read(csv_path)
     splits = subset_splits({r.subset for r in rows if r.subset})
+    if classes is not None:
+        found, _ = resolve_names(parse_classes(classes) or [], {r.label for r in rows})
+        rows = [r for r in rows if r.label in set(found.values())]
+        if not rows:
+            return []
     root = search_root(csv_path)
     index = video_index(root)
     skipped = Skipped(csv_path)
@@ -78,6 +85,11 @@ def load_kinetics_csv(csv_path: str | os.PathLike, say: Say | None = None) -> li
             " or per class under it"
         )
     return samples
+
+
+def kinetics_classes(csv_path: str | os.PathLike) -> set[str]:
+    """The labels a Kinetics-style CSV names (its videos are not looked for)."""
+    return {r.label for r in _read(abspath(csv_path))}
 
 
 def _sample(csv_path: str, r: _Row, splits: dict[str, str | None], index: dict[str, str],
