@@ -75,8 +75,8 @@ def test_penalty_grows_with_label_noise():
 
 def test_settings_are_chosen_by_cross_validation_only_when_folds_exist():
     x, y, g, _, _ = clusters(1)
-    one = fit_head(x, y, g, K)  # one video per class: nothing to hold out
-    assert one.head == "prototype" and one.setting == fewshot.DEFAULT_TEMPERATURE and one.oof_probs is None
+    one = fit_head(x, y, g, K, head="prototype")  # one video per class: nothing to hold out
+    assert one.setting == fewshot.DEFAULT_TEMPERATURE and one.oof_probs is None and np.isnan(one.cv_loss)
     assert one.chosen_by.startswith("default")
     x, y, g, _, _ = clusters(2)
     two = fit_head(x, y, g, K, head="prototype")
@@ -84,6 +84,8 @@ def test_settings_are_chosen_by_cross_validation_only_when_folds_exist():
     assert two.oof_probs.shape == (len(y), K)
     np.testing.assert_allclose(two.oof_probs.sum(1), 1.0, atol=1e-9)
     assert two.describe()["temperature"] == two.setting
+    fixed = fit_head(x, y, g, K, setting=0.5)
+    assert fixed.setting == 0.5 and fixed.chosen_by == "the caller"
 
 
 def test_folds_hold_out_whole_groups_and_every_class_keeps_a_row():
@@ -103,12 +105,16 @@ def test_folds_hold_out_whole_groups_and_every_class_keeps_a_row():
 
 
 def test_choose_head_follows_the_measured_threshold():
-    assert [choose_head(n) for n in (1, 2)] == ["prototype"] * 2
-    assert all(choose_head(n) == "logistic" for n in (fewshot.LOGISTIC_FROM, 5, 10, 100))
-    x, y, g, _, _ = clusters(fewshot.LOGISTIC_FROM)
+    assert all(choose_head(n) == "logistic" for n in (1, 2, 3, 5, fewshot.FEWSHOT_UP_TO))
+    assert choose_head(fewshot.FEWSHOT_UP_TO + 1) == choose_head(100) == fewshot.SOFTMAX
+    assert fewshot.training_views() == [0, "u0of2", "u1of2"]  # the central clip and the default test views' two
+    x, y, g, _, _ = clusters(3)
+    assert fewshot.fewest_examples(y, g, K) == 3
+    assert fewshot.fewest_examples(y[3:], g[3:], K) == 2
     fit = fit_head(x, y, g, K)
     assert fit.head == "logistic"
-    assert fit.head in fewshot.reason(fit, fewshot.LOGISTIC_FROM)
+    line = fewshot.reason(fit, 3, 3)
+    assert "logistic head: 3 video(s) per class" in line and "penalty" in line and "\n" not in line
 
 
 def test_refusals_are_one_line():
