@@ -5,8 +5,9 @@ On ``../shared/ucf101_subset`` (391 real UCF101 clips, 3 classes, 25 groups each
 each head is fitted on the pooled i3d-kinetics400 features of the drawn videos and tested on the split's official
 test list, every test video scored as `actionrec train` scores it (its 2 uniform test views, probabilities averaged).
 
-    python bench/bench_fewshot.py extract                     # backbone passes, cached under bench/out/ (~10-25 min)
-    python bench/bench_fewshot.py run --splits 1,2,3 > out.md # every head and setting (minutes; the head fits only)
+    python bench/bench_fewshot.py extract            # backbone passes, cached under bench/out/ (~10-40 min, 2 cores)
+    python bench/bench_fewshot.py run --splits 1,2,3 # every head and setting: ~4 min (head fits only); the table
+    python bench/bench_fewshot.py table              # the table again from bench/out/fewshot/results-split*.json
 
 The features are those of the trainer: the feature cache at the trainer's cut (Mixed_4f, 16-frame clips, OpenVINO at
 the machine's precision), pooled by the eager fp32 model through Mixed_5b/Mixed_5c, once per (video, view), kept in
@@ -268,8 +269,9 @@ def chosen(trainer: TrainerHead):
     return fit
 
 
-VIEWS = {"new default": (0, *TEST_VIEWS), "central": (0,), "3 spread (1/4, 1/2, 3/4)": (0, *TEST_VIEWS), "central + 2 augmented": (0, 1, 2),
-         "5 uniform": UNIFORM5}
+VIEWS = {"new default": (0, *TEST_VIEWS), "central": (0,), "3 spread (1/4, 1/2, 3/4)": (0, *TEST_VIEWS),
+         "central + 2 augmented": (0, 1, 2), "5 uniform": UNIFORM5,
+         "3 spread + 2 augmented": (0, *TEST_VIEWS, 1, 2)}
 
 # (name, fitter, clips per training video, validation fraction)
 SETTINGS = (
@@ -287,11 +289,13 @@ SETTINGS = (
     ("logistic, 3 spread clips", "logistic", "3 spread (1/4, 1/2, 3/4)", 0.0),
     ("logistic, central + 2 augmented", "logistic", "central + 2 augmented", 0.0),
     ("logistic, 5 uniform", "logistic", "5 uniform", 0.0),
+    ("logistic, 3 spread + 2 augmented clips", "logistic", "3 spread + 2 augmented", 0.0),
     ("logistic, 3 spread clips, penalty 1e-6 fixed", "logistic-1e-6", "3 spread (1/4, 1/2, 3/4)", 0.0),
     ("logistic, 3 spread clips, penalty 1e-4 fixed", "logistic-1e-4", "3 spread (1/4, 1/2, 3/4)", 0.0),
     ("logistic, 3 spread clips, penalty 1e-2 fixed", "logistic-1e-2", "3 spread (1/4, 1/2, 3/4)", 0.0),
     ("**new default**: fewshot.choose_head, fewshot.training_views", "auto", "new default", 0.0),
 )
+
 
 def run(data: Path, out: Path, splits: Sequence[int], ns: Sequence[int], counts: dict[int, int],
         only: Sequence[str] | None) -> list[dict]:
@@ -331,8 +335,24 @@ def table(results: list[dict], ns: Sequence[int]) -> str:
         cells = []
         for n in ns:
             a = 100 * np.array(by.get((name, n), [np.nan]))
-            cells.append(f"**{a.mean():.1f}** ({a.min():.1f}-{a.max():.1f})" if len(by.get((name, n), [])) else "-")
+            cells.append(f"{a.mean():.1f} ({a.min():.1f}-{a.max():.1f})" if len(by.get((name, n), [])) else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired(results: list[dict], ns: Sequence[int], new: str = SETTINGS[-1][0], old: str = SETTINGS[0][0]) -> str:
+    """The new default against today's on the same draws: mean difference in points, its standard error, wins and
+    losses; and the new head's median fitting time."""
+    acc = {(r["setting"], r["split"], r["n"], r["draw"]): r for r in results}
+    lines = [f"| per class | {new} minus {old}, points | wins / losses / draws | s per fit (median) |", "|---:|---:|---|---:|"]
+    for n in ns:
+        keys = [k[1:] for k in acc if k[0] == new and k[2] == n and (old, *k[1:]) in acc]
+        if not keys:
+            continue
+        d = 100 * np.array([acc[(new, *k)]["accuracy"] - acc[(old, *k)]["accuracy"] for k in keys])
+        se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
+        seconds = np.median([acc[(new, *k)]["seconds"] for k in keys])
+        lines.append(f"| {n} | {d.mean():+.1f} +- {se:.1f} | {(d > 0).sum()} / {(d < 0).sum()} / {len(d)} | {seconds:.3f} |")
     return "\n".join(lines)
 
 
@@ -346,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--n", default="1,2,3,5,10", help="training videos per class")
     ap.add_argument("--draws", default="10,10,10,10,5", help="draws for each --n")
     ap.add_argument("--only", default=None, help="settings to run, ';'-separated names (default: all)")
+    ap.add_argument("--tag", default="all", help="run: the results file is results-split<splits>-<tag>.json")
     args = ap.parse_args(argv)
     if args.what == "extract":
         torch.set_num_threads(2)
@@ -357,12 +378,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.what == "run":
         counts = dict(zip(ns, (int(c) for c in args.draws.split(","))))
         results = run(args.data, args.out, splits, ns, counts, args.only.split(";") if args.only else None)
-        (args.out / f"results-split{'-'.join(map(str, splits))}.json").write_text(json.dumps(results, indent=1))
+        (args.out / f"results-split{'-'.join(map(str, splits))}-{args.tag}.json").write_text(json.dumps(results, indent=1))
     else:  # every results file of these splits
         results = [r for f in sorted(args.out.glob("results-split*.json")) for r in json.loads(f.read_text())
                    if r["split"] in splits]
     print(f"test accuracy %, mean (min-max) over draws and splits; splits {args.splits}\n")
     print(table(results, ns))
+    print()
+    print(paired(results, ns))
 
 
 if __name__ == "__main__":
