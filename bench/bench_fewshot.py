@@ -60,7 +60,6 @@ def all_samples(data: Path, split: int = 1):
 
 def extract(data: Path, out: Path, which: Sequence[str]) -> None:
     """The feature-cache entries of every video at every view of the chosen sets, then their pooled features."""
-    import actionrec  # noqa: F401  (the package's engine and models)
     from actionrec.models.pretrained import load_pretrained
     from actionrec.training.features import FeatureCache, Sampling
 

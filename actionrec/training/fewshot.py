@@ -1,13 +1,14 @@
 """Heads for a few labelled videos per class: a prototype head and logistic regression with a tuned penalty.
 
-Both fit in milliseconds on the pooled features of the frozen backbone and end as the run's ordinary linear head
+Both fit in well under a second on the pooled features of the frozen backbone and end as the run's ordinary linear head
 (``logits = features @ weight.T``, bias 0), so saving a run, the engine, predict, the timeline and export are
 unchanged. Both are fitted on the training rows scaled to unit length, ``u = x / |x|``, and have no bias, so the
 class a clip gets does not depend on its feature's length: the saved weight is the fitted one divided by the mean
 length of the training rows, which gives every clip the class of the unit-row head exactly, and its probabilities
-as if its length were that mean (pooled I3D features: lengths within about +-10 % of the mean). Measured on real
-footage (bench/bench_fewshot.py), unit rows beat rows centred on the class means and scaled: the centre of 1-3
-videos per class is too noisy to subtract.
+as if its length were that mean (pooled I3D features of the real UCF101 clips: 90 % of lengths within
+0.74-1.30 times the mean; the probabilities are sharper for longer features, the class is the same). Measured on real
+footage (bench/bench_fewshot.py, split 1), unit rows beat rows centred on the mean of the class means and scaled
+(prototype head at 2 videos per class: 90.7 against 82.7 %): a centre from 1-3 videos per class is too noisy.
 
 * ``prototype``: cosine to each class's mean direction, times a softmax temperature ``t``: weight row c is
   ``t * m_c / |m_c|`` with ``m_c`` the mean of class c's unit rows.
