@@ -13,6 +13,10 @@ installed, bf16 where the CPU has it natively; the PyTorch fast path of
 * ``live=True`` (a camera) never holds the source back: when the queue is full the oldest clip is dropped and
   counted, so results stay close to real time.
 
+A trained run (``info.cut`` set) runs its frozen part on the backend at the engine's precision and the layers it
+trained above the cut eager in fp32, from the activation rounded to float16 as the feature cache holds it: what its
+training, test phase and ``evaluate`` compute, so ``predict --run`` gives the numbers its test phase scored.
+
 Memory is bounded by the queue (``ahead`` clips) and one batch, whatever the number of jobs or clips per job.
 
 :class:`InferenceModel` is what ``actionrec.load_model`` returns: an ``nn.Module`` whose ``forward``,
@@ -37,7 +41,7 @@ from torch import nn
 from .errors import ActionrecError
 from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, warn_once
 
-OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # or the name of an endpoint of the network
+TOP_OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # the outputs above a run's cut; or an endpoint
 Clips = Callable[[Any], Iterable[tuple[Any, torch.Tensor]]]
 
 
@@ -111,11 +115,27 @@ class Engine:
         """One batch (B, 3, T, H, W) -> float32 outputs on the CPU: "probs"/"logits" (B, K), "features" (B, C) pooled,
         "steps" (B, T', C) features per time step (I3D: Mixed_5c pooled over space, one step per 8 frames), or the
         activation at an endpoint. Any T the network takes: OpenVINO compiles each new input shape once."""
-        y = self._forward_openvino(x, output) if self.backend == "openvino" else self._forward_torch(x, output)
+        cut = self.info.cut
+        if cut is not None and output in TOP_OUTPUTS:  # a trained run: its trained layers as its test phase ran them
+            y = self._top(self._frozen(x, cut), output, cut)
+        else:
+            y = self._frozen(x, output)
         if output == "probs":
             y = y.float().softmax(-1)
         self.clips_run += len(x)
         return y.float().cpu()
+
+    def _frozen(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        """`output` of x on the backend, at the engine's precision."""
+        return self._forward_openvino(x, output) if self.backend == "openvino" else self._forward_torch(x, output)
+
+    def _top(self, activation: torch.Tensor, output: str, cut: str) -> torch.Tensor:
+        """`output` of a trained run from its frozen part's activation at `cut`, the way training, its test phase and
+        `evaluate` compute it from the feature cache: the activation rounded to float16 (what a cache entry holds),
+        then the layers above the cut eager in fp32. So a run predicts the numbers its test phase scored."""
+        activation = activation.to(torch.float16).float().to(self.device)
+        with torch.inference_mode():
+            return self.model.forward_output(activation, output, start=cut).float()
 
     def _forward_openvino(self, x: torch.Tensor, output: str) -> torch.Tensor:
         """OpenVINO's output; if OpenVINO fails on this network, PyTorch's, and PyTorch runs from then on."""
@@ -136,16 +156,7 @@ class Engine:
         net = self.net
         bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            x = x.to(self.device)
-            if output in ("probs", "logits"):
-                return net(x).float()
-            if output == "features":
-                return net.forward_features(x).float()
-            if output == "steps":
-                return net.forward_steps(x).float()
-            if output == "step_logits":
-                return net.forward_head(net.forward_steps(x)).float()
-            return net.forward_until(x, output).float()
+            return net.forward_output(x.to(self.device), output).float()
 
     def map(
         self,

@@ -15,7 +15,6 @@ from ..data.video import central_clip, probe, read_clips, uniform_clips
 from ..engine import Engine, engine_for
 from ..models.pretrained import ModelInfo, check_classifier
 from ..training.checks import check_predict_options
-from ..training.runs import run_test_views
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def predict_iter(
     engine = engine_for(model)
     info = engine.info
     frames = info.predict_frames if frames is None else frames
-    views = run_test_views(info) if test_views is None else test_views
+    views = info.test_views if test_views is None else test_views
     check_classifier(info)
     for result in engine.map([os.fspath(v) for v in videos], lambda v: _clips(v, info, frames, views, batch_size),
                              batch_size=batch_size, on_error=on_error):

@@ -199,15 +199,7 @@ class _Graph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.graph == HEAD:
             return self.model.forward_features_and_logits(x)
-        if self.graph in ("probs", "logits"):
-            return self.model(x)
-        if self.graph == "features":
-            return self.model.forward_features(x)
-        if self.graph == "steps":
-            return self.model.forward_steps(x)
-        if self.graph == "step_logits":
-            return self.model.forward_head(self.model.forward_steps(x))
-        return self.model.forward_until(x, self.graph)
+        return self.model.forward_output(x, self.graph)
 
 
 def shape_class(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:

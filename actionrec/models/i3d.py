@@ -63,6 +63,7 @@ _MIXED = {
 }
 
 FEATURE_DIM = 1024
+STEP_FRAMES = 8  # the time stride at Mixed_5c: one step of the per-step features per 8 input frames
 
 I3D_KINETICS400 = WeightsSpec(
     name="i3d-kinetics400",

@@ -119,10 +119,3 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
         raise ActionrecError(f"{run_dir}/config.json: missing or bad entry ({err}); train the run again") from None
     return build_model(info, full, device)
 
-
-def run_test_views(info: ModelInfo) -> int:
-    """The test views a model's videos are scored from by default: a run's own (runs made before test views: 1, its
-    central clip), 1 for pretrained weights."""
-    if info.run is None:
-        return 1
-    return int(info.run.get("train_config", {}).get("test_views", 1))

@@ -41,7 +41,7 @@ from .console import Skipped, progress_bar, stderr_line
 from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
 from .outdir import claim_run_dir, writable_dir
 from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities, scores, sgd
-from .runs import load_run, run_test_views, save_run
+from .runs import load_run, save_run
 
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
 BACKBONE_DEFAULTS = {
@@ -570,7 +570,7 @@ def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_ro
 
     model = load_run(run_dir)
     run = model.info.run
-    count = run_test_views(model.info) if test_views is None else whole(test_views, "--test-views", 1)
+    count = model.info.test_views if test_views is None else whole(test_views, "--test-views", 1)
     views = test_views_of(count)
     classes = list(model.info.categories)
     unknown = sorted({s.label for s in samples} - set(classes))
@@ -584,8 +584,10 @@ def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_ro
     entries = cache.extract([s.path for s in samples], views=views, on_error=skipped, progress=bar.update)
     bar.close()
     data = _activations(samples, entries, classes, views)
-    loss, acc, pred = evaluate(model, cut, data)
-    per_class, confusion = report.per_class_metrics(data.video_labels.numpy(), pred, classes)
+    loss, acc, probs = scores(model, cut, data)
+    per_class, confusion = report.per_class_metrics(data.video_labels.numpy(), probs.argmax(1), classes)
+    scored = [s for s in samples if any((s.path, view) in entries for view in views)]  # the videos of `data`, in order
+    predictions = [{"video": s.path, "label": s.label, "probs": p.tolist()} for s, p in zip(scored, probs)]
     return {"run": str(run_dir), "classes": classes, "videos": data.videos, "test_views": count, "test_loss": loss,
-            "test_accuracy": acc, "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped.files,
-            "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
+            "test_accuracy": acc, "per_class": per_class, "confusion_matrix": confusion, "predictions": predictions,
+            "skipped": skipped.files, "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
