@@ -40,6 +40,7 @@ from torch import nn
 
 from .errors import ActionrecError
 from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, warn_once
+from .models.network import forward_output
 
 TOP_OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # the outputs above a run's cut; or an endpoint
 Clips = Callable[[Any], Iterable[tuple[Any, torch.Tensor]]]
@@ -135,7 +136,7 @@ class Engine:
         then the layers above the cut eager in fp32. So a run predicts the numbers its test phase scored."""
         activation = activation.to(torch.float16).float().to(self.device)
         with torch.inference_mode():
-            return self.model.forward_output(activation, output, start=cut).float()
+            return forward_output(self.model, activation, output, start=cut).float()
 
     def _forward_openvino(self, x: torch.Tensor, output: str) -> torch.Tensor:
         """OpenVINO's output; if OpenVINO fails on this network, PyTorch's, and PyTorch runs from then on."""
@@ -156,7 +157,7 @@ class Engine:
         net = self.net
         bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            return net.forward_output(x.to(self.device), output).float()
+            return forward_output(net, x.to(self.device), output).float()
 
     def map(
         self,

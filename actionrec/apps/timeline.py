@@ -172,19 +172,24 @@ class Timeline:
         }
 
     def summary(self) -> str:
-        """Time per label (minutes:seconds and share of the video), then the thresholds."""
+        """Time per label (minutes:seconds and share of the video) for the labels that took time (and `none`), with how
+        many took none (the files keep every label), then the thresholds."""
         lines = [
             f"{self.video}: {format_clock(self.duration)} ({self.duration / 60:.2f} min), {len(self.starts)} windows of "
             f"{self.window:g} s every {self.stride:g} s, {len(self.segments)} segments",
         ]
-        width = max(len(l) for l in list(self.totals) + ["label"])
+        shown = [l for l in self.totals if l == NONE or any(s.label == l for s in self.segments)]
+        width = max(len(l) for l in shown + ["label"])
         lines.append(f"  {'label':<{width}}  {'time':>9}  {'minutes':>8}  {'share':>6}  segments")
-        order = sorted(self.totals, key=lambda l: (l == NONE, -self.totals[l]))
+        order = sorted(shown, key=lambda l: (l == NONE, -self.totals[l]))
         for label in order:
             seconds = self.totals[label]
             count = sum(1 for s in self.segments if s.label == label)
             share = seconds / self.duration * 100 if self.duration else 0.0
             lines.append(f"  {label:<{width}}  {format_clock(seconds):>9}  {seconds / 60:8.2f}  {share:5.1f}%  {count}")
+        omitted = len(self.totals) - len(shown)
+        if omitted:
+            lines.append(f"  ({omitted} other label{'s' if omitted != 1 else ''} took no time: omitted here, kept in the files)")
         lines.append(f"thresholds: {self.threshold_source}")
         return "\n".join(lines)
 

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import ActionrecError
+from .network import forward_output
 from .weights import home_dir, tensors_sha256
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -199,7 +200,7 @@ class _Graph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.graph == HEAD:
             return self.model.forward_features_and_logits(x)
-        return self.model.forward_output(x, self.graph)
+        return forward_output(self.model, x, self.graph)
 
 
 def shape_class(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -39,21 +39,23 @@ class EndpointNetwork(nn.Module):
         features = self.forward_features(x)
         return features, self.forward_head(features)
 
-    def forward_output(self, x: torch.Tensor, output: str, start: str | None = None) -> torch.Tensor:
-        """The engine's `output` (see :meth:`actionrec.engine.Engine.forward`) of the input, or of the activation of
-        endpoint `start`: "probs"/"logits" the class logits, "features" pooled, "steps" per time step, "step_logits"
-        the linear head on each step, else the activation at that endpoint. The one output -> method dispatch."""
-        if output in ("probs", "logits"):
-            return self(x) if start is None else self.forward_logits(x, start)
-        if output == "features":
-            return self.forward_features(x, start)
-        if output == "steps":
-            return self.forward_steps(x, start)
-        if output == "step_logits":
-            return self.forward_head(self.forward_steps(x, start))
-        return self.forward_until(x, output, start)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.final_endpoint != self.ENDPOINTS[-1]:
             return self.forward_until(x, self.final_endpoint)
         return self.forward_logits(x)
+
+
+def forward_output(net: nn.Module, x: torch.Tensor, output: str, start: str | None = None) -> torch.Tensor:
+    """The engine's `output` (see :meth:`actionrec.engine.Engine.forward`) of `net` on the input, or on the activation
+    of endpoint `start`: "probs"/"logits" the class logits, "features" pooled, "steps" per time step, "step_logits"
+    the linear head on each step, else the activation at that endpoint. The one output -> method dispatch (the engine's
+    PyTorch path, its fp32 top of a run, and the graphs exported for OpenVINO)."""
+    if output in ("probs", "logits"):
+        return net(x) if start is None else net.forward_logits(x, start)
+    if output == "features":
+        return net.forward_features(x) if start is None else net.forward_features(x, start)
+    if output == "steps":
+        return net.forward_steps(x) if start is None else net.forward_steps(x, start)
+    if output == "step_logits":
+        return net.forward_head(net.forward_steps(x) if start is None else net.forward_steps(x, start))
+    return net.forward_until(x, output) if start is None else net.forward_until(x, output, start)
