@@ -28,7 +28,7 @@ def _error(message: str) -> None:
 
 def _say(quiet: bool) -> Callable[[str], None]:
     """Progress lines on stderr (never glued to a progress bar), or nothing with --quiet."""
-    from .training.console import stderr_line
+    from .console import stderr_line
 
     return (lambda m: None) if quiet else stderr_line
 
@@ -59,7 +59,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import load_model
     from .apps.archive import is_archive
     from .apps.predict import predict_iter
-    from .training.checks import check_predict_options
+    from .checks import check_predict_options
 
     check_predict_options(frames=args.frames, test_views=args.test_views, batch_size=args.batch_size, top=args.top)
     model = load_model(args.model, device=_device(args))
@@ -92,7 +92,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace):
     """The TrainConfig of the train command's options (checked by TrainConfig itself)."""
-    from .training.trainer import TrainConfig
+    from .training.config import TrainConfig
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     given["unfreeze"] = tuple(args.unfreeze.split(",")) if args.unfreeze else None
@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.datasets import load_dataset
-    from .training.runs import load_run
+    from .models.runs import load_run
     from .training.trainer import evaluate_run
 
     classes = args.classes or ",".join(load_run(args.run).info.categories)
@@ -148,9 +148,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .apps.predict import predict_iter
     from .data.datasets import load_dataset, make_splits
     from .data.demo import write_demo_dataset
-    from .models.weights import home_dir
+    from .files import home_dir
     from .training import report
-    from .training.runs import load_run
+    from .models.runs import load_run
     from .training.trainer import TrainConfig, train
 
     data = Path(args.data) if args.data else home_dir() / "demo-data"
@@ -210,7 +210,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def _window_probs(args: argparse.Namespace, model, desc: str):
     from .apps.windows import window_probabilities
-    from .training.console import progress_callback
+    from .console import progress_callback
 
     update, close = progress_callback(desc, "window", not args.quiet)
     try:
@@ -446,7 +446,7 @@ def _test_views_arg(parser: argparse.ArgumentParser, default_text: str, default:
 
 def _learning_rate(text: str) -> float | str:
     """--lr: a number, or "auto" (a range test on the cached features picks it)."""
-    from .training.trainer import AUTO_LR
+    from .training.config import AUTO_LR
 
     if text == AUTO_LR:
         return text
@@ -458,7 +458,7 @@ def _learning_rate(text: str) -> float | str:
 
 def _per_backbone(key: str) -> str:
     """A per-backbone default for a help text, e.g. `0.05 for i3d, 0.001 for c3d`."""
-    from .training.trainer import BACKBONE_DEFAULTS
+    from .training.config import BACKBONE_DEFAULTS
 
     def shown(value: object) -> str:
         return ",".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
@@ -467,7 +467,7 @@ def _per_backbone(key: str) -> str:
 
 
 def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
-    from .training.trainer import BACKBONE_DEFAULTS, HEADS, TrainConfig as C
+    from .training.config import BACKBONE_DEFAULTS, HEADS, TrainConfig as C
 
     t = sub.add_parser("train", parents=parents, help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
     _dataset_args(t)

@@ -14,7 +14,7 @@ from ..data.transforms import preprocess
 from ..data.video import central_clip, probe, read_clips, uniform_clips
 from ..engine import Engine, engine_for
 from ..models.pretrained import ModelInfo, check_classifier
-from ..training.checks import check_predict_options
+from ..checks import check_predict_options
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def predict_iter(
 
 def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], model: nn.Module | str = "i3d-kinetics400", **kwargs) -> list[Prediction]:
     """Per-class probabilities for each video. `model` is a loaded model, a weights name or a trained run directory."""
-    from .. import load_model
+    from ..engine import load_model
 
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]

@@ -396,7 +396,7 @@ def timeline(
 ) -> Timeline:
     """The labelled timeline of a whole video; `model` is a loaded model, a weights name or a run directory."""
     if not isinstance(model, (nn.Module, Engine)):
-        from .. import load_model
+        from ..engine import load_model
 
         model = load_model(model)
     engine = engine_for(model)

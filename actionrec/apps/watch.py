@@ -39,7 +39,7 @@ from ..data.video import cv2_path, display_path, quiet_opencv, resize_short_side
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import ModelInfo, check_classifier
-from ..training.checks import whole
+from ..checks import whole
 from .calibration import resolve_labels
 from .windows import default_stride, window_frames
 

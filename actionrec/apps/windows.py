@@ -27,11 +27,10 @@ from ..data.transforms import preprocess
 from ..data.video import iter_windows, probe, sliding_windows
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
-from ..files import atomic_write
+from ..files import atomic_write, home_dir
 from ..models.i3d import I3D
 from ..models.pretrained import ModelInfo, check_classifier
-from ..models.weights import home_dir
-from ..training.checks import MIN_FRAMES
+from ..checks import MIN_FRAMES
 
 DEFAULT_MIN_STRIDE = 0.5  # seconds: the default stride is max(this, window / 2)
 FRAMES_PER_BATCH = 128  # default batch: 8 windows of 16 frames, 2 of 64 (the activations' memory stays the same)

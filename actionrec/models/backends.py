@@ -41,7 +41,8 @@ from torch import nn
 
 from ..errors import ActionrecError
 from .network import forward_output
-from .weights import home_dir, tensors_sha256
+from ..files import home_dir
+from .weights import tensors_sha256
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("auto", "openvino", "torch")

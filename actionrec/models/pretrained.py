@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ActionrecError
+from ..files import home_dir
 from .c3d import C3D, KERAS_TF_MD5, convert_c3d
 from .c3d import SPECS as C3D_SPECS
 from .i3d import I3D, I3D_KINETICS400, STEP_FRAMES as I3D_STEP_FRAMES
@@ -26,7 +27,6 @@ from .weights import (
     check_readable,
     download,
     extract_member,
-    home_dir,
     load_numpy_pickle,
     read_safetensors,
     sha256_file,
@@ -35,6 +35,7 @@ from .weights import (
 )
 
 PRETRAINED: dict[str, WeightsSpec] = {I3D_KINETICS400.name: I3D_KINETICS400, **C3D_SPECS}
+DEFAULT_WEIGHTS = {"i3d": I3D_KINETICS400.name, "c3d": "c3d-sports1m"}  # each architecture's pretrained weights
 STEP_FRAMES = {"i3d": I3D_STEP_FRAMES}  # input frames per time step of each architecture with per-step features
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ActionrecError
-from ..files import atomic_write, write_bytes
+from ..files import atomic_write, home_dir, write_bytes  # home_dir: also importable from here (features.py, serve)
 
 
 @dataclass(frozen=True)
@@ -117,14 +117,6 @@ def check_complete(out: dict[str, torch.Tensor], target: Mapping[str, torch.Tens
     if missing:
         raise ValueError(f"{provider} does not provide {missing[0]} ({len(missing)} of our model's tensors missing)")
     return out
-
-
-def home_dir() -> Path:
-    """`$ACTIONREC_HOME`, else `$XDG_CACHE_HOME/actionrec`, else `~/.cache/actionrec`."""
-    if os.environ.get("ACTIONREC_HOME"):
-        return Path(os.environ["ACTIONREC_HOME"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "actionrec"
 
 
 def weights_path(spec: WeightsSpec) -> Path:

@@ -36,7 +36,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,10 +45,8 @@ from torch.utils.data import DistributedSampler
 
 from ..distributed import SINGLE, Ranks, all_gather, all_sum, from_main
 from ..errors import ActionrecError
+from .config import TrainConfig
 from .features import DamagedEntry, read_entry
-
-if TYPE_CHECKING:
-    from .trainer import TrainConfig
 
 EVAL_BATCH = 64  # clips per forward when evaluating (no gradients: memory is not the limit)
 NO_SCORE = (float("nan"), float("nan"))  # (loss, accuracy) of an empty set
