@@ -16,14 +16,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ActionrecError
+from .errors import exit_status, say_error
 
 DEFAULT_TRAIN_OUT = "runs/latest"
 DEFAULT_DEMO_OUT = "runs/demo"
-
-
-def _error(message: str) -> None:
-    print(f"actionrec: error: {message}", file=sys.stderr)
 
 
 def _say(quiet: bool) -> Callable[[str], None]:
@@ -47,7 +43,7 @@ def _archive(source: str, out: str, process, args: argparse.Namespace) -> int:
     """A folder or list of videos: one JSON per video under `out`, an index, a summary (see apps.archive)."""
     from .apps.archive import process_archive, summary_table
 
-    summary = process_archive(source, out, process, on_error=lambda video, message: _error(message),
+    summary = process_archive(source, out, process, on_error=lambda video, message: say_error(message),
                               show_progress=not getattr(args, "quiet", False))
     if summary is not None:  # rank 0
         print(json.dumps(summary) if args.json else f"{summary_table(summary)}\nresults: {out}/ (index.jsonl, summary.json)")
@@ -68,7 +64,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     def on_error(video: str, message: str) -> None:
         nonlocal failed
         failed += 1
-        _error(message if video in message else f"{video}: {message}")
+        say_error(message if video in message else f"{video}: {message}")
 
     views = 1 if args.single_clip else args.test_views
     frames = model.info.spec.clip_len if args.single_clip else args.frames
@@ -234,24 +230,28 @@ def _classifier(name: str, args: argparse.Namespace):
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from .apps.calibration import resolve_labels, thresholds_for
-    from .apps.timeline import build_timeline
-
     from .apps.archive import is_archive
-    from .apps.windows import window_probabilities
+    from .apps.calibration import resolve_labels
+    from .apps.timeline import timeline
+    from .console import progress_callback
 
     model = _classifier(args.model, args)
-    labels = resolve_labels(args.labels, model.info.categories)
-    thresholds, source = thresholds_for(model.info, labels, args.threshold)
-    if is_archive(args.video):
-        def one(video: str) -> dict:
-            wp = window_probabilities(video, model, args.window, args.stride, batch_size=args.batch_size,
-                                      cache=False if args.no_cache else args.cache)
-            return build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment).to_dict()
+    resolve_labels(args.labels, model.info.categories)  # a wrong name is said before any video is read
 
-        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines", one, args)
-    wp = _window_probs(args, model, "timeline")
-    tl = build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment)
+    def one(video: str, progress=None):
+        return timeline(video, model, window=args.window, stride=args.stride, labels=args.labels, threshold=args.threshold,
+                        smooth=args.smooth, min_segment=args.min_segment, batch_size=args.batch_size,
+                        cache=False if args.no_cache else args.cache, progress=progress)
+
+    if is_archive(args.video):
+        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines", lambda v: one(v).to_dict(), args)
+    update, close = progress_callback("timeline", "window", not args.quiet)
+    try:
+        tl = one(args.video, update)
+    finally:
+        close()
+    if tl.warning:
+        print(f"actionrec: warning: {tl.warning}", file=sys.stderr)
     out = Path(args.out) if args.out else Path(f"{Path(args.video).stem or 'video'}_timeline")
     written = tl.write_all(out)
     if args.json:
@@ -266,7 +266,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def cmd_flag(args: argparse.Namespace) -> int:
     from .apps.calibration import resolve_labels, thresholds_for
-    from .apps.flag import censor_video, flag_ranges, require_av
+    from .apps.flag import censor_video, flag_ranges, flag_result, require_av
     from .apps.timeline import format_clock
 
     model = _classifier(args.model, args)
@@ -281,13 +281,7 @@ def cmd_flag(args: argparse.Namespace) -> int:
     if args.censor:
         censored = censor_video(args.video, ranges, args.censor, style=args.style, crf=args.crf, fps=wp.fps)
     if args.json:
-        print(json.dumps({
-            "video": args.video, "duration": round(wp.duration, 3), "labels": list(labels),
-            "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
-            "ranges": [r.to_dict() for r in ranges], "flagged": round(flagged, 3),
-            "censored": str(args.censor) if args.censor else None,
-            "censored_frames": censored["censored"] if censored else None,
-        }))
+        print(json.dumps(flag_result(wp, labels, thresholds, ranges, args.censor, censored)))
         return 0
     print(f"{args.video}: {len(ranges)} range{'s' if len(ranges) != 1 else ''} to censor, {format_clock(flagged)} of "
           f"{format_clock(wp.duration)} ({', '.join(labels)}; thresholds: {source})")
@@ -634,14 +628,7 @@ def _add_doctor(sub) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _apply_engine_options(args)
-    try:
-        return args.func(args)
-    except ActionrecError as err:
-        _error(str(err))
-        return 2
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    return exit_status(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from torch import nn
 
 from .errors import ActionrecError
 from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, warn_once
-from .models.network import forward_output
+from .models.network import EndpointNetwork, forward_output, has_steps
 
 TOP_OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # the outputs above a run's cut; or an endpoint
 Clips = Callable[[Any], Iterable[tuple[Any, torch.Tensor]]]
@@ -103,10 +103,7 @@ class Engine:
             with self._lock:
                 if self._net is None:
                     from .models.accel import optimize_for_inference
-                    from .models.c3d import C3D
-                    from .models.i3d import I3D
-
-                    if self.fast and self.device.type == "cpu" and isinstance(self.model, (I3D, C3D)):
+                    if self.fast and self.device.type == "cpu" and isinstance(self.model, EndpointNetwork):
                         # oneDNN's packed fp32 convolutions do not run under autocast: bf16 takes the folded network
                         self._net = optimize_for_inference(self.model, "auto" if self.precision == "fp32" else "fused+channels_last")
                     else:
@@ -286,9 +283,7 @@ class InferenceModel(nn.Module):
 
     def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
         """Features per time step (B, T', C): I3D only (one step per 8 frames; see Engine.forward)."""
-        from .models.i3d import I3D
-
-        if not isinstance(self.engine.model, I3D):
+        if not has_steps(self.engine.model):
             raise ActionrecError(f"{self.info.name}: per-step features need a network convolutional in time (I3D); "
                                  f"{self.info.spec.arch} takes fixed windows: use forward_features on each window")
         return self._run(x, "steps")

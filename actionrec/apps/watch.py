@@ -39,7 +39,7 @@ from ..data.video import cv2_path, display_path, quiet_opencv, resize_short_side
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import ModelInfo, check_classifier
-from ..checks import whole
+from ..checks import probability, whole
 from .calibration import resolve_labels
 from .windows import default_stride, window_frames
 
@@ -68,9 +68,7 @@ def parse_alert(text: str, categories: Sequence[str]) -> AlertRule:
     m = re.fullmatch(r"\s*(.+?)\s*>=\s*([0-9]*\.?[0-9]+)\s*", text or "")
     if not m:
         raise ActionrecError(f"--alert {text!r}: write LABEL>=PROBABILITY, e.g. --alert 'Spinning>=0.8'")
-    threshold = float(m.group(2))
-    if not 0.0 <= threshold <= 1.0:
-        raise ActionrecError(f"--alert {text!r}: the threshold must be a probability between 0 and 1")
+    threshold = probability(float(m.group(2)), f"--alert {text!r}: the threshold")
     (label,) = resolve_labels([m.group(1)], categories)
     return AlertRule(label, threshold)
 

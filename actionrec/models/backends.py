@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import ActionrecError
-from .network import forward_output
+from .network import EndpointNetwork, forward_output
 from ..files import home_dir
 from .weights import tensors_sha256
 
@@ -139,10 +139,7 @@ def resolve_backend(backend: str, model: nn.Module, device: torch.device) -> str
         raise ActionrecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
-    from .c3d import C3D
-    from .i3d import I3D
-
-    supported = device.type == "cpu" and isinstance(model, (I3D, C3D))
+    supported = device.type == "cpu" and isinstance(model, EndpointNetwork)
     if backend == "openvino":
         if openvino_version() is None:
             raise ActionrecError("the OpenVINO backend needs the openvino package: pip install openvino "

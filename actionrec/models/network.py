@@ -15,6 +15,8 @@ class EndpointNetwork(nn.Module):
     ENDPOINTS: tuple[str, ...] = ()
     TRAINABLE_BLOCKS: tuple[str, ...] = ()
     FEATURES_ENDPOINT = ""
+    time_stride: int | None = None  # input frames per step of `forward_steps` (None: no per-step features, e.g. C3D)
+    temporal_head: nn.Module | None = None  # a run's temporal head, which then classifies (I3D)
 
     def __init__(self, final_endpoint: str, num_features: int):
         super().__init__()
@@ -59,3 +61,14 @@ def forward_output(net: nn.Module, x: torch.Tensor, output: str, start: str | No
     if output == "step_logits":
         return net.forward_head(net.forward_steps(x) if start is None else net.forward_steps(x, start))
     return net.forward_until(x, output) if start is None else net.forward_until(x, output, start)
+
+
+def has_steps(net: nn.Module) -> bool:
+    """Whether `net` gives features per time step (`forward_steps`: convolutional in time to its end, as I3D)."""
+    return getattr(net, "time_stride", None) is not None
+
+
+def has_step_logits(net: nn.Module) -> bool:
+    """Whether `net`'s per-step logits are its classifier's (per-step features and the linear head: no temporal head
+    classifying whole windows)."""
+    return has_steps(net) and getattr(net, "temporal_head", None) is None

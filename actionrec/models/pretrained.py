@@ -18,7 +18,7 @@ from ..errors import ActionrecError
 from ..files import home_dir
 from .c3d import C3D, KERAS_TF_MD5, convert_c3d
 from .c3d import SPECS as C3D_SPECS
-from .i3d import I3D, I3D_KINETICS400, STEP_FRAMES as I3D_STEP_FRAMES
+from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
 from .weights import (
     WeightsSpec,
@@ -36,7 +36,6 @@ from .weights import (
 
 PRETRAINED: dict[str, WeightsSpec] = {I3D_KINETICS400.name: I3D_KINETICS400, **C3D_SPECS}
 DEFAULT_WEIGHTS = {"i3d": I3D_KINETICS400.name, "c3d": "c3d-sports1m"}  # each architecture's pretrained weights
-STEP_FRAMES = {"i3d": I3D_STEP_FRAMES}  # input frames per time step of each architecture with per-step features
 
 
 def get_spec(name: str) -> WeightsSpec:
@@ -83,16 +82,6 @@ class ModelInfo:
     def cacheable(self) -> bool:
         """Whether outputs of this model may be cached on disk (keyed by `identity`)."""
         return bool(self.identity)
-
-    @property
-    def time_stride(self) -> int | None:
-        """Input frames per time step of the per-step features (I3D: 8), None where there are none (C3D)."""
-        return STEP_FRAMES.get(self.spec.arch)
-
-    @property
-    def per_step(self) -> bool:
-        """Whether the network gives features per time step (convolutional in time to its end: I3D)."""
-        return self.time_stride is not None
 
 
 RANDOM_WEIGHTS = "random"  # ModelInfo.weights_sha256 of a backbone from random initialisation starts with this

@@ -81,7 +81,7 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     warning when they cannot be had (C3D's Sports-1M weights are not downloadable everywhere)."""
     from dataclasses import replace as replace_spec
 
-    from ..models.pretrained import ModelInfo, build_model, get_spec, load_pretrained
+    from ..models.pretrained import RANDOM_WEIGHTS, ModelInfo, build_model, get_spec, load_pretrained
 
     if cfg.weights != NO_WEIGHTS:
         spec = get_spec(cfg.weights)
@@ -101,7 +101,7 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     torch.manual_seed(cfg.seed)
     name = f"{cfg.backbone}-random-seed{cfg.seed}"
     info = ModelInfo(name=name, spec=replace_spec(spec, name=name, url=""), categories=spec.categories,
-                     weights_sha256=f"random-seed{cfg.seed}", predict_frames=spec.predict_frames, identity="")
+                     weights_sha256=f"{RANDOM_WEIGHTS}-seed{cfg.seed}", predict_frames=spec.predict_frames, identity="")
     return build_model(info, None)
 
 
@@ -165,7 +165,7 @@ class _Training:
         self.t_start = time.perf_counter()
         torch.manual_seed(cfg.seed)
         self.model = self._backbone(config, say if main else _silent).to(self.device)
-        self.random_init = self.model.info.weights_sha256.startswith("random")
+        self.random_init = self.model.info.random_weights
         self.cut = cut_endpoint(self.model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
         from ..engine import Engine
 
