@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import inspect
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,7 +57,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .checks import check_predict_options
 
     check_predict_options(frames=args.frames, test_views=args.test_views, batch_size=args.batch_size, top=args.top)
-    model = load_model(args.model, device=_device(args))
+    model = load_model(args.model, device=_device(args), **_engine_options(args))
     failed = 0
 
     def on_error(video: str, message: str) -> None:
@@ -121,7 +120,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     samples = load_dataset(args.data, classes=classes, split=args.split)
     if any(s.split == "test" for s in samples):
         samples = [s for s in samples if s.split == "test"]
-    metrics = evaluate_run(args.run, samples, cache_root=args.cache, progress=not args.quiet, test_views=args.test_views)
+    metrics = evaluate_run(args.run, samples, cache_root=args.cache, progress=not args.quiet, test_views=args.test_views,
+                           **_engine_options(args))
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -146,16 +146,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .data.demo import write_demo_dataset
     from .files import home_dir
     from .training import report
-    from .models.runs import load_run
+    from .engine import load_model
     from .training.trainer import TrainConfig, train
 
     data = Path(args.data) if args.data else home_dir() / "demo-data"
     print(f"demo: writing a labelled set of synthetic videos to {data}", file=sys.stderr)
     write_demo_dataset(data)
     splits = make_splits(load_dataset(data), seed=0)
-    metrics = train(splits, args.out, TrainConfig(), say=_say(args.quiet), progress=not args.quiet, force=True)
+    metrics = train(splits, args.out, TrainConfig(**_engine_options(args)), say=_say(args.quiet), progress=not args.quiet, force=True)
     print(report.summary_text(metrics))
-    model = load_run(args.out)
+    model = load_model(args.out, **_engine_options(args))
     print("predictions on three held-out clips:")
     for pred in predict_iter([s.path for s in splits.test[:: max(len(splits.test) // 3, 1)][:3]], model):
         label, prob = pred.top(1)[0]
@@ -224,7 +224,7 @@ def _classifier(name: str, args: argparse.Namespace):
     from . import load_model
     from .models.pretrained import check_classifier
 
-    model = load_model(name, device=_device(args))
+    model = load_model(name, device=_device(args), **_engine_options(args))
     check_classifier(model.info)
     return model
 
@@ -353,14 +353,9 @@ def _engine_parent() -> argparse.ArgumentParser:
     return p
 
 
-def _apply_engine_options(args: argparse.Namespace) -> None:
-    """--precision and --backend set what "auto" means for every engine of this process (and its torchrun ranks)."""
-    from .models.backends import BACKEND_ENV, PRECISION_ENV
-
-    for option, env in (("precision", PRECISION_ENV), ("backend", BACKEND_ENV)):
-        value = getattr(args, option, "auto")
-        if value != "auto":
-            os.environ[env] = value
+def _engine_options(args: argparse.Namespace) -> dict[str, str]:
+    """--precision and --backend, passed by name to what builds the engine (load_model, TrainConfig, evaluate_run)."""
+    return {"precision": getattr(args, "precision", "auto"), "backend": getattr(args, "backend", "auto")}
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -610,7 +605,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     spec = get_spec("i3d-kinetics400")  # the architecture only: no weights are needed to see what would run it
     info = ModelInfo(name="probe", spec=spec, categories=spec.categories, weights_sha256="", predict_frames=16, identity="")
-    report = Engine(build_model(info, None, _device(args)), device=_device(args)).describe()
+    report = Engine(build_model(info, None, _device(args)), device=_device(args), **_engine_options(args)).describe()
     if args.json:
         print(json.dumps(report))
     else:
@@ -627,7 +622,6 @@ def _add_doctor(sub) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _apply_engine_options(args)
     return exit_status(lambda: args.func(args))
 
 

@@ -173,7 +173,7 @@ def use_model(monkeypatch, model) -> None:
     """Make the CLI's load_model return `model` whatever name it is given."""
     import actionrec
 
-    monkeypatch.setattr(actionrec, "load_model", lambda name, device="cpu": model)
+    monkeypatch.setattr(actionrec, "load_model", lambda name, device="cpu", **engine_options: model)
 
 
 # ----------------------------------------------------------------------------------------------- fast: stand-in model

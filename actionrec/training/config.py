@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from ..distributed import check_device
 from ..checks import MIN_FRAMES, number, option_name, whole
 from ..errors import ActionrecError
+from ..models.backends import BACKENDS, PRECISIONS
 from ..models.pretrained import DEFAULT_WEIGHTS
 
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
@@ -45,6 +46,8 @@ class TrainConfig:
     test_fraction: float = 0.2  # held out when the data names no test set
     seed: int = 0  # splits, augmentation, initialisation and shuffling
     device: str = "auto"  # auto|cpu|cuda[:N]; auto: CUDA when available (under torchrun: the GPU of LOCAL_RANK)
+    precision: str = "auto"  # the engine's for the frozen part (auto|fp32|bf16; auto: bf16 where the CPU has it natively)
+    backend: str = "auto"  # the engine's for the frozen part (auto|openvino|torch)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -73,6 +76,9 @@ class TrainConfig:
                 number(getattr(self, name), option_name(name), 0.0, low_open=True)
         number(self.weight_decay, "--weight-decay", 0.0)
         check_device(self.device)
+        for name, allowed in (("precision", PRECISIONS), ("backend", BACKENDS)):
+            if getattr(self, name) not in allowed:
+                raise ActionrecError(f"--{name} {getattr(self, name)!r}: choose one of: {', '.join(allowed)}")
         for name in ("momentum", "dropout", "val_fraction", "test_fraction"):
             number(getattr(self, name), option_name(name), 0.0, 1.0, high_open=True)
 

@@ -38,6 +38,7 @@ from ..distributed import (SINGLE, Ranks, all_gather, barrier, from_main, main_d
                            resolve_device, threads_per_rank)
 from ..errors import ActionrecError
 from ..files import write_json
+from ..engine import Engine, engine_for
 from ..models.runs import load_run, save_run
 from .config import AUTO_LR, BACKBONE_DEFAULTS, NO_WEIGHTS, TrainConfig  # TrainConfig: also importable from here
 from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
@@ -167,10 +168,8 @@ class _Training:
         self.model = self._backbone(config, say if main else _silent).to(self.device)
         self.random_init = self.model.info.random_weights
         self.cut = cut_endpoint(self.model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
-        from ..engine import Engine
-
         threads = threads_per_rank(ranks) if ranks.distributed else None  # OpenVINO's; torch's: distributed.init
-        engine = Engine(self.model, device=self.device, threads=threads)
+        engine = Engine(self.model, device=self.device, threads=threads, precision=cfg.precision, backend=cfg.backend)
         rank_warn = warn if main else (lambda m: warn(f"rank {ranks.rank}: {m}"))  # this rank's own cache findings
         self.cache = FeatureCache(engine, self.cut, Sampling(frames=cfg.frames, views=cfg.views, seed=cfg.seed),
                                   root=cache_root, say=rank_warn)
@@ -201,8 +200,8 @@ class _Training:
         keys = all_gather((self.cache.recipe_key, self.cache.engine.precision, self.cache.engine.backend), self.ranks)
         if len(set(keys)) > 1:
             seen = ", ".join(f"rank {r}: {p}/{b}" for r, (_, p, b) in enumerate(keys))
-            raise ActionrecError(f"the ranks would compute different features ({seen}); set ACTIONREC_PRECISION and "
-                                 "ACTIONREC_BACKEND to the same values on every machine")
+            raise ActionrecError(f"the ranks would compute different features ({seen}); pass the same --precision and "
+                                 "--backend (fp32 or bf16, openvino or torch) on every machine")
 
     def _extract(self, everything: list[str], views: Callable[[str], Sequence[int]]) -> tuple[dict, list[dict]]:
         """This rank's share of the clips (balanced by duration) through the cache; every rank's entries and skipped
@@ -485,7 +484,8 @@ def train(
 
 
 def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_root: str | os.PathLike | None = None,
-                 progress: bool = True, warn: Callable[[str], None] = stderr_line, test_views: int | None = None) -> dict:
+                 progress: bool = True, warn: Callable[[str], None] = stderr_line, test_views: int | None = None,
+                 precision: str = "auto", backend: str = "auto") -> dict:
     """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`, each video scored
     from `test_views` clips spread over it (default: the run's own, as its test phase did)."""
     from . import report
@@ -499,7 +499,8 @@ def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_ro
     if unknown:
         raise ActionrecError(f"{run_dir}: was not trained on {', '.join(unknown)}; it knows {', '.join(classes)} (pass --classes to select)")
     cut = run["cut_endpoint"]
-    cache = FeatureCache(model, cut, Sampling(frames=run["frames"], seed=run["train_config"]["seed"]), root=cache_root, say=warn)
+    engine = engine_for(model, precision=precision, backend=backend)  # the frozen part's (`predict --run` runs the same)
+    cache = FeatureCache(engine, cut, Sampling(frames=run["frames"], seed=run["train_config"]["seed"]), root=cache_root, say=warn)
     skipped = Skipped(warn)
     t0 = time.perf_counter()
     bar = progress_bar("features", "video", progress, total=len(samples))
