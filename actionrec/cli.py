@@ -535,7 +535,8 @@ def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _add_watch(sub, parents: list[argparse.ArgumentParser]) -> None:
-    from .apps.watch import DEFAULT_FPS, WatchOptions as W
+    from .apps.watch import WatchOptions as W
+    from .data.video import DEFAULT_FPS
 
     wa = sub.add_parser("watch", parents=parents, help="live alerts on a camera, a stream or a file",
                         description="Classify windows as the frames arrive and raise debounced alerts; ends at the end "

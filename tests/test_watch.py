@@ -109,10 +109,10 @@ def test_debouncer_fires_once_per_event():
 
 def test_windower_matches_sliding_windows():
     from actionrec.data.video import sliding_windows
-    from actionrec.apps.watch import _Windower
+    from actionrec.data.video import StreamWindower
 
     for fps in (25.0, 30.0, 12.0):
-        w = _Windower(fps, 0.64, 0.5, 16)
+        w = StreamWindower(fps, 0.64, 0.5, 16)
         got = []
         for i in range(int(fps * 6)):
             if w.wanted(i):
@@ -185,7 +185,8 @@ def test_live_latency_and_late_reads_are_reported(short_video, monkeypatch):
     """Each classified window's latency (from its last frame to its probabilities) is kept, and a reader held up
     for 0.5 s counts the frames it read late (a camera would have lost them) and its largest lag."""
     from actionrec.apps import watch as watch_module
-    from actionrec.apps.watch import LATE_FRAMES, AlertRule, WatchOptions, watch
+    from actionrec.apps.watch import AlertRule, WatchOptions, watch
+    from actionrec.data.video import LATE_FRAMES
 
     resize, calls = watch_module.resize_short_side, []
 
