@@ -194,7 +194,7 @@ def process_archive(source: str | os.PathLike, out: str | os.PathLike, process: 
     progress bar, on rank 0, counts every rank's videos (from the shared index)."""
     from ..distributed import barrier, init, ranks_from_env
     from ..console import progress_bar
-    from ..training.features import content_key
+    from ..data.video import content_key
 
     ranks = ranks_from_env()
     init(ranks)

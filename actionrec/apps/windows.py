@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..data.transforms import preprocess
-from ..data.video import iter_windows, probe, sliding_windows
+from ..data.video import content_key, iter_windows, probe, sliding_windows
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..files import atomic_write, home_dir
@@ -95,8 +95,6 @@ class WindowProbs:
 
 def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int,
                 per_step: bool) -> Path | None:
-    from ..training.features import content_key
-
     if not info.cacheable:
         return None
     spec = info.spec

@@ -970,3 +970,41 @@ def thumbnail_jpeg(path: str | os.PathLike, seconds: float, width: int, quality:
             small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
             return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])[1].tobytes()
     raise _error(os.fsdecode(os.fspath(path)), f"no frame at {seconds:g} s (the video decodes shorter than it says)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Content keys: what a cached result of a video is keyed by
+# --------------------------------------------------------------------------------------------------
+
+_KEY_BLOCK = 1 << 20  # files are hashed 1 MiB at a time
+
+
+def _digest_file(path: str | os.PathLike, digest) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_KEY_BLOCK), b""):
+            digest.update(block)
+
+
+def content_key(path: str | os.PathLike) -> str:
+    """The content key of a video: a sha256 over every byte of the file (its name and times do not count), or, for a
+    folder of frames, over its sorted file names and every file's content; one line when it cannot be read. The
+    feature cache, the timeline cache and the archives key on it."""
+    import hashlib
+
+    path = os.fspath(path)
+    try:
+        if not os.path.isdir(path):
+            digest = hashlib.sha256()
+            _digest_file(path, digest)
+            return digest.hexdigest()[:32]
+        digest = hashlib.sha256(b"folder;")
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            digest.update(f"{name}:".encode())
+            if os.path.isfile(full):
+                _digest_file(full, digest)
+            digest.update(b";")
+        return digest.hexdigest()[:32]
+    except OSError as err:
+        raise ActionrecError(f"{display_path(path)}: cannot be read ({err.strerror}); check the path") from None
+
