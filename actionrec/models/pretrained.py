@@ -16,8 +16,9 @@ from torch import nn
 
 from ..errors import ActionrecError
 from ..files import home_dir
-from .c3d import C3D, KERAS_TF_MD5, convert_c3d
+from .c3d import C3D, KERAS_TF_MD5
 from .c3d import SPECS as C3D_SPECS
+from .c3d_checkpoints import convert_c3d
 from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
 from .weights import (

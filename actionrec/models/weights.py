@@ -167,12 +167,6 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         return None
 
 
-def file_tensors_sha256(path: str | os.PathLike) -> str | None:
-    """tensors_sha256 of a safetensors file, or None when it is not a readable safetensors file."""
-    loaded = read_safetensors(path)
-    return None if loaded is None else tensors_sha256(loaded[0])
-
-
 def _progress(total: int | None, desc: str):
     from tqdm import tqdm
 
