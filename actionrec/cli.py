@@ -114,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.datasets import load_dataset
     from .models.runs import load_run
-    from .training.trainer import evaluate_run
+    from .training.evaluate import evaluate_run
 
     classes = args.classes or ",".join(load_run(args.run).info.categories)
     samples = load_dataset(args.data, classes=classes, split=args.split)

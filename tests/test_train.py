@@ -118,7 +118,7 @@ def test_evaluate_predict_and_the_test_phase_give_one_set_of_numbers(run, demo_d
     test phase give the same probabilities for the same video and views."""
     from actionrec import load_model, predict
     from actionrec.data.datasets import load_dataset
-    from actionrec.training.trainer import evaluate_run
+    from actionrec.training.evaluate import evaluate_run
 
     model = load_model(run)
     assert model.engine.precision in ("fp32", "bf16") and model.info.cut == "MaxPool3d_5a_2x2"

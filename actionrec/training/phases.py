@@ -93,6 +93,20 @@ class Activations:
             yield x, self.labels[idx]
 
 
+def entries_of(samples: Sequence, entries: dict, classes: list[str], views: Sequence) -> Activations:
+    """The cached entries of `samples` (the given views of each, those that were extracted), labelled by class index;
+    the clips of one video share its owner index (videos in the order of `samples`, those with an entry)."""
+    paths, labels, owners = [], [], []
+    for sample in samples:
+        found = [entries[(sample.path, view)] for view in views if (sample.path, view) in entries]
+        if found:
+            owner = owners[-1] + 1 if owners else 0
+            paths += found
+            labels += [classes.index(sample.label)] * len(found)
+            owners += [owner] * len(found)
+    return Activations(paths, labels, owners)
+
+
 @dataclass
 class Datasets:
     """The activations of each split, in the model's class order."""

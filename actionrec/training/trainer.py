@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import whole
 from ..console import Skipped, progress_bar, stderr_line
 from ..data.samples import Sample
 from ..data.splits import Splits
@@ -38,12 +37,13 @@ from ..distributed import (SINGLE, Ranks, all_gather, barrier, from_main, main_d
                            resolve_device, threads_per_rank)
 from ..errors import ActionrecError
 from ..files import write_json
-from ..engine import Engine, engine_for
-from ..models.runs import load_run, save_run
+from ..engine import Engine
+from ..models.runs import save_run
 from .config import AUTO_LR, BACKBONE_DEFAULTS, NO_WEIGHTS, TrainConfig  # TrainConfig: also importable from here
-from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
+from .features import FeatureCache, Sampling, cache_root as feature_cache_root, test_views as test_views_of
 from .outdir import claim_run_dir, writable_dir
-from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities, scores, sgd
+from .metrics import per_class_metrics
+from .phases import Datasets, FinetunePhase, HeadPhase, History, entries_of, evaluate, fit, probabilities, scores, sgd
 
 def cut_endpoint(model: nn.Module, unfreeze: Sequence[str]) -> str:
     """The last frozen endpoint: features are cached there. `unfreeze` must be the consecutive top blocks."""
@@ -118,20 +118,6 @@ def _recipe(cfg: TrainConfig, splits: Splits) -> str:
     data = {name: [[s.path, s.label] for s in getattr(splits, name)] for name in ("train", "val", "test")}
     config = {k: v for k, v in asdict(cfg).items() if k != "device"}
     return hashlib.sha256(json.dumps({"config": config, "data": data}, sort_keys=True).encode()).hexdigest()
-
-
-def _activations(samples, entries: dict, classes: list[str], views: Sequence[View]) -> Activations:
-    """The cached entries of `samples` (the given views of each, those that were extracted), labelled by class index;
-    the clips of one video share its owner index (videos in the order of `samples`, those with an entry)."""
-    paths, labels, owners = [], [], []
-    for sample in samples:
-        found = [entries[(sample.path, view)] for view in views if (sample.path, view) in entries]
-        if found:
-            owner = owners[-1] + 1 if owners else 0
-            paths += found
-            labels += [classes.index(sample.label)] * len(found)
-            owners += [owner] * len(found)
-    return Activations(paths, labels, owners)
 
 
 def _silent(message: str) -> None:
@@ -252,7 +238,7 @@ class _Training:
             self.warn(f"warning: class {label} left out: none of its training clips could be read")
         self.say(readable.summary())
         self.classes = list(readable.classes)
-        data = Datasets(*(_activations(getattr(readable, name), entries, self.classes, views[name])
+        data = Datasets(*(entries_of(getattr(readable, name), entries, self.classes, views[name])
                           for name in ("train", "val", "test")))
         if len(data.train) == 0 or len({int(y) for y in data.train.labels}) < 2:
             raise ActionrecError(f"{self.out}: fewer than 2 classes have readable training videos; add videos or fix the skipped files")
@@ -326,13 +312,11 @@ class _Training:
     def test(self, data: Datasets, tested_videos: Sequence[Sample]) -> dict:
         """The held-out videos (`tested_videos`, those of `data.test` in order), once, with the final model, each from
         its test views; and the validation probabilities (they calibrate the timeline's per-class thresholds)."""
-        from . import report
-
         t0 = time.perf_counter()
         test_loss, test_acc, test_probs = scores(self.model, self.cut, data.test)
         val_probs = probabilities(self.model, self.cut, data.val)
         labels = data.test.video_labels.numpy()
-        per_class, confusion = report.per_class_metrics(labels, test_probs.argmax(1), self.classes)
+        per_class, confusion = per_class_metrics(labels, test_probs.argmax(1), self.classes)
         self.timing["evaluate"] = time.perf_counter() - t0
         self.timing["total"] = time.perf_counter() - self.t_start
         predictions = [{"video": s.path, "label": s.label, "probs": np.round(p, 5).tolist()}
@@ -481,36 +465,3 @@ def train(
             out_dir = main_decides(ranks, lambda: held.enter_context(
                 claim_run_dir(out, recipe, force, say if ranks.is_main else _silent)))
             return _Training(config, out_dir, features_root, say, warn, progress, ranks, device, job).run(splits)
-
-
-def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_root: str | os.PathLike | None = None,
-                 progress: bool = True, warn: Callable[[str], None] = stderr_line, test_views: int | None = None,
-                 precision: str = "auto", backend: str = "auto") -> dict:
-    """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`, each video scored
-    from `test_views` clips spread over it (default: the run's own, as its test phase did)."""
-    from . import report
-
-    model = load_run(run_dir)
-    run = model.info.run
-    count = model.info.test_views if test_views is None else whole(test_views, "--test-views", 1)
-    views = test_views_of(count)
-    classes = list(model.info.categories)
-    unknown = sorted({s.label for s in samples} - set(classes))
-    if unknown:
-        raise ActionrecError(f"{run_dir}: was not trained on {', '.join(unknown)}; it knows {', '.join(classes)} (pass --classes to select)")
-    cut = run["cut_endpoint"]
-    engine = engine_for(model, precision=precision, backend=backend)  # the frozen part's (`predict --run` runs the same)
-    cache = FeatureCache(engine, cut, Sampling(frames=run["frames"], seed=run["train_config"]["seed"]), root=cache_root, say=warn)
-    skipped = Skipped(warn)
-    t0 = time.perf_counter()
-    bar = progress_bar("features", "video", progress, total=len(samples))
-    entries = cache.extract([s.path for s in samples], views=views, on_error=skipped, progress=bar.update)
-    bar.close()
-    data = _activations(samples, entries, classes, views)
-    loss, acc, probs = scores(model, cut, data)
-    per_class, confusion = report.per_class_metrics(data.video_labels.numpy(), probs.argmax(1), classes)
-    scored = [s for s in samples if any((s.path, view) in entries for view in views)]  # the videos of `data`, in order
-    predictions = [{"video": s.path, "label": s.label, "probs": p.tolist()} for s, p in zip(scored, probs)]
-    return {"run": str(run_dir), "classes": classes, "videos": data.videos, "test_views": count, "test_loss": loss,
-            "test_accuracy": acc, "per_class": per_class, "confusion_matrix": confusion, "predictions": predictions,
-            "skipped": skipped.files, "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}
