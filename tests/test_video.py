@@ -1,4 +1,4 @@
-"""Tests for actionrec.video: samplers (pure arithmetic) and decoding of every supported container.
+"""Tests for actionrec.data.video: samplers (pure arithmetic) and decoding of every supported container.
 
 The synthetic videos draw their frame number in big black/white cells (tests/videos.py), so every
 decoding test checks that the frames that come out are exactly the ones the sampler asked for.
