@@ -16,7 +16,8 @@ class EndpointNetwork(nn.Module):
     TRAINABLE_BLOCKS: tuple[str, ...] = ()
     FEATURES_ENDPOINT = ""
     time_stride: int | None = None  # input frames per step of `forward_steps` (None: no per-step features, e.g. C3D)
-    temporal_head: nn.Module | None = None  # a run's temporal head, which then classifies (I3D)
+    # I3D also has `temporal_head` (a run's, which then classifies; None otherwise). Not a class attribute here: one
+    # would hide the submodule nn.Module keeps in _modules.
 
     def __init__(self, final_endpoint: str, num_features: int):
         super().__init__()
