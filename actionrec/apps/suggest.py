@@ -1,0 +1,223 @@
+"""What to look at next: the stretches of long videos where a model disagrees with the labels, or is least sure.
+
+The one function for reviewing a model's work (the CLI's `actionrec suggest`, the page's review, Python). For each
+video, :func:`~actionrec.apps.timeline.timeline` gives the smoothed per-window probabilities and the model's segments
+(one streaming pass, or the timeline cache); from those:
+
+* **disagrees**: where a labelled segment overlaps a segment of the model's timeline with another label for at least
+  :data:`MIN_STRETCH` seconds, and the model's label for that stretch (the top class of its windows' mean
+  probabilities, ``none`` when under the class's threshold) is a class and differs from the segment's. Score
+  ``1 + confidence``: every disagreement ranks above every uncertain stretch, the most confident first.
+* **uncertain**: runs of windows whose decision margin is under :data:`UNSURE_MARGIN` (gaps of one window bridged),
+  at least :data:`MIN_STRETCH` seconds long. A window's margin is the smaller of the gap between its top two classes
+  and the distance of its top class from that class's threshold: both say how close the decision came to going
+  another way. Score: the stretch's mean ``1 - margin`` (below 1). Stretches mostly covered by a labelled segment
+  with the model's label, or by a disagreement, are skipped: they are labelled already ("label these next").
+
+Suggestions of all the videos are ranked together; the top N come back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from ..engine import Engine, engine_for
+from ..errors import ActionrecError
+from ..models.pretrained import check_classifier
+from .timeline import NONE, Timeline, timeline
+
+KINDS = ("disagrees", "uncertain")
+MIN_STRETCH = 1.0  # seconds: shorter stretches (a window or two at a cut between actions) are not suggested
+UNSURE_MARGIN = 0.3  # a window whose decision margin is under this is uncertain
+DEFAULT_TOP = 10
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A stretch of a video to review: where the model contradicts a label, or where it is least sure."""
+
+    video: str
+    start: float  # seconds
+    end: float
+    kind: str  # "disagrees" | "uncertain"
+    label: str  # the model's label for the stretch ("none" under its threshold)
+    confidence: float  # mean probability of that label over the stretch's windows
+    score: float  # ranking key: higher first (disagreements > 1 > uncertain stretches)
+    current: str | None  # the label of the labelled segment it overlaps most, if any
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict:
+        return {"video": self.video, "start": round(self.start, 3), "end": round(self.end, 3), "kind": self.kind,
+                "label": self.label, "confidence": round(float(self.confidence), 4),
+                "score": round(float(self.score), 4), "current": self.current}
+
+
+Labelled = tuple[float, float, str]  # (start, end, label) of a labelled segment of one video
+
+
+def suggest(
+    model_or_run: nn.Module | Engine | str | os.PathLike,
+    videos: Sequence[str | os.PathLike],
+    segments: Iterable[object] = (),
+    top: int = DEFAULT_TOP,
+    *,
+    cache: str | os.PathLike | bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **engine_options,
+) -> list[Suggestion]:
+    """The `top` stretches of `videos` most worth a look, best first (see the module doc).
+
+    `model_or_run`: a loaded model, a weights name or a run directory (loaded once). `segments`: the labelled ranges,
+    objects with ``.video``, ``.start``, ``.end`` (None: the whole video) and ``.label``, e.g. the samples of
+    :func:`~actionrec.data.manifest.load_manifest`; those of other videos are ignored. `cache` as in
+    :func:`~actionrec.apps.timeline.timeline`, and `engine_options` are its options by name (window, stride, labels,
+    threshold, smooth, min_segment, batch_size). ``progress(done, total)``: thousandths of a video, 1000 per video.
+    """
+    if not videos:
+        raise ActionrecError("suggest needs at least one video: give video files or a manifest that lists them")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ActionrecError(f"--top must be a whole number >= 1, not {top!r}")
+    if not isinstance(model_or_run, (nn.Module, Engine)):
+        from ..engine import load_model
+
+        model_or_run = load_model(model_or_run)
+    engine = engine_for(model_or_run)
+    check_classifier(engine.info)
+    labelled = labelled_by_video(segments)
+    found: list[Suggestion] = []
+    for i, video in enumerate(videos):
+        step = None if progress is None else _video_progress(progress, i, len(videos))
+        tl = timeline(video, engine, cache=cache, progress=step, **engine_options)
+        found += suggestions_of(tl, labelled.get(_key(video), []))
+    return sorted(found, key=lambda s: (-s.score, s.video, s.start))[:top]
+
+
+def suggestions_of(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
+    """Every suggestion of one video's timeline, given its labelled segments (unranked)."""
+    labelled = [(max(0.0, a), min(tl.duration, b), label) for a, b, label in labelled if b > a]
+    disagreements = _disagreements(tl, labelled)
+    uncertain = [s for s in _uncertain(tl, labelled) if not any(_overlap(s.start, s.end, d.start, d.end) * 2 > s.duration
+                                                                 for d in disagreements)]
+    return disagreements + uncertain
+
+
+def labelled_by_video(segments: Iterable[object]) -> dict[str, list[Labelled]]:
+    """(start, end, label) of each segment by its video (resolved path); a whole-video segment spans all of it."""
+    out: dict[str, list[Labelled]] = {}
+    for s in segments:
+        try:
+            video, start, end, label = s.video, s.start, s.end, s.label
+        except AttributeError:
+            raise ActionrecError(f"a labelled segment needs .video, .start, .end and .label, not {s!r}") from None
+        start = 0.0 if start is None else float(start)
+        end = float("inf") if end is None else float(end)
+        out.setdefault(_key(video), []).append((start, end, str(label)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the two kinds
+
+
+def _disagreements(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
+    """Overlaps of labelled segments with the model's segments of another label, where the model names a class."""
+    out = []
+    for a, b, current in labelled:
+        for seg in tl.segments:
+            start, end = max(a, seg.start), min(b, seg.end)
+            if seg.label == current or end - start < MIN_STRETCH:
+                continue
+            label, confidence = _stretch_label(tl, _windows_in(tl, start, end))
+            if label != current and label != NONE:
+                out.append(Suggestion(tl.video, start, end, "disagrees", label, confidence, 1.0 + confidence, current))
+    return out
+
+
+def _uncertain(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
+    """Runs of windows under :data:`UNSURE_MARGIN`, except those labelled already with the model's label."""
+    margin = decision_margins(tl)
+    edges = _window_edges(tl)
+    out = []
+    for ks in _runs(np.flatnonzero(margin < UNSURE_MARGIN)):
+        start, end = float(edges[ks[0]]), float(edges[ks[-1] + 1])
+        if end - start < MIN_STRETCH:
+            continue
+        label, confidence = _stretch_label(tl, ks)
+        current = _most_overlapped(labelled, start, end)
+        if current is not None and current[2] == label and _overlap(start, end, current[0], current[1]) * 2 > end - start:
+            continue
+        score = float(np.mean(1.0 - margin[ks]))
+        out.append(Suggestion(tl.video, start, end, "uncertain", label, confidence, score, current and current[2]))
+    return out
+
+
+def decision_margins(tl: Timeline) -> np.ndarray:
+    """Per window: min(top - second probability, |top - its threshold|) over the smoothed probabilities."""
+    p = tl.smoothed
+    if p.shape[1] == 0:
+        return np.ones(len(p))
+    ordered = np.sort(p, axis=1)
+    second = ordered[:, -2] if p.shape[1] > 1 else np.zeros(len(p))
+    thr = np.array([tl.thresholds[l] for l in tl.labels])
+    top = p.argmax(1)
+    return np.minimum(ordered[:, -1] - second, np.abs(ordered[:, -1] - thr[top]))
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _stretch_label(tl: Timeline, ks: Sequence[int]) -> tuple[str, float]:
+    """(label, mean probability of it) from the mean smoothed probabilities of windows `ks`: the top class, or
+    ``none`` when that is under its threshold."""
+    mean = tl.smoothed[list(ks)].mean(0)
+    i = int(mean.argmax())
+    label = tl.labels[i]
+    return (label if mean[i] >= tl.thresholds[label] else NONE), float(mean[i])
+
+
+def _windows_in(tl: Timeline, start: float, end: float) -> list[int]:
+    """The windows centred in [start, end] (the nearest one when none is)."""
+    x = tl.centres
+    ks = np.flatnonzero((x >= start) & (x <= end)).tolist()
+    return ks or [int(np.argmin(np.abs(x - (start + end) / 2)))]
+
+
+def _window_edges(tl: Timeline) -> np.ndarray:
+    """N + 1 edges: window k spans [edges[k], edges[k + 1]] (midpoints between centres, 0 and the duration)."""
+    x = tl.centres
+    return np.concatenate([[0.0], (x[:-1] + x[1:]) / 2, [tl.duration]])
+
+
+def _runs(indices: np.ndarray, gap: int = 1) -> list[list[int]]:
+    """Consecutive runs of sorted window indices, bridging gaps of up to `gap` windows."""
+    runs: list[list[int]] = []
+    for k in indices.tolist():
+        if runs and k - runs[-1][-1] <= gap + 1:
+            runs[-1] += list(range(runs[-1][-1] + 1, k + 1))
+        else:
+            runs.append([k])
+    return runs
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def _most_overlapped(labelled: Sequence[Labelled], start: float, end: float) -> Labelled | None:
+    best = max(labelled, key=lambda s: _overlap(start, end, s[0], s[1]), default=None)
+    return best if best is not None and _overlap(start, end, best[0], best[1]) > 0 else None
+
+
+def _key(video: str | os.PathLike) -> str:
+    return os.path.realpath(os.fspath(video))
+
+
+def _video_progress(progress: Callable[[int, int], None], i: int, n: int) -> Callable[[int, int], None]:
+    return lambda done, total: progress(1000 * i + 1000 * done // max(total, 1), 1000 * n)
