@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ActionrecError
+from ..errors import ActionrecError, exit_status
 from .settings import Settings
 
 DEFAULTS = Settings(state=Path("$ACTIONREC_HOME/serve"))
@@ -98,8 +98,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="actionrec")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except ActionrecError as err:
-        print(f"actionrec: error: {err}", file=sys.stderr)
-        return 2
+    return exit_status(lambda: args.func(args))

@@ -12,6 +12,7 @@ from torch import nn
 from .. import load_model
 from ..errors import ActionrecError
 from ..models.pretrained import PRETRAINED
+from ..models.runs import is_run_dir
 from .storage import NotFound
 
 RUN_PREFIX = "run:"  # a run is chosen as "run:<folder name under --runs>"
@@ -24,9 +25,8 @@ def run_folders(runs_dir: Path) -> list[Path]:
     found = []
     for entry in sorted(os.scandir(runs_dir), key=lambda e: e.name):
         if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-            path = Path(entry.path)
-            if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
-                found.append(path)
+            if is_run_dir(entry.path):
+                found.append(Path(entry.path))
     return found
 
 

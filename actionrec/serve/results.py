@@ -1,5 +1,7 @@
 """A long video's stored per-window probabilities, and everything the page derives from them without the network:
-the timeline at another threshold, flagged ranges, the downloads, and the payload the page relabels from."""
+the timeline at another threshold, flagged ranges, the downloads, and the payload the page relabels from. The
+library's own functions do the work (:func:`~actionrec.apps.windows.load_window_probs`,
+:func:`~actionrec.apps.calibration.thresholds_for`, :meth:`~actionrec.apps.timeline.Timeline.write`)."""
 
 from __future__ import annotations
 
@@ -8,42 +10,47 @@ from pathlib import Path
 
 import numpy as np
 
+from ..apps.calibration import thresholds_for
 from ..apps.flag import flag_ranges
-from ..apps.timeline import DEFAULT_SMOOTH, NONE, Timeline, build_timeline
-from ..apps.windows import WindowProbs
+from ..apps.timeline import DEFAULT_SMOOTH, DOWNLOADS, NONE, Timeline, build_timeline
+from ..apps.windows import WindowProbs, load_window_probs, save_window_probs
 from ..errors import ActionrecError
-from ..files import atomic_write
+
+__all__ = ["DOWNLOADS", "SLIDER_RANGE", "load_windows", "thresholds_at", "relabel", "windows_payload", "flagged",
+           "write_download"]
 
 SLIDER_RANGE = (0.05, 0.95)  # the page's threshold slider; a class whose probability never reaches its low end is
 # never labelled on the page, so its column is not sent
-DOWNLOADS = {"json": "timeline.json", "csv": "segments.csv", "windows.csv": "windows.csv", "srt": "srt", "png": "timeline.png"}
 _png_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
 
 
-def save_windows(path: Path, wp: WindowProbs) -> None:
-    with atomic_write(path) as f:
-        np.savez(f, video=np.array(wp.video), model=np.array(wp.model), categories=np.array(wp.categories),
-                 starts=wp.starts, ends=wp.ends, probs=wp.probs,
-                 numbers=np.array([wp.duration, wp.fps, wp.window, wp.stride, wp.frames], np.float64))
-
-
 def load_windows(path: Path) -> WindowProbs:
+    """A job's stored windows.npz; one written by an older server (its numbers in one array) is read once and
+    rewritten in the library's format."""
+    try:
+        return load_window_probs(path)
+    except ActionrecError:
+        old = _load_old_windows(path)
+        if old is None:
+            raise
+        save_window_probs(path, old)
+        return old
+
+
+def _load_old_windows(path: Path) -> WindowProbs | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             duration, fps, window, stride, frames = z["numbers"].tolist()
             return WindowProbs(str(z["video"]), str(z["model"]), tuple(str(c) for c in z["categories"]),
                                z["starts"], z["ends"], z["probs"], duration, fps, window, stride, int(frames))
-    except (OSError, ValueError, KeyError):
-        raise ActionrecError(f"{path}: the stored window probabilities are missing or broken; analyse the video again") from None
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
 
 
 def thresholds_at(labels: list[str], stored: dict[str, float], source: str, threshold: float | None) -> tuple[dict[str, float], str]:
     """The thresholds of `labels`: `threshold` for every class, else those the job was analysed with (`stored`)."""
-    if threshold is None:
-        return {l: float(stored[l]) for l in labels}, source
-    if not 0.0 <= threshold <= 1.0:
-        raise ActionrecError(f"threshold must be a probability between 0 and 1, not {threshold!r}")
-    return {l: float(threshold) for l in labels}, f"{threshold:g} for every class (chosen on the page)"
+    return thresholds_for(None, labels, threshold, stored=stored, stored_source=source, option="threshold",
+                          chosen_by="chosen on the page")
 
 
 def relabel(wp: WindowProbs, labels: list[str], stored: dict[str, float], source: str, threshold: float | None) -> Timeline:
@@ -81,19 +88,8 @@ def flagged(wp: WindowProbs, labels: list[str], stored: dict[str, float], thresh
 
 
 def write_download(timeline: Timeline, kind: str, folder: Path, stem: str) -> Path:
-    """The file of download `kind` (see DOWNLOADS) for `timeline`, written into `folder`."""
-    if kind not in DOWNLOADS:
-        raise ActionrecError(f"unknown download {kind!r}; choose one of {', '.join(DOWNLOADS)}")
-    path = folder / f"{stem}.{DOWNLOADS[kind]}"
-    if kind == "json":
-        timeline.write_json(path)
-    elif kind == "csv":
-        timeline.write_segments_csv(path)
-    elif kind == "windows.csv":
-        timeline.write_windows_csv(path)
-    elif kind == "srt":
-        timeline.write_srt(path)
-    else:
-        with _png_lock:
-            timeline.write_png(path)
-    return path
+    """The file of download `kind` (see DOWNLOADS) for `timeline`, written into `folder` (the library's writer)."""
+    if kind != "png":
+        return timeline.write(kind, folder, stem)
+    with _png_lock:
+        return timeline.write(kind, folder, stem)

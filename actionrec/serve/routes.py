@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..apps.calibration import resolve_labels
-from ..data.video import probe
+from ..data.video import VideoError, probe, thumbnail_jpeg
 from ..errors import ActionrecError
 from ..training.report import compare_table, load_metrics, macro_f1
 from ..training.trainer import TrainConfig
@@ -33,7 +33,7 @@ from .storage import NotFound, safe_name
 from .work import dataset_under_root, run_name
 
 if TYPE_CHECKING:
-    from .app import Server
+    from .server import Server
 
 THUMB_WIDTH = 160
 MAX_ITEMS = 1000  # the most labels or classes one request may name (Kinetics has 400, Sports-1M 487)
@@ -279,19 +279,10 @@ def video_type(name: str) -> str:
 
 
 def _frame_jpeg(video: str, t: float) -> bytes:
-    import cv2
-
-    cap = cv2.VideoCapture(video)
     try:
-        cap.set(cv2.CAP_PROP_POS_MSEC, t * 1000)
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    if not ok:
-        raise NotFound(f"no frame at {t:g} s")
-    h, w = frame.shape[:2]
-    frame = cv2.resize(frame, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
-    return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+        return thumbnail_jpeg(video, t, THUMB_WIDTH)
+    except VideoError as err:
+        raise NotFound(str(err)) from None
 
 
 def _runs(api: APIRouter, server: Server) -> None:

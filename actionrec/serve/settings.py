@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ActionrecError
+from ..files import home_dir
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 TOKEN = re.compile(r"[!#-+\--:<-\[\]-~]+")  # printable ASCII but space " , ; \\ (a cookie value as it is)
 
 
 def default_state() -> Path:
-    from ..models.weights import home_dir
-
     return home_dir() / "serve"
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..apps.calibration import resolve_labels, thresholds_for
+from ..apps.calibration import resolve_labels
 from ..apps.flag import censor_video, flag_ranges
 from ..apps.predict import predict_iter
-from ..apps.timeline import build_timeline
-from ..apps.windows import window_frames, window_probabilities
+from ..apps.timeline import DOWNLOADS
+from ..apps.timeline import timeline as timeline_of
+from ..apps.windows import save_window_probs, window_frames
 from ..data.datasets import Sample, load_dataset, make_splits
 from ..data.video import probe
 from ..errors import ActionrecError
@@ -31,7 +32,7 @@ from ..training.report import summary_text
 from ..training.trainer import TrainConfig, train
 from .jobs import Context, Job, JobStore
 from .models import Models
-from .results import DOWNLOADS, load_windows, save_windows, thresholds_at, write_download
+from .results import load_windows, thresholds_at, write_download
 from .storage import DataRoot, safe_name
 
 LONG_VIDEO_WINDOWS = 3  # a video this many windows long or longer gets a timeline, a shorter one the top 5
@@ -87,13 +88,13 @@ class Workshop:
         write_json(ctx.folder / "result.json", result)
 
     def _timeline(self, job: Job, ctx: Context, model, labels: list[str]) -> None:
-        thresholds, source = thresholds_for(model.info, labels, None)
-        wp = window_probabilities(job.source, model, cache=self.cache,
-                                  progress=lambda done, total: ctx.progress(done / max(total, 1), f"window {done} of {total}"))
+        timeline = timeline_of(job.source, model, labels=labels, cache=self.cache,
+                               progress=lambda done, total: ctx.progress(done / max(total, 1), f"window {done} of {total}"))
         ctx.progress(1.0, "writing the timeline")
-        save_windows(ctx.folder / "windows.npz", wp)
-        job.params = {**job.params, "labels": labels, "thresholds": thresholds, "threshold_source": source}
-        timeline = build_timeline(wp, labels, thresholds, source)
+        wp = timeline.windows
+        save_window_probs(ctx.folder / "windows.npz", wp)
+        job.params = {**job.params, "labels": labels, "thresholds": timeline.thresholds,
+                      "threshold_source": timeline.threshold_source}
         timeline.video = job.name
         mean = wp.probs.mean(0)
         job.top = [{"label": wp.categories[i], "prob": float(mean[i])} for i in np.argsort(-mean, kind="stable")[:TOP]]
@@ -162,5 +163,5 @@ def dataset_under_root(data: DataRoot, source: str | os.PathLike, classes: list[
     """The samples of the dataset at `source` (under the data root), refused when one of its videos is outside the
     root or is reached through a symbolic link (a manifest's row, a class folder that is a link)."""
     samples = load_dataset(source, classes=classes, say=say)
-    data.check_samples(s.path for s in samples)
+    data.check_samples(s.video for s in samples)
     return samples
