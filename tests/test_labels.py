@@ -104,3 +104,16 @@ def test_concurrent_processes_keep_every_segment(store):
         p.join(120)
         assert p.exitcode == 0
     assert sorted(s.start for s in store.segments()) == [0, 0.5, 1.0, 1.5]
+
+
+def test_overwrite_cuts_other_labels_and_merges_its_own(store):
+    store.add(LabelSegment("videos/long.mp4", "red", 0, 6))
+    store.add(LabelSegment("videos/long.mp4", "green", 7, 9))
+    store.add(LabelSegment("videos/other.mp4", "red", 0, 2))
+    got = store.overwrite(LabelSegment("videos/long.mp4", "green", 2, 8))  # a correction in the middle of red
+    assert got == LabelSegment("videos/long.mp4", "green", 2, 9)
+    assert sorted((s.video, s.label, s.start, s.end) for s in store.segments()) == [
+        ("videos/long.mp4", "green", 2, 9), ("videos/long.mp4", "red", 0, 2), ("videos/other.mp4", "red", 0, 2)]
+    store.overwrite(LabelSegment("videos/long.mp4", "blue", 1, 3))
+    assert sorted((s.label, s.start, s.end) for s in store.segments("videos/long.mp4")) == [
+        ("blue", 1, 3), ("green", 3, 9), ("red", 0, 1)]

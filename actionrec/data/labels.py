@@ -2,8 +2,8 @@
 from (rows ``path,label,start,end``; ``path,none`` marks a video fully labelled, see :mod:`.manifest`), edited one
 operation at a time.
 
-Every edit (:meth:`LabelStore.add`, :meth:`~LabelStore.replace`, :meth:`~LabelStore.remove`,
-:meth:`~LabelStore.mark_fully_labelled`) takes a lock on the folder (``.labels.lock``, across threads and
+Every edit (:meth:`LabelStore.add`, :meth:`~LabelStore.replace`, :meth:`~LabelStore.overwrite`,
+:meth:`~LabelStore.remove`, :meth:`~LabelStore.mark_fully_labelled`) takes a lock on the folder (``.labels.lock``, across threads and
 processes), re-reads the file as it is now, applies the one change, checks the whole result with the manifest's own
 checks (:func:`~.manifest.load_manifest`) and replaces the file atomically; so two editors (two tabs of the page, the
 page and a script) never lose each other's segments, and a refused edit leaves the file as it was. Replacing or
@@ -32,6 +32,7 @@ __all__ = ["LABELS_FILE", "LabelSegment", "LabelStore", "Conflict"]
 
 LABELS_FILE = "labels.csv"
 HEADER = ["path", "label", "start", "end", "group", "split"]
+MIN_PIECE = 0.1  # seconds: a piece of a segment cut by :meth:`LabelStore.overwrite` shorter than this is dropped
 
 
 class Conflict(ActionrecError):
@@ -129,6 +130,26 @@ class LabelStore:
         with self._edit() as rows:
             rows.segments[self._index(rows, old)] = new
         return new
+
+    def overwrite(self, segment: LabelSegment) -> LabelSegment:
+        """Add `segment` over whatever its video had there: the parts of other segments it covers are cut away (a
+        segment split in two when it is covered in its middle), and a segment of the same label it overlaps is merged
+        into it. Accepting or correcting a suggestion is this one edit."""
+        segment = self._checked(segment)
+        with self._edit() as rows:
+            kept = []
+            start, end = segment.start, segment.end
+            for s in rows.segments:
+                if s.video != segment.video or s.end <= segment.start or s.start >= segment.end:
+                    kept.append(s)
+                elif s.label == segment.label:
+                    start, end = min(start, s.start), max(end, s.end)
+                else:
+                    kept += [LabelSegment(s.video, s.label, a, b) for a, b in ((s.start, segment.start), (segment.end, s.end))
+                             if b - a >= MIN_PIECE]
+            segment = LabelSegment(segment.video, segment.label, start, end)
+            rows.segments = kept + [segment]
+        return segment
 
     def remove(self, segment: LabelSegment) -> None:
         """Remove `segment`; Conflict when it is no longer there."""
