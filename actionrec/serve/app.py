@@ -26,8 +26,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from torch import nn
 
 from .. import __version__
+from ..data.labels import Conflict
 from ..errors import ActionrecError
-from . import routes
+from . import labelling, routes
+from .datasets import Exists
 from .docs import docs_page
 from .jobs import QueueFull
 from .server import Server
@@ -53,10 +55,11 @@ def create_app(settings: Settings, preloaded: dict[str, nn.Module] | None = None
         server.runner.cancel_all()
 
     app = FastAPI(title="actionrec", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Recognise actions in videos: jobs, timelines, flagging, runs. Errors are {\"error\": message}.")
+                  description="Recognise actions in videos: jobs, timelines, flagging, runs, and the Label view's datasets (label segments, train, review). Errors are {\"error\": message}.")
     app.state.server = server
     _error_handlers(app)
     app.include_router(routes.router(server), prefix="/api")
+    app.include_router(labelling.router(server), prefix="/api")
     app.mount("/static", StaticFiles(directory=WEB), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -79,7 +82,7 @@ async def _sweep_regularly(server: Server) -> None:
 
 
 def _error_handlers(app: FastAPI) -> None:
-    statuses = {Refused: 403, NotFound: 404, TooLarge: 413, QueueFull: 503}
+    statuses = {Refused: 403, NotFound: 404, Conflict: 409, Exists: 409, TooLarge: 413, QueueFull: 503}
     public = app.state.server.public
 
     @app.exception_handler(ActionrecError)

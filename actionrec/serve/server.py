@@ -1,4 +1,5 @@
-"""What every route shares: :class:`Server` (settings, the data root, uploads, jobs and their runner, the models)."""
+"""What every route shares: :class:`Server` (settings, the data root and its datasets, uploads, jobs and their runner,
+the models)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import ActionrecError
+from .datasets import Datasets
 from .jobs import Job, JobStore, Runner
 from .models import Models
 from .settings import Settings
@@ -25,11 +27,12 @@ class Server:
         settings.check()
         self.settings = settings
         self.data = DataRoot(settings.data_root)
+        self.datasets = Datasets(self.data)
         self.uploads = Uploads(settings.state / "uploads", int(settings.max_upload_mb * 1e6), int(settings.upload_quota_mb * 1e6))
         self.store = JobStore(settings.state / "jobs")
         self.models = Models(settings.models, Path(settings.runs), preloaded)
         self.cache = settings.state / "cache"
-        workshop = Workshop(self.models, self.store, self.cache, self.data, settings.features, self.public)
+        workshop = Workshop(self.models, self.store, self.cache, self.data, settings.features, self.public, self.datasets)
         self.runner = Runner(self.store, workshop, settings.workers, settings.max_queued, self.public)
         self.paths: deque[str] = deque(maxlen=1000)  # the latest requests' paths (tests check what the slider sends)
 

@@ -6,6 +6,10 @@
 * ``censor``: the ranges ``actionrec flag`` finds in an analysed job, blacked out in a copy;
 * ``train``: ``actionrec train`` on a dataset folder under the data root, into a run under ``--runs``; every video
   the dataset names must lie under the data root and reach it through no symbolic link (:func:`dataset_under_root`).
+  A Label view dataset's training (``params["dataset"]``) records the round (:meth:`.Datasets.add_round`) and then
+  reviews it;
+* ``review``: a model (the round's run) over every video of a Label view dataset: each one's timeline beside its
+  labels, and the suggestions of :func:`~actionrec.apps.suggest.suggest` (where it disagrees, where it is least sure).
 """
 
 from __future__ import annotations
@@ -21,22 +25,27 @@ import numpy as np
 from ..apps.calibration import resolve_labels
 from ..apps.flag import censor_video, flag_ranges
 from ..apps.predict import predict_iter
+from ..apps.suggest import suggest
 from ..apps.timeline import DOWNLOADS
 from ..apps.timeline import timeline as timeline_of
 from ..apps.windows import save_window_probs, window_frames
 from ..data.datasets import Sample, load_dataset, make_splits
+from ..data.labels import LabelSegment, LabelStore
 from ..data.video import probe
 from ..errors import ActionrecError
 from ..files import write_json
 from ..training.report import summary_text
 from ..training.trainer import TrainConfig, train
+from .datasets import Datasets
 from .jobs import Context, Job, JobStore
-from .models import Models
+from .models import RUN_PREFIX, Models
 from .results import load_windows, thresholds_at, write_download
 from .storage import DataRoot, safe_name
 
 LONG_VIDEO_WINDOWS = 3  # a video this many windows long or longer gets a timeline, a shorter one the top 5
 TOP = 5
+TRAIN_SHARE = 0.7  # of a Label view dataset's progress bar: training, then the review
+SUGGESTIONS = 10  # suggestions a review lists
 
 
 @dataclass
@@ -51,8 +60,14 @@ class Workshop:
     features: Path | None = None
     public: Callable[[str], str] = lambda text: text
 
+    datasets: Datasets | None = None  # the Label view's datasets (default: those of `data`)
+
+    def __post_init__(self) -> None:
+        if self.datasets is None:
+            self.datasets = Datasets(self.data)
+
     def __call__(self, job: Job, ctx: Context) -> None:
-        {"analyse": self.analyse, "censor": self.censor, "train": self.train}[job.kind](job, ctx)
+        {"analyse": self.analyse, "censor": self.censor, "train": self.train, "review": self.review}[job.kind](job, ctx)
 
     # ------------------------------------------------------------------------------------------ analyse
 
@@ -127,11 +142,13 @@ class Workshop:
                              finetune_epochs=int(p.get("finetune_epochs", TrainConfig.finetune_epochs)))
         total = config.epochs + config.finetune_epochs
         epochs_seen = [0]
+        dataset = p.get("dataset")
+        share = TRAIN_SHARE if dataset else 1.0  # of the progress bar: a dataset's review follows its training
 
         def say(line: str) -> None:
             if " epoch " in line:
                 epochs_seen[0] += 1
-                ctx.progress(epochs_seen[0] / max(total, 1))
+                ctx.progress(share * epochs_seen[0] / max(total, 1))
             ctx.log(self.public(line))
 
         ctx.progress(0.0, "reading the dataset")
@@ -142,8 +159,50 @@ class Workshop:
         metrics = train(splits, out, config, cache_root=self.features, say=say, progress=False)
         self.models.forget_run(job.name)
         job.files = {"report": "report.html"}
-        write_json(ctx.folder / "result.json", {"run": job.name, "summary": self.public(summary_text(metrics)),
-                                                "test_accuracy": metrics.get("test_accuracy")})
+        result = {"run": job.name, "summary": self.public(summary_text(metrics)), "test_accuracy": metrics.get("test_accuracy")}
+        if dataset:
+            segments = len(LabelStore(Path(job.source).parent).segments())
+            result["round"] = self.datasets.add_round(dataset, job.name, metrics, segments)
+            write_json(ctx.folder / "result.json", result)  # the round is kept whatever the review does
+            result["review"] = self._review(dataset, RUN_PREFIX + job.name, ctx, start=share)
+            job.view = "review"
+        write_json(ctx.folder / "result.json", result)
+
+    # ------------------------------------------------------------------------------------------ review
+
+    def review(self, job: Job, ctx: Context) -> None:
+        result = {"run": job.model.removeprefix(RUN_PREFIX), "review": self._review(job.params["dataset"], job.model, ctx)}
+        write_json(ctx.folder / "result.json", result)
+
+    def _review(self, dataset: str, model_name: str, ctx: Context, start: float = 0.0) -> dict:
+        """The model's timeline of each video of `dataset` and the suggestions over all of them (a video that cannot
+        be read is skipped and named)."""
+        model = self.models.get(model_name)
+        store = self.datasets.store(dataset)
+        videos, skipped = {}, []
+        for rel in self.datasets.videos(dataset):
+            try:
+                videos[rel] = str(self.datasets.video_path(dataset, rel))
+            except ActionrecError as err:
+                skipped.append(self.public(str(err)))
+        timelines = []
+        for i, (rel, path) in enumerate(videos.items()):
+            def step(done: int, total: int, i: int = i, rel: str = rel) -> None:
+                ctx.progress(start + (1 - start) * (i + done / max(total, 1)) / len(videos), f"reviewing {rel}: window {done} of {total}")
+
+            try:
+                tl = timeline_of(path, model, cache=self.cache, progress=step)
+            except ActionrecError as err:
+                skipped.append(self.public(str(err)))
+                continue
+            timelines.append({**tl.to_dict(), "video": rel, "labels": list(tl.labels)})
+        readable = {v: videos[v] for v in (t["video"] for t in timelines)}
+        by_path = {p: rel for rel, p in readable.items()} | {os.path.realpath(p): rel for rel, p in readable.items()}
+        labelled = [LabelSegment(readable[s.video], s.label, s.start, s.end) for s in store.segments() if s.video in readable]
+        found = suggest(model, list(readable.values()), labelled, top=SUGGESTIONS, cache=self.cache) if readable else []
+        suggestions = [{**s.to_dict(), "video": by_path.get(s.video, by_path.get(os.path.realpath(s.video), s.video))}
+                       for s in found]
+        return {"run": model_name.removeprefix(RUN_PREFIX), "videos": timelines, "suggestions": suggestions, "skipped": skipped}
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
