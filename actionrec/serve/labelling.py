@@ -178,7 +178,7 @@ def _rounds(api: APIRouter, server: Server) -> None:
 
     @api.post("/datasets/{name}/review", summary="Run a model over the dataset's videos: timelines and suggestions (a job)",
               status_code=201)
-    def review(name: str, req: ReviewRequest) -> dict:
+    async def review(name: str, req: ReviewRequest) -> dict:
         folder = datasets.folder(name)
         rounds = datasets.rounds(name)
         run = req.run or (rounds[-1]["run"] if rounds else None)

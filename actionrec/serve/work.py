@@ -195,7 +195,7 @@ class Workshop:
             except ActionrecError as err:
                 skipped.append(self.public(str(err)))
                 continue
-            timelines.append({**tl.to_dict(), "video": rel, "labels": list(tl.labels)})
+            timelines.append({**tl.to_dict(), "video": rel, "model": model_name, "labels": list(tl.labels)})
         readable = {v: videos[v] for v in (t["video"] for t in timelines)}
         by_path = {p: rel for rel, p in readable.items()} | {os.path.realpath(p): rel for rel, p in readable.items()}
         labelled = [LabelSegment(readable[s.video], s.label, s.start, s.end) for s in store.segments() if s.video in readable]
