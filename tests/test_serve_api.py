@@ -505,3 +505,23 @@ def test_the_serve_command_line(tmp_path):
                 ["--upload-quota-mb", "-1"], ["--token", "caf\u00e9-secret"]):
         with pytest.raises(ActionrecError, match=bad[0]):
             settings_from(parser.parse_args(["serve", *bad]))
+
+
+def test_a_windows_file_of_an_older_server_is_read_once_and_rewritten(tmp_path):
+    import numpy as np
+
+    from actionrec.apps.windows import load_window_probs
+    from actionrec.serve.results import load_windows
+
+    old = tmp_path / "windows.npz"
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)
+    np.savez(old, video=np.array("v.mp4"), model=np.array("m"), categories=np.array(["a", "b"]),
+             starts=np.array([0.0, 0.5]), ends=np.array([0.64, 1.14]), probs=probs,
+             numbers=np.array([1.2, 25.0, 0.64, 0.5, 30], np.float64))  # the page's own format before the library's
+    wp = load_windows(old)
+    assert wp.categories == ("a", "b") and wp.duration == 1.2 and wp.frames == 30 and np.allclose(wp.probs, probs)
+    again = load_window_probs(old)  # rewritten in the library's one format
+    assert again.categories == wp.categories and again.stride == 0.5 and np.allclose(again.probs, probs)
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(ActionrecError, match="analyse the video again"):
+        load_windows(tmp_path / "broken.npz")

@@ -139,7 +139,14 @@ async function addSegment() {
   if (end < start) [start, end] = [end, start];
   const overwrite = label.correcting !== null;
   const made = await edit(() => post(dsPath("/segments"), { video: label.video, label: name, start, end, overwrite }));
-  if (made) { label.marks = { start: null, end: null }; label.correcting = null; label.selected = made; drawLabels(); }
+  if (made) {
+    label.marks = { start: null, end: null };
+    label.correcting = null;
+    label.selected = made;
+    $("lb-label").placeholder = "e.g. serve";
+    $("lb-label").blur();  // the keys mark the next range
+    drawLabels();
+  }
 }
 
 async function deleteSelected() {
