@@ -211,7 +211,8 @@ function drawLabels() {
   $("lb-axis-end").textContent = clock(total);
   $("lb-delete").disabled = !label.selected;
   $("lb-fully").checked = !!(label.data && label.data.fully_labelled.includes(label.video));
-  $("lb-segments").tBodies[0].replaceChildren(...segments.map((s) => el("tr", { class: "segment-row", onclick: () => select(s) },
+  const byTime = segments.slice().sort((a, b) => a.start - b.start);
+  $("lb-segments").tBodies[0].replaceChildren(...byTime.map((s) => el("tr", { class: "segment-row", onclick: () => select(s) },
     el("td", { text: clock(s.start) }), el("td", { text: clock(s.end) }), el("td", { class: "segment-label", text: s.label }),
     el("td", {}, el("button", { text: "Delete", onclick: (e) => { e.stopPropagation(); label.selected = s; deleteSelected(); } })))));
   drawModel(total);
@@ -286,7 +287,7 @@ function drawRounds(rounds) {
   $("lb-rounds").hidden = !rounds.length;
   $("lb-rounds").tBodies[0].replaceChildren(...rounds.map((r) => el("tr", {}, el("td", { text: String(r.round) }),
     el("td", { text: r.run }), el("td", { text: String(r.segments) }), el("td", { text: pct(r.val_accuracy) }),
-    el("td", { text: pct(r.test_accuracy) }))));
+    el("td", { text: pct(r.test_accuracy) }), el("td", { class: "note", text: r.split_policy || "" }))));
 }
 
 function showReview(review) {
