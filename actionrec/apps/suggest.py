@@ -8,10 +8,12 @@ video, :func:`~actionrec.apps.timeline.timeline` gives the smoothed per-window p
   :data:`MIN_STRETCH` seconds, and the model's label for that stretch (the top class of its windows' mean
   probabilities, ``none`` when under the class's threshold) is a class and differs from the segment's. Score
   ``1 + confidence``: every disagreement ranks above every uncertain stretch, the most confident first.
-* **uncertain**: runs of windows whose decision margin is under :data:`UNSURE_MARGIN` (gaps of one window bridged),
-  at least :data:`MIN_STRETCH` seconds long. A window's margin is the smaller of the gap between its top two classes
-  and the distance of its top class from that class's threshold: both say how close the decision came to going
-  another way. Score: the stretch's mean ``1 - margin`` (below 1). Stretches mostly covered by a labelled segment
+* **uncertain**: runs of windows with one decided label whose decision margin is under :data:`UNSURE_MARGIN` (gaps
+  of one window bridged), at least :data:`MIN_STRETCH` seconds long. A window's margin (:func:`decision_margins`) is
+  the smaller of the gap between its top two classes and the distance of its top class from that class's threshold
+  (as a share of the way to 0 or 1): both say how close the decision came to going another way. A run never spans
+  two decided labels, so the window or two at a cut between two confident actions is not suggested. Score: the
+  stretch's mean ``1 - margin`` (below 1). Stretches mostly covered by a labelled segment
   with the model's label, or by a disagreement, are skipped: they are labelled already ("label these next").
 
 Suggestions of all the videos are ranked together; the top N come back.
@@ -71,6 +73,7 @@ def suggest(
     *,
     cache: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_error: Callable[[str, str], None] | None = None,
     **engine_options,
 ) -> list[Suggestion]:
     """The `top` stretches of `videos` most worth a look, best first (see the module doc).
@@ -80,6 +83,8 @@ def suggest(
     :func:`~actionrec.data.manifest.load_manifest`; those of other videos are ignored. `cache` as in
     :func:`~actionrec.apps.timeline.timeline`, and `engine_options` are its options by name (window, stride, labels,
     threshold, smooth, min_segment, batch_size). ``progress(done, total)``: thousandths of a video, 1000 per video.
+    ``on_error(video, message)``: a video that cannot be read is reported there and the others go on (without it,
+    the error is raised).
     """
     if not videos:
         raise ActionrecError("suggest needs at least one video: give video files or a manifest that lists them")
@@ -95,7 +100,13 @@ def suggest(
     found: list[Suggestion] = []
     for i, video in enumerate(videos):
         step = None if progress is None else _video_progress(progress, i, len(videos))
-        tl = timeline(video, engine, cache=cache, progress=step, **engine_options)
+        try:
+            tl = timeline(video, engine, cache=cache, progress=step, **engine_options)
+        except ActionrecError as err:
+            if on_error is None:
+                raise
+            on_error(os.fspath(video), str(err))
+            continue
         found += suggestions_of(tl, labelled.get(_key(video), []))
     return sorted(found, key=lambda s: (-s.score, s.video, s.start))[:top]
 
@@ -145,7 +156,7 @@ def _uncertain(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
     margin = decision_margins(tl)
     edges = _window_edges(tl)
     out = []
-    for ks in _runs(np.flatnonzero(margin < UNSURE_MARGIN)):
+    for ks in _runs(np.flatnonzero(margin < UNSURE_MARGIN), tl.window_labels):
         start, end = float(edges[ks[0]]), float(edges[ks[-1] + 1])
         if end - start < MIN_STRETCH:
             continue
@@ -159,15 +170,18 @@ def _uncertain(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
 
 
 def decision_margins(tl: Timeline) -> np.ndarray:
-    """Per window: min(top - second probability, |top - its threshold|) over the smoothed probabilities."""
+    """Per window, in [0, 1] from the smoothed probabilities: the smaller of (top - second probability) and the top
+    class's distance from its threshold t as a share of the way to 1 (above it: (p - t) / (1 - t)) or to 0 (below
+    it: (t - p) / t)."""
     p = tl.smoothed
     if p.shape[1] == 0:
         return np.ones(len(p))
     ordered = np.sort(p, axis=1)
+    first = ordered[:, -1]
     second = ordered[:, -2] if p.shape[1] > 1 else np.zeros(len(p))
-    thr = np.array([tl.thresholds[l] for l in tl.labels])
-    top = p.argmax(1)
-    return np.minimum(ordered[:, -1] - second, np.abs(ordered[:, -1] - thr[top]))
+    t = np.array([tl.thresholds[l] for l in tl.labels])[p.argmax(1)]
+    to_threshold = np.where(first >= t, (first - t) / np.maximum(1 - t, 1e-6), (t - first) / np.maximum(t, 1e-6))
+    return np.minimum(first - second, to_threshold)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -195,11 +209,12 @@ def _window_edges(tl: Timeline) -> np.ndarray:
     return np.concatenate([[0.0], (x[:-1] + x[1:]) / 2, [tl.duration]])
 
 
-def _runs(indices: np.ndarray, gap: int = 1) -> list[list[int]]:
-    """Consecutive runs of sorted window indices, bridging gaps of up to `gap` windows."""
+def _runs(indices: np.ndarray, labels: Sequence[str], gap: int = 1) -> list[list[int]]:
+    """Runs of sorted window indices with one label each, bridging gaps of up to `gap` windows of that label."""
     runs: list[list[int]] = []
     for k in indices.tolist():
-        if runs and k - runs[-1][-1] <= gap + 1:
+        last = runs[-1][-1] if runs else None
+        if last is not None and k - last <= gap + 1 and all(labels[j] == labels[k] for j in range(last, k)):
             runs[-1] += list(range(runs[-1][-1] + 1, k + 1))
         else:
             runs.append([k])
