@@ -184,3 +184,32 @@ def test_bad_input_is_one_line_and_a_bad_video_is_skipped_when_asked(stitched_ru
     assert all(s.video == str(stitched_run["video"]) for s in got)
     with pytest.raises(ActionrecError, match="broken.mp4"):
         suggest(stitched_run["run"], [bad], cache=stitched_run["timelines"])
+
+
+def test_the_cli_reads_a_manifest_and_prints_text_or_json(stitched_run, tmp_path, capsys):
+    segments, changed = wrong_segments(stitched_run)
+    rows = "".join(f"long.mp4,{s.label},{s.start:.2f},{s.end:.2f}\n" for s in segments)
+    labels = stitched_run["base"] / "wrong.csv"  # beside the video: its paths are relative to the manifest
+    labels.write_text("path,label,start,end\n" + rows)
+    common = ["suggest", "--run", str(stitched_run["run"]), str(labels), "--cache", str(stitched_run["timelines"]), "--quiet"]
+    capsys.readouterr()
+    assert main(common + ["--json", "--top", "3"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == [s.to_dict() for s in suggest(stitched_run["run"], [stitched_run["video"]], segments, top=3,
+                                                cache=stitched_run["timelines"])]
+    assert got[0]["kind"] == "disagrees" and got[0]["current"] != changed.label and len(got) <= 3
+    assert main(common) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].startswith(f"{len(got)} suggestion") and "from 1 of 1 videos" in text[0]
+    assert "disagrees" in text[1] and f"model: {changed.label}" in text[1] and f"labelled {got[0]['current']}" in text[1]
+    # a bad --top or --threshold is one line (status 2) before any video is read; a bad video is skipped (status 1)
+    assert main(common + ["--top", "0"]) == 2
+    assert "--top must be a whole number" in capsys.readouterr().err
+    assert main(common + ["--threshold", "1.5"]) == 2
+    assert "--threshold" in capsys.readouterr().err
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    assert main(["suggest", "--run", str(stitched_run["run"]), str(bad), str(stitched_run["video"]), "--json", "--quiet",
+                 "--cache", str(stitched_run["timelines"])]) == 1
+    out = capsys.readouterr()
+    assert "skipped" in out.err and "broken.mp4" in out.err and isinstance(json.loads(out.out), list)

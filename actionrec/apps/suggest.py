@@ -31,6 +31,7 @@ from torch import nn
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import check_classifier
+from .calibration import resolve_labels, thresholds_for
 from .timeline import NONE, Timeline, timeline
 
 KINDS = ("disagrees", "uncertain")
@@ -96,6 +97,8 @@ def suggest(
         model_or_run = load_model(model_or_run)
     engine = engine_for(model_or_run)
     check_classifier(engine.info)
+    chosen = resolve_labels(engine_options.get("labels"), engine.info.categories)  # wrong options: said once, first
+    thresholds_for(engine.info, chosen, engine_options.get("threshold"))
     labelled = labelled_by_video(segments)
     found: list[Suggestion] = []
     for i, video in enumerate(videos):
