@@ -86,6 +86,18 @@ def test_an_unsure_stretch_labelled_otherwise_names_the_current_label():
     assert s.kind == "uncertain" and (s.label, s.current) == ("none", "A")  # under its threshold: not a disagreement
 
 
+def test_a_confident_background_class_over_a_labelled_action_disagrees():
+    n = len(P_A)
+    starts = np.arange(n) * 0.5
+    p = np.asarray(P_A)
+    probs = np.stack([p, 1 - p], 1).astype(np.float32)
+    wp = WindowProbs("/v.mp4", "made-up", ("A", "none"), starts, starts + 0.64, probs, float(starts[-1] + 0.64), 25.0,
+                     0.64, 0.5, 16)
+    tl = build_timeline(wp, thresholds={"A": 0.5, "none": 0.5}, threshold_source="given")
+    (d,) = [s for s in suggestions_of(tl, [(11.0, 15.0, "A")]) if s.kind == "disagrees"]
+    assert (d.label, d.current) == ("none", "A") and d.confidence == pytest.approx(0.95, abs=0.01)
+
+
 def test_segments_are_grouped_by_video_and_a_whole_video_row_spans_it(tmp_path):
     video = tmp_path / "v.mp4"
     rows = load_manifest_rows(tmp_path, f"path,label,start,end\n{video.name},A,1,2\n")

@@ -6,7 +6,8 @@ video, :func:`~actionrec.apps.timeline.timeline` gives the smoothed per-window p
 
 * **disagrees**: where a labelled segment overlaps a segment of the model's timeline with another label for at least
   :data:`MIN_STRETCH` seconds, and the model's label for that stretch (the top class of its windows' mean
-  probabilities, ``none`` when under the class's threshold) is a class and differs from the segment's. Score
+  probabilities, ``none`` when under the class's threshold) reaches its threshold and differs from the segment's
+  (a run trained on background has a class ``none``: a confident ``none`` over a labelled action disagrees too). Score
   ``1 + confidence``: every disagreement ranks above every uncertain stretch, the most confident first.
 * **uncertain**: runs of windows with one decided label whose decision margin is under :data:`UNSURE_MARGIN` (gaps
   of one window bridged), at least :data:`MIN_STRETCH` seconds long. A window's margin (:func:`decision_margins`) is
@@ -148,8 +149,8 @@ def _disagreements(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestio
             start, end = max(a, seg.start), min(b, seg.end)
             if seg.label == current or end - start < MIN_STRETCH:
                 continue
-            label, confidence = _stretch_label(tl, _windows_in(tl, start, end))
-            if label != current and label != NONE:
+            label, confidence, confident = _stretch_label(tl, _windows_in(tl, start, end))
+            if label != current and confident:
                 out.append(Suggestion(tl.video, start, end, "disagrees", label, confidence, 1.0 + confidence, current))
     return out
 
@@ -163,7 +164,7 @@ def _uncertain(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
         start, end = float(edges[ks[0]]), float(edges[ks[-1] + 1])
         if end - start < MIN_STRETCH:
             continue
-        label, confidence = _stretch_label(tl, ks)
+        label, confidence, _ = _stretch_label(tl, ks)
         current = _most_overlapped(labelled, start, end)
         if current is not None and current[2] == label and _overlap(start, end, current[0], current[1]) * 2 > end - start:
             continue
@@ -190,13 +191,15 @@ def decision_margins(tl: Timeline) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _stretch_label(tl: Timeline, ks: Sequence[int]) -> tuple[str, float]:
-    """(label, mean probability of it) from the mean smoothed probabilities of windows `ks`: the top class, or
-    ``none`` when that is under its threshold."""
+def _stretch_label(tl: Timeline, ks: Sequence[int]) -> tuple[str, float, bool]:
+    """(label, mean probability of it, whether a class reached its threshold) from the mean smoothed probabilities of
+    windows `ks`: the top class, or ``none`` when that is under its threshold. A run trained on background has a
+    class named ``none``: reaching its threshold is a confident ``none``."""
     mean = tl.smoothed[list(ks)].mean(0)
     i = int(mean.argmax())
     label = tl.labels[i]
-    return (label if mean[i] >= tl.thresholds[label] else NONE), float(mean[i])
+    confident = bool(mean[i] >= tl.thresholds[label])
+    return (label if confident else NONE), float(mean[i]), confident
 
 
 def _windows_in(tl: Timeline, start: float, end: float) -> list[int]:
