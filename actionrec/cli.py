@@ -323,6 +323,52 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """The stretches to review first: where the model disagrees with labelled segments, or is least sure."""
+    from .apps.suggest import suggest
+    from .apps.timeline import format_clock
+    from .console import Skipped, progress_callback
+
+    videos, segments = _suggest_inputs(args.inputs)
+    model = _classifier(args.model, args)
+    skipped = Skipped()
+    update, close = progress_callback("suggest", "video", not args.quiet)
+    try:
+        found = suggest(model, videos, segments, args.top, cache=False if args.no_cache else args.cache,
+                        progress=lambda done, total: update(round(done / 1000, 2), total // 1000),
+                        on_error=skipped, window=args.window, stride=args.stride, threshold=args.threshold,
+                        batch_size=args.batch_size)
+    finally:
+        close()
+    if args.json:
+        print(json.dumps([s.to_dict() for s in found]))
+    else:
+        print(f"{len(found)} suggestion{'s' if len(found) != 1 else ''} from {len(videos) - len(skipped.files)} of "
+              f"{len(videos)} videos, best first (disagrees: the model contradicts a label; uncertain: label these next)")
+        for n, s in enumerate(found, 1):
+            current = f"  labelled {s.current}" if s.current else ""
+            print(f"{n:3d}. {s.video}  {format_clock(s.start)} - {format_clock(s.end)} ({s.end - s.start:.1f} s)  "
+                  f"{s.kind:<9}  model: {s.label} ({s.confidence:.2f}){current}")
+    return 1 if skipped.files else 0
+
+
+def _suggest_inputs(inputs: Sequence[str]) -> tuple[list[str], list]:
+    """Videos and labelled segments from VIDEO_OR_MANIFEST arguments: a .csv is a manifest (its videos, in order,
+    and its segments), anything else a video."""
+    from .data.manifest import load_manifest
+
+    videos: list[str] = []
+    segments: list = []
+    for item in inputs:
+        if item.lower().endswith(".csv"):
+            samples = load_manifest(item)
+            segments += samples
+            videos += [s.video for s in samples]
+        else:
+            videos.append(item)
+    return list(dict.fromkeys(videos)), segments
+
+
 # ----------------------------------------------------------------------------------------------- the parser
 
 
@@ -582,6 +628,27 @@ def _add_weights_cache(sub) -> None:
     c.set_defaults(func=cmd_cache)
 
 
+def _add_suggest(sub, parents: list[argparse.ArgumentParser]) -> None:
+    from .apps.calibration import DEFAULT_THRESHOLD
+    from .apps.suggest import DEFAULT_TOP
+
+    p = sub.add_parser("suggest", parents=parents, help="what to review next: where a model disagrees with your labels or is least sure",
+                       description="The model's timeline of each video beside its labelled segments: stretches where "
+                                   "it confidently disagrees with a label first, then those it is least sure about "
+                                   "(small margin between its top two classes or to the threshold), across all videos.")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_MANIFEST",
+                   help="videos, or manifests (.csv: path,label[,start,end]...) whose videos and segments are used")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, help="how many suggestions (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: as timeline)")
+    p.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
+    p.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
+    p.add_argument("--json", action="store_true", help="a JSON list of suggestions on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_suggest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actionrec", description="Recognise human actions in videos with pretrained 3D CNNs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -591,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_compare_demo(sub, [engine])
     _add_timeline_flag(sub, [model, windows, _long_video_parent(), engine])
     _add_watch(sub, [model, windows, engine])
+    _add_suggest(sub, [model, windows, engine])
     _add_weights_cache(sub)
     _add_doctor(sub)
     _add_export(sub)

@@ -6,12 +6,15 @@ video, :func:`~actionrec.apps.timeline.timeline` gives the smoothed per-window p
 
 * **disagrees**: where a labelled segment overlaps a segment of the model's timeline with another label for at least
   :data:`MIN_STRETCH` seconds, and the model's label for that stretch (the top class of its windows' mean
-  probabilities, ``none`` when under the class's threshold) is a class and differs from the segment's. Score
+  probabilities, ``none`` when under the class's threshold) reaches its threshold and differs from the segment's
+  (a run trained on background has a class ``none``: a confident ``none`` over a labelled action disagrees too). Score
   ``1 + confidence``: every disagreement ranks above every uncertain stretch, the most confident first.
-* **uncertain**: runs of windows whose decision margin is under :data:`UNSURE_MARGIN` (gaps of one window bridged),
-  at least :data:`MIN_STRETCH` seconds long. A window's margin is the smaller of the gap between its top two classes
-  and the distance of its top class from that class's threshold: both say how close the decision came to going
-  another way. Score: the stretch's mean ``1 - margin`` (below 1). Stretches mostly covered by a labelled segment
+* **uncertain**: runs of windows with one decided label whose decision margin is under :data:`UNSURE_MARGIN` (gaps
+  of one window bridged), at least :data:`MIN_STRETCH` seconds long. A window's margin (:func:`decision_margins`) is
+  the smaller of the gap between its top two classes and the distance of its top class from that class's threshold
+  (as a share of the way to 0 or 1): both say how close the decision came to going another way. A run never spans
+  two decided labels, so the window or two at a cut between two confident actions is not suggested. Score: the
+  stretch's mean ``1 - margin`` (below 1). Stretches mostly covered by a labelled segment
   with the model's label, or by a disagreement, are skipped: they are labelled already ("label these next").
 
 Suggestions of all the videos are ranked together; the top N come back.
@@ -29,6 +32,7 @@ from torch import nn
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import check_classifier
+from .calibration import resolve_labels, thresholds_for
 from .timeline import NONE, Timeline, timeline
 
 KINDS = ("disagrees", "uncertain")
@@ -71,6 +75,7 @@ def suggest(
     *,
     cache: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_error: Callable[[str, str], None] | None = None,
     **engine_options,
 ) -> list[Suggestion]:
     """The `top` stretches of `videos` most worth a look, best first (see the module doc).
@@ -80,6 +85,8 @@ def suggest(
     :func:`~actionrec.data.manifest.load_manifest`; those of other videos are ignored. `cache` as in
     :func:`~actionrec.apps.timeline.timeline`, and `engine_options` are its options by name (window, stride, labels,
     threshold, smooth, min_segment, batch_size). ``progress(done, total)``: thousandths of a video, 1000 per video.
+    ``on_error(video, message)``: a video that cannot be read is reported there and the others go on (without it,
+    the error is raised).
     """
     if not videos:
         raise ActionrecError("suggest needs at least one video: give video files or a manifest that lists them")
@@ -91,11 +98,19 @@ def suggest(
         model_or_run = load_model(model_or_run)
     engine = engine_for(model_or_run)
     check_classifier(engine.info)
+    chosen = resolve_labels(engine_options.get("labels"), engine.info.categories)  # wrong options: said once, first
+    thresholds_for(engine.info, chosen, engine_options.get("threshold"))
     labelled = labelled_by_video(segments)
     found: list[Suggestion] = []
     for i, video in enumerate(videos):
         step = None if progress is None else _video_progress(progress, i, len(videos))
-        tl = timeline(video, engine, cache=cache, progress=step, **engine_options)
+        try:
+            tl = timeline(video, engine, cache=cache, progress=step, **engine_options)
+        except ActionrecError as err:
+            if on_error is None:
+                raise
+            on_error(os.fspath(video), str(err))
+            continue
         found += suggestions_of(tl, labelled.get(_key(video), []))
     return sorted(found, key=lambda s: (-s.score, s.video, s.start))[:top]
 
@@ -134,8 +149,8 @@ def _disagreements(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestio
             start, end = max(a, seg.start), min(b, seg.end)
             if seg.label == current or end - start < MIN_STRETCH:
                 continue
-            label, confidence = _stretch_label(tl, _windows_in(tl, start, end))
-            if label != current and label != NONE:
+            label, confidence, confident = _stretch_label(tl, _windows_in(tl, start, end))
+            if label != current and confident:
                 out.append(Suggestion(tl.video, start, end, "disagrees", label, confidence, 1.0 + confidence, current))
     return out
 
@@ -145,11 +160,11 @@ def _uncertain(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
     margin = decision_margins(tl)
     edges = _window_edges(tl)
     out = []
-    for ks in _runs(np.flatnonzero(margin < UNSURE_MARGIN)):
+    for ks in _runs(np.flatnonzero(margin < UNSURE_MARGIN), tl.window_labels):
         start, end = float(edges[ks[0]]), float(edges[ks[-1] + 1])
         if end - start < MIN_STRETCH:
             continue
-        label, confidence = _stretch_label(tl, ks)
+        label, confidence, _ = _stretch_label(tl, ks)
         current = _most_overlapped(labelled, start, end)
         if current is not None and current[2] == label and _overlap(start, end, current[0], current[1]) * 2 > end - start:
             continue
@@ -159,27 +174,32 @@ def _uncertain(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
 
 
 def decision_margins(tl: Timeline) -> np.ndarray:
-    """Per window: min(top - second probability, |top - its threshold|) over the smoothed probabilities."""
+    """Per window, in [0, 1] from the smoothed probabilities: the smaller of (top - second probability) and the top
+    class's distance from its threshold t as a share of the way to 1 (above it: (p - t) / (1 - t)) or to 0 (below
+    it: (t - p) / t)."""
     p = tl.smoothed
     if p.shape[1] == 0:
         return np.ones(len(p))
     ordered = np.sort(p, axis=1)
+    first = ordered[:, -1]
     second = ordered[:, -2] if p.shape[1] > 1 else np.zeros(len(p))
-    thr = np.array([tl.thresholds[l] for l in tl.labels])
-    top = p.argmax(1)
-    return np.minimum(ordered[:, -1] - second, np.abs(ordered[:, -1] - thr[top]))
+    t = np.array([tl.thresholds[l] for l in tl.labels])[p.argmax(1)]
+    to_threshold = np.where(first >= t, (first - t) / np.maximum(1 - t, 1e-6), (t - first) / np.maximum(t, 1e-6))
+    return np.minimum(first - second, to_threshold)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _stretch_label(tl: Timeline, ks: Sequence[int]) -> tuple[str, float]:
-    """(label, mean probability of it) from the mean smoothed probabilities of windows `ks`: the top class, or
-    ``none`` when that is under its threshold."""
+def _stretch_label(tl: Timeline, ks: Sequence[int]) -> tuple[str, float, bool]:
+    """(label, mean probability of it, whether a class reached its threshold) from the mean smoothed probabilities of
+    windows `ks`: the top class, or ``none`` when that is under its threshold. A run trained on background has a
+    class named ``none``: reaching its threshold is a confident ``none``."""
     mean = tl.smoothed[list(ks)].mean(0)
     i = int(mean.argmax())
     label = tl.labels[i]
-    return (label if mean[i] >= tl.thresholds[label] else NONE), float(mean[i])
+    confident = bool(mean[i] >= tl.thresholds[label])
+    return (label if confident else NONE), float(mean[i]), confident
 
 
 def _windows_in(tl: Timeline, start: float, end: float) -> list[int]:
@@ -195,11 +215,12 @@ def _window_edges(tl: Timeline) -> np.ndarray:
     return np.concatenate([[0.0], (x[:-1] + x[1:]) / 2, [tl.duration]])
 
 
-def _runs(indices: np.ndarray, gap: int = 1) -> list[list[int]]:
-    """Consecutive runs of sorted window indices, bridging gaps of up to `gap` windows."""
+def _runs(indices: np.ndarray, labels: Sequence[str], gap: int = 1) -> list[list[int]]:
+    """Runs of sorted window indices with one label each, bridging gaps of up to `gap` windows of that label."""
     runs: list[list[int]] = []
     for k in indices.tolist():
-        if runs and k - runs[-1][-1] <= gap + 1:
+        last = runs[-1][-1] if runs else None
+        if last is not None and k - last <= gap + 1 and all(labels[j] == labels[k] for j in range(last, k)):
             runs[-1] += list(range(runs[-1][-1] + 1, k + 1))
         else:
             runs.append([k])
