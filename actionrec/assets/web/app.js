@@ -216,9 +216,10 @@ function showOther(job) {
   if (job.view === "censor") {
     parts.push(el("p", { text: `${job.result.censored} of ${job.result.frames} frames censored.` }));
     parts.push(el("a", { href: `/api/jobs/${job.id}/video`, download: "", text: "Download the censored copy" }));
-  } else if (job.view === "train") {
-    parts.push(el("pre", { text: job.result.summary }));
-    parts.push(el("a", { href: `/api/runs/${encodeURIComponent(job.name)}/report`, target: "_blank", text: "Open its report" }));
+  } else if (job.view === "train" || job.view === "review") {
+    if (job.result.summary) parts.push(el("pre", { text: job.result.summary }));
+    if (job.kind === "train") parts.push(el("a", { href: `/api/runs/${encodeURIComponent(job.name)}/report`, target: "_blank", text: "Open its report" }));
+    if (job.view === "review") parts.push(el("p", { class: "note", text: `Its timelines and suggestions are in the Label tab (dataset ${job.params.dataset}).` }));
   }
   view.replaceChildren(...parts);
 }
