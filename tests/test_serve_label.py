@@ -48,6 +48,9 @@ def test_segments_created_edited_deleted_and_kept_across_a_restart(tmp_path, roo
     server = start_server(settings)
     try:
         assert server.call("GET", "/api/datasets")[1] == {"datasets": []}
+        docs = server.call("GET", "/docs")[1].decode()
+        assert all(route in docs for route in ("/api/datasets/{name}/segments", "/api/datasets/{name}/fully-labelled",
+                                               "/api/datasets/{name}/train", "/api/datasets/{name}/review"))
         status, made, _ = server.call("POST", "/api/datasets", {"name": "mine"})
         assert status == 201 and made["segments"] == 0 and (root / "mine" / "labels.csv").is_file()
         assert server.call("POST", "/api/datasets", {"name": "mine"})[0] == 409
