@@ -183,3 +183,26 @@ def test_a_round_trains_reviews_and_keeps_its_figures(tmp_path, i3d_kinetics):
         assert status == 201 and server.wait(again["id"])["status"] == "done"
     finally:
         server.stop()
+
+
+def test_a_round_keeps_the_validation_figures_of_the_epoch_the_run_kept(tmp_path):
+    from actionrec.serve.datasets import Datasets
+    from actionrec.serve.storage import DataRoot
+
+    datasets = Datasets(DataRoot(tmp_path))
+    datasets.create("mine")
+    history = [{"phase": "head", "epoch": 2, "val_acc": 0.5, "val_loss": 1.0},
+               {"phase": "head", "epoch": 3, "val_acc": 0.75, "val_loss": 0.6},
+               {"phase": "finetune", "epoch": 4, "val_acc": 0.875, "val_loss": 0.4}]
+    first = datasets.add_round("mine", "mine-1", {"best_epoch": {"head": 3}, "history": history, "test_accuracy": 0.8,
+                                                  "splits": {"policy": "val: 20 % of the groups"}}, 4)
+    second = datasets.add_round("mine", "mine-2", {"best_epoch": {"head": 3, "finetune": 4}, "history": history,
+                                                   "test_accuracy": float("nan")}, 6)
+    alone = datasets.add_round("mine", "mine-3", {"best_epoch": {"head": 1}, "test_accuracy": None,
+                                                  "history": [{"phase": "head", "epoch": 1, "val_acc": float("nan")}]}, 1)
+    assert (first["round"], first["val_accuracy"], first["val_loss"], first["test_accuracy"]) == (1, 0.75, 0.6, 0.8)
+    assert (second["round"], second["val_accuracy"], second["test_accuracy"]) == (2, 0.875, None)
+    assert alone["val_accuracy"] is None  # no validation set: null, never NaN (JSON has none)
+    assert datasets.rounds("mine") == [first, second, alone]
+    assert all(json.loads(line) for line in (tmp_path / "mine" / "rounds.jsonl").read_text().splitlines())
+    assert "NaN" not in (tmp_path / "mine" / "rounds.jsonl").read_text()

@@ -10,6 +10,7 @@ Every path a request names is resolved through :class:`~.storage.DataRoot` (insi
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 import re
@@ -154,13 +155,14 @@ class Datasets:
         return out
 
     def add_round(self, name: str, run: str, metrics: dict, segments: int) -> dict:
-        """Record a finished training round: its run and validation figures (from the run's metrics.json)."""
-        best = metrics.get("best_epoch") or {}
+        """Record a finished training round: its run and validation figures (from the run's metrics.json: the
+        history's row of the kept epoch of the last phase; null where there was no validation or test set)."""
+        best = _kept_epoch(metrics)
         splits = metrics.get("splits") or {}
-        entry = {"round": len(self.rounds(name)) + 1, "run": run, "time": round(time.time(), 1), "segments": segments,
-                 "classes": metrics.get("classes"), "val_accuracy": best.get("val_acc"), "val_loss": best.get("val_loss"),
-                 "test_accuracy": metrics.get("test_accuracy"), "split_policy": splits.get("policy"),
-                 "clips": splits.get("clips")}
+        entry = {"round": 0, "run": run, "time": round(time.time(), 1), "segments": segments,
+                 "classes": metrics.get("classes"), "val_accuracy": _number(best.get("val_acc")),
+                 "val_loss": _number(best.get("val_loss")), "test_accuracy": _number(metrics.get("test_accuracy")),
+                 "split_policy": splits.get("policy"), "clips": splits.get("clips")}
         with self._lock:
             rounds = self.rounds(name)
             entry["round"] = len(rounds) + 1
@@ -179,3 +181,18 @@ class Datasets:
         if not DATASET_NAME.fullmatch(name or ""):
             raise ActionrecError(f"dataset name {name!r}: use letters, digits, '-', '_' and '.', starting with a letter "
                                  "or digit (at most 100 characters)")
+
+
+def _kept_epoch(metrics: dict) -> dict:
+    """The history row of the epoch the run kept: the best epoch of its last phase (temporal, fine-tuning, head)."""
+    best = metrics.get("best_epoch") if isinstance(metrics.get("best_epoch"), dict) else {}
+    for phase in ("temporal", "finetune", "head"):
+        if best.get(phase) is not None:
+            rows = [r for r in metrics.get("history") or [] if r.get("phase") == phase and r.get("epoch") == best[phase]]
+            return rows[-1] if rows else {}
+    return {}
+
+
+def _number(value) -> float | None:
+    """A figure as JSON may carry it: None for a missing one or NaN (no validation set)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
