@@ -25,7 +25,9 @@ function labelColour(name) {
 
 function duration() {
   const player = $("lb-player");
-  return Number.isFinite(player.duration) && player.duration > 0 ? player.duration : 0;
+  if (Number.isFinite(player.duration) && player.duration > 0) return player.duration;
+  const reviewed = label.review && label.review.videos.find((v) => v.video === label.video);
+  return reviewed ? reviewed.duration : 0;  // a file this browser cannot play: the review knows its length
 }
 
 // ---------------------------------------------------------------------------------------------- datasets and videos
@@ -377,6 +379,8 @@ function wireLabel() {
   $("lb-train").addEventListener("click", train);
   const player = $("lb-player");
   player.addEventListener("loadedmetadata", drawLabels);
+  player.addEventListener("error", () => say(`${label.video}: this browser cannot play this file; convert it to mp4 or webm `
+    + "to label it here (training and the review still read it)"));
   player.addEventListener("timeupdate", movePlayhead);
   document.addEventListener("keydown", onKey);
   $("tab-label").addEventListener("click", async () => {
