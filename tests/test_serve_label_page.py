@@ -107,7 +107,8 @@ def test_label_train_and_review_a_long_real_video(browser, tmp_path, i3d_kinetic
         suggestions = browser.find_elements(By.CSS_SELECTOR, "#lb-suggestions li")
         assert suggestions
         if os.environ.get("ACTIONREC_DOCS_SCREENSHOT"):
-            browser.execute_script("document.getElementById('lb-editor').scrollIntoView()")
+            browser.set_window_size(1200, 1800)  # the whole tab, header to suggestions
+            browser.execute_script("window.scrollTo(0, 0)")
             DOCS.mkdir(exist_ok=True)
             browser.save_screenshot(str(tmp_path / "label.png"))
             shutil.copy(tmp_path / "label.png", DOCS / "label.png")

@@ -62,6 +62,8 @@ async function openDataset(name) {
 
 async function refreshDataset() {
   label.data = await api(dsPath());
+  const option = $("lb-dataset").selectedOptions[0];
+  if (option && option.value === label.dataset) option.textContent = `${label.dataset} (${label.data.segments.length} segments)`;
   const videos = $("lb-video");
   videos.replaceChildren(...label.data.videos.map((v) => el("option", { value: v, text: v })));
   if (label.video) videos.value = label.video;
@@ -289,7 +291,8 @@ function drawRounds(rounds) {
   $("lb-rounds").hidden = !rounds.length;
   $("lb-rounds").tBodies[0].replaceChildren(...rounds.map((r) => el("tr", {}, el("td", { text: String(r.round) }),
     el("td", { text: r.run }), el("td", { text: String(r.segments) }), el("td", { text: pct(r.val_accuracy) }),
-    el("td", { text: pct(r.test_accuracy) }), el("td", { class: "note", text: r.split_policy || "" }))));
+    el("td", { text: pct(r.test_accuracy) }),
+    el("td", { class: "note", title: r.split_policy || "", text: (r.split_policy || "").split("; ").slice(0, 2).join("; ") }))));
 }
 
 function showReview(review) {
