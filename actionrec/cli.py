@@ -11,24 +11,19 @@ import argparse
 import dataclasses
 import inspect
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ActionrecError
+from .errors import exit_status, say_error
 
 DEFAULT_TRAIN_OUT = "runs/latest"
 DEFAULT_DEMO_OUT = "runs/demo"
 
 
-def _error(message: str) -> None:
-    print(f"actionrec: error: {message}", file=sys.stderr)
-
-
 def _say(quiet: bool) -> Callable[[str], None]:
     """Progress lines on stderr (never glued to a progress bar), or nothing with --quiet."""
-    from .training.console import stderr_line
+    from .console import stderr_line
 
     return (lambda m: None) if quiet else stderr_line
 
@@ -47,7 +42,7 @@ def _archive(source: str, out: str, process, args: argparse.Namespace) -> int:
     """A folder or list of videos: one JSON per video under `out`, an index, a summary (see apps.archive)."""
     from .apps.archive import process_archive, summary_table
 
-    summary = process_archive(source, out, process, on_error=lambda video, message: _error(message),
+    summary = process_archive(source, out, process, on_error=lambda video, message: say_error(message),
                               show_progress=not getattr(args, "quiet", False))
     if summary is not None:  # rank 0
         print(json.dumps(summary) if args.json else f"{summary_table(summary)}\nresults: {out}/ (index.jsonl, summary.json)")
@@ -59,16 +54,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from . import load_model
     from .apps.archive import is_archive
     from .apps.predict import predict_iter
-    from .training.checks import check_predict_options
+    from .checks import check_predict_options
 
     check_predict_options(frames=args.frames, test_views=args.test_views, batch_size=args.batch_size, top=args.top)
-    model = load_model(args.model, device=_device(args))
+    model = load_model(args.model, device=_device(args), **_engine_options(args))
     failed = 0
 
     def on_error(video: str, message: str) -> None:
         nonlocal failed
         failed += 1
-        _error(message if video in message else f"{video}: {message}")
+        say_error(message if video in message else f"{video}: {message}")
 
     views = 1 if args.single_clip else args.test_views
     frames = model.info.spec.clip_len if args.single_clip else args.frames
@@ -92,7 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace):
     """The TrainConfig of the train command's options (checked by TrainConfig itself)."""
-    from .training.trainer import TrainConfig
+    from .training.config import TrainConfig
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     given["unfreeze"] = tuple(args.unfreeze.split(",")) if args.unfreeze else None
@@ -118,14 +113,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data.datasets import load_dataset
-    from .training.runs import load_run
-    from .training.trainer import evaluate_run
+    from .models.runs import load_run
+    from .training.evaluate import evaluate_run
 
     classes = args.classes or ",".join(load_run(args.run).info.categories)
     samples = load_dataset(args.data, classes=classes, split=args.split)
     if any(s.split == "test" for s in samples):
         samples = [s for s in samples if s.split == "test"]
-    metrics = evaluate_run(args.run, samples, cache_root=args.cache, progress=not args.quiet, test_views=args.test_views)
+    metrics = evaluate_run(args.run, samples, cache_root=args.cache, progress=not args.quiet, test_views=args.test_views,
+                           **_engine_options(args))
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -148,18 +144,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .apps.predict import predict_iter
     from .data.datasets import load_dataset, make_splits
     from .data.demo import write_demo_dataset
-    from .models.weights import home_dir
+    from .files import home_dir
     from .training import report
-    from .training.runs import load_run
+    from .engine import load_model
     from .training.trainer import TrainConfig, train
 
     data = Path(args.data) if args.data else home_dir() / "demo-data"
     print(f"demo: writing a labelled set of synthetic videos to {data}", file=sys.stderr)
     write_demo_dataset(data)
     splits = make_splits(load_dataset(data), seed=0)
-    metrics = train(splits, args.out, TrainConfig(), say=_say(args.quiet), progress=not args.quiet, force=True)
+    metrics = train(splits, args.out, TrainConfig(**_engine_options(args)), say=_say(args.quiet), progress=not args.quiet, force=True)
     print(report.summary_text(metrics))
-    model = load_run(args.out)
+    model = load_model(args.out, **_engine_options(args))
     print("predictions on three held-out clips:")
     for pred in predict_iter([s.path for s in splits.test[:: max(len(splits.test) // 3, 1)][:3]], model):
         label, prob = pred.top(1)[0]
@@ -210,7 +206,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def _window_probs(args: argparse.Namespace, model, desc: str):
     from .apps.windows import window_probabilities
-    from .training.console import progress_callback
+    from .console import progress_callback
 
     update, close = progress_callback(desc, "window", not args.quiet)
     try:
@@ -228,30 +224,34 @@ def _classifier(name: str, args: argparse.Namespace):
     from . import load_model
     from .models.pretrained import check_classifier
 
-    model = load_model(name, device=_device(args))
+    model = load_model(name, device=_device(args), **_engine_options(args))
     check_classifier(model.info)
     return model
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from .apps.calibration import resolve_labels, thresholds_for
-    from .apps.timeline import build_timeline
-
     from .apps.archive import is_archive
-    from .apps.windows import window_probabilities
+    from .apps.calibration import resolve_labels
+    from .apps.timeline import timeline
+    from .console import progress_callback
 
     model = _classifier(args.model, args)
-    labels = resolve_labels(args.labels, model.info.categories)
-    thresholds, source = thresholds_for(model.info, labels, args.threshold)
-    if is_archive(args.video):
-        def one(video: str) -> dict:
-            wp = window_probabilities(video, model, args.window, args.stride, batch_size=args.batch_size,
-                                      cache=False if args.no_cache else args.cache)
-            return build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment).to_dict()
+    resolve_labels(args.labels, model.info.categories)  # a wrong name is said before any video is read
 
-        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines", one, args)
-    wp = _window_probs(args, model, "timeline")
-    tl = build_timeline(wp, labels, thresholds, source, smooth=args.smooth, min_segment=args.min_segment)
+    def one(video: str, progress=None):
+        return timeline(video, model, window=args.window, stride=args.stride, labels=args.labels, threshold=args.threshold,
+                        smooth=args.smooth, min_segment=args.min_segment, batch_size=args.batch_size,
+                        cache=False if args.no_cache else args.cache, progress=progress)
+
+    if is_archive(args.video):
+        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines", lambda v: one(v).to_dict(), args)
+    update, close = progress_callback("timeline", "window", not args.quiet)
+    try:
+        tl = one(args.video, update)
+    finally:
+        close()
+    if tl.warning:
+        print(f"actionrec: warning: {tl.warning}", file=sys.stderr)
     out = Path(args.out) if args.out else Path(f"{Path(args.video).stem or 'video'}_timeline")
     written = tl.write_all(out)
     if args.json:
@@ -266,7 +266,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def cmd_flag(args: argparse.Namespace) -> int:
     from .apps.calibration import resolve_labels, thresholds_for
-    from .apps.flag import censor_video, flag_ranges, require_av
+    from .apps.flag import censor_video, flag_ranges, flag_result, require_av
     from .apps.timeline import format_clock
 
     model = _classifier(args.model, args)
@@ -281,13 +281,7 @@ def cmd_flag(args: argparse.Namespace) -> int:
     if args.censor:
         censored = censor_video(args.video, ranges, args.censor, style=args.style, crf=args.crf, fps=wp.fps)
     if args.json:
-        print(json.dumps({
-            "video": args.video, "duration": round(wp.duration, 3), "labels": list(labels),
-            "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
-            "ranges": [r.to_dict() for r in ranges], "flagged": round(flagged, 3),
-            "censored": str(args.censor) if args.censor else None,
-            "censored_frames": censored["censored"] if censored else None,
-        }))
+        print(json.dumps(flag_result(wp, labels, thresholds, ranges, args.censor, censored)))
         return 0
     print(f"{args.video}: {len(ranges)} range{'s' if len(ranges) != 1 else ''} to censor, {format_clock(flagged)} of "
           f"{format_clock(wp.duration)} ({', '.join(labels)}; thresholds: {source})")
@@ -359,14 +353,9 @@ def _engine_parent() -> argparse.ArgumentParser:
     return p
 
 
-def _apply_engine_options(args: argparse.Namespace) -> None:
-    """--precision and --backend set what "auto" means for every engine of this process (and its torchrun ranks)."""
-    from .models.backends import BACKEND_ENV, PRECISION_ENV
-
-    for option, env in (("precision", PRECISION_ENV), ("backend", BACKEND_ENV)):
-        value = getattr(args, option, "auto")
-        if value != "auto":
-            os.environ[env] = value
+def _engine_options(args: argparse.Namespace) -> dict[str, str]:
+    """--precision and --backend, passed by name to what builds the engine (load_model, TrainConfig, evaluate_run)."""
+    return {"precision": getattr(args, "precision", "auto"), "backend": getattr(args, "backend", "auto")}
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -446,7 +435,7 @@ def _test_views_arg(parser: argparse.ArgumentParser, default_text: str, default:
 
 def _learning_rate(text: str) -> float | str:
     """--lr: a number, or "auto" (a range test on the cached features picks it)."""
-    from .training.trainer import AUTO_LR
+    from .training.config import AUTO_LR
 
     if text == AUTO_LR:
         return text
@@ -458,7 +447,7 @@ def _learning_rate(text: str) -> float | str:
 
 def _per_backbone(key: str) -> str:
     """A per-backbone default for a help text, e.g. `0.05 for i3d, 0.001 for c3d`."""
-    from .training.trainer import BACKBONE_DEFAULTS
+    from .training.config import BACKBONE_DEFAULTS
 
     def shown(value: object) -> str:
         return ",".join(value) if isinstance(value, tuple) else f"{value:g}" if isinstance(value, float) else str(value)
@@ -467,7 +456,7 @@ def _per_backbone(key: str) -> str:
 
 
 def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
-    from .training.trainer import BACKBONE_DEFAULTS, HEADS, TrainConfig as C
+    from .training.config import BACKBONE_DEFAULTS, HEADS, TrainConfig as C
 
     t = sub.add_parser("train", parents=parents, help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
     _dataset_args(t)
@@ -546,7 +535,8 @@ def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _add_watch(sub, parents: list[argparse.ArgumentParser]) -> None:
-    from .apps.watch import DEFAULT_FPS, WatchOptions as W
+    from .apps.watch import WatchOptions as W
+    from .data.video import DEFAULT_FPS
 
     wa = sub.add_parser("watch", parents=parents, help="live alerts on a camera, a stream or a file",
                         description="Classify windows as the frames arrive and raise debounced alerts; ends at the end "
@@ -603,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watch(sub, [model, windows, engine])
     _add_weights_cache(sub)
     _add_doctor(sub)
+    _add_export(sub)
     from .serve.cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
@@ -616,7 +607,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     spec = get_spec("i3d-kinetics400")  # the architecture only: no weights are needed to see what would run it
     info = ModelInfo(name="probe", spec=spec, categories=spec.categories, weights_sha256="", predict_frames=16, identity="")
-    report = Engine(build_model(info, None, _device(args)), device=_device(args)).describe()
+    report = Engine(build_model(info, None, _device(args)), device=_device(args), **_engine_options(args)).describe()
     if args.json:
         print(json.dumps(report))
     else:
@@ -631,17 +622,35 @@ def _add_doctor(sub) -> None:
     d.set_defaults(func=cmd_doctor)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model or run to ONNX / OpenVINO IR with PATH.json, checked against the eager model first."""
+    from .apps.export import export
+
+    manifest = export(args.model, args.format, args.out, clip=args.clip, force=args.force)
+    check = manifest["verified"]
+    print(json.dumps(manifest) if args.json else
+          f"{args.out}: {args.format} ({', '.join(manifest['files'])}) and {args.out}.json; checked on {check['clip']} "
+          f"with {check['runtime']}: top-1 {check['exported_top1']!r} as the model, logits within "
+          f"{check['max_abs_logit_diff']:.2g} (tolerance {check['tolerance']:.2g})")
+    return 0
+
+
+def _add_export(sub) -> None:
+    from .apps.export import FORMATS
+
+    e = sub.add_parser("export", help="export a model or run to ONNX or OpenVINO IR, with PATH.json saying how to feed it")
+    e.add_argument("model", metavar="MODEL_OR_RUN", help="pretrained weights name (e.g. i3d-kinetics400) or a run directory")
+    e.add_argument("--format", required=True, choices=FORMATS, help="onnx: one .onnx file; openvino: an IR .xml + .bin")
+    e.add_argument("--out", required=True, metavar="PATH", help="the exported file; its description goes to PATH.json")
+    e.add_argument("--clip", default=None, metavar="VIDEO", help="video to check the export on (default: a built-in clip)")
+    e.add_argument("--force", action="store_true", help="replace an existing PATH")
+    e.add_argument("--json", action="store_true", help="print PATH.json's object")
+    e.set_defaults(func=cmd_export)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _apply_engine_options(args)
-    try:
-        return args.func(args)
-    except ActionrecError as err:
-        _error(str(err))
-        return 2
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    return exit_status(lambda: args.func(args))
 
 
 if __name__ == "__main__":

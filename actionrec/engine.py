@@ -13,6 +13,10 @@ installed, bf16 where the CPU has it natively; the PyTorch fast path of
 * ``live=True`` (a camera) never holds the source back: when the queue is full the oldest clip is dropped and
   counted, so results stay close to real time.
 
+A trained run (``info.cut`` set) runs its frozen part on the backend at the engine's precision and the layers it
+trained above the cut eager in fp32, from the activation rounded to float16 as the feature cache holds it: what its
+training, test phase and ``evaluate`` compute, so ``predict --run`` gives the numbers its test phase scored.
+
 Memory is bounded by the queue (``ahead`` clips) and one batch, whatever the number of jobs or clips per job.
 
 :class:`InferenceModel` is what ``actionrec.load_model`` returns: an ``nn.Module`` whose ``forward``,
@@ -23,6 +27,7 @@ Memory is bounded by the queue (``ahead`` clips) and one batch, whatever the num
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import weakref
 from collections import deque
@@ -36,8 +41,9 @@ from torch import nn
 
 from .errors import ActionrecError
 from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, warn_once
+from .models.network import EndpointNetwork, forward_output, has_steps
 
-OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # or the name of an endpoint of the network
+TOP_OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # the outputs above a run's cut; or an endpoint
 Clips = Callable[[Any], Iterable[tuple[Any, torch.Tensor]]]
 
 
@@ -97,10 +103,7 @@ class Engine:
             with self._lock:
                 if self._net is None:
                     from .models.accel import optimize_for_inference
-                    from .models.c3d import C3D
-                    from .models.i3d import I3D
-
-                    if self.fast and self.device.type == "cpu" and isinstance(self.model, (I3D, C3D)):
+                    if self.fast and self.device.type == "cpu" and isinstance(self.model, EndpointNetwork):
                         # oneDNN's packed fp32 convolutions do not run under autocast: bf16 takes the folded network
                         self._net = optimize_for_inference(self.model, "auto" if self.precision == "fp32" else "fused+channels_last")
                     else:
@@ -111,11 +114,27 @@ class Engine:
         """One batch (B, 3, T, H, W) -> float32 outputs on the CPU: "probs"/"logits" (B, K), "features" (B, C) pooled,
         "steps" (B, T', C) features per time step (I3D: Mixed_5c pooled over space, one step per 8 frames), or the
         activation at an endpoint. Any T the network takes: OpenVINO compiles each new input shape once."""
-        y = self._forward_openvino(x, output) if self.backend == "openvino" else self._forward_torch(x, output)
+        cut = self.info.cut
+        if cut is not None and output in TOP_OUTPUTS:  # a trained run: its trained layers as its test phase ran them
+            y = self._top(self._frozen(x, cut), output, cut)
+        else:
+            y = self._frozen(x, output)
         if output == "probs":
             y = y.float().softmax(-1)
         self.clips_run += len(x)
         return y.float().cpu()
+
+    def _frozen(self, x: torch.Tensor, output: str) -> torch.Tensor:
+        """`output` of x on the backend, at the engine's precision."""
+        return self._forward_openvino(x, output) if self.backend == "openvino" else self._forward_torch(x, output)
+
+    def _top(self, activation: torch.Tensor, output: str, cut: str) -> torch.Tensor:
+        """`output` of a trained run from its frozen part's activation at `cut`, the way training, its test phase and
+        `evaluate` compute it from the feature cache: the activation rounded to float16 (what a cache entry holds),
+        then the layers above the cut eager in fp32. So a run predicts the numbers its test phase scored."""
+        activation = activation.to(torch.float16).float().to(self.device)
+        with torch.inference_mode():
+            return forward_output(self.model, activation, output, start=cut).float()
 
     def _forward_openvino(self, x: torch.Tensor, output: str) -> torch.Tensor:
         """OpenVINO's output; if OpenVINO fails on this network, PyTorch's, and PyTorch runs from then on."""
@@ -136,16 +155,7 @@ class Engine:
         net = self.net
         bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-            x = x.to(self.device)
-            if output in ("probs", "logits"):
-                return net(x).float()
-            if output == "features":
-                return net.forward_features(x).float()
-            if output == "steps":
-                return net.forward_steps(x).float()
-            if output == "step_logits":
-                return net.forward_head(net.forward_steps(x)).float()
-            return net.forward_until(x, output).float()
+            return forward_output(net, x.to(self.device), output).float()
 
     def map(
         self,
@@ -203,6 +213,45 @@ def engine_for(model: nn.Module | Engine, *, precision: str = "auto", backend: s
 # ------------------------------------------------------------------------------------------ the model of load_model
 
 
+def load_model(name_or_run_dir: str | os.PathLike, device: str = "cpu", precision: str = "auto", backend: str = "auto",
+               fast: bool = True) -> nn.Module:
+    """A pretrained model by weights name (e.g. "i3d-kinetics400"), or a trained run directory, for inference.
+
+    It runs on the engine's fast path (:class:`actionrec.engine.InferenceModel`): `model(x)` gives logits and
+    `model.forward_features(x)` pooled features for x (B, 3, T, H, W) in its value range (I3D also `forward_steps`),
+    under `precision` ("auto": bf16 where the CPU has native bf16, else fp32; "fp32"; "bf16") and `backend` ("auto",
+    "openvino", "torch"); `actionrec.predict(..., model=model)` reuses its compiled network. It takes no gradients:
+    `model.trainable_copy()` is an eager copy to fine-tune. `fast=False` gives the eager fp32 PyTorch network itself,
+    the reference (with `forward_head`, `reset_classifier(n)`, ...). Both carry `model.info` (a ModelInfo: name, spec,
+    categories, ...). A name that is neither a run directory nor pretrained weights is refused in one line saying
+    which it looked like."""
+    from .models.pretrained import PRETRAINED, load_pretrained
+    from .models.runs import load_run
+
+    if not fast and (precision not in ("auto", "fp32") or backend not in ("auto", "torch")):
+        raise ActionrecError(f"fast=False gives the eager fp32 PyTorch network; precision={precision!r} and "
+                             f"backend={backend!r} are for the fast path (drop fast=False)")
+    name = os.fspath(name_or_run_dir)
+    if os.path.isdir(name) or name not in PRETRAINED and (os.path.exists(name) or _looks_like_path(name_or_run_dir)):
+        network = load_run(name, device=device)  # a run directory, or one line saying what the path is instead
+    elif name not in PRETRAINED:
+        raise ActionrecError(f"{name}: neither a run directory nor pretrained weights; give a run directory or one of: "
+                             f"{', '.join(PRETRAINED)} (see `actionrec weights list`)")
+    else:
+        network = load_pretrained(name, device=device)
+    if not fast:
+        return network
+    return InferenceModel(Engine(network, device=device, precision=precision, backend=backend))
+
+
+def _looks_like_path(name: str | os.PathLike) -> bool:
+    """A path object, or a name with a folder separator or starting with . or ~ (weights names have none)."""
+    text = os.fspath(name)
+    return not isinstance(name, str) or any(sep and sep in text for sep in (os.sep, os.altsep)) or text.startswith((".", "~"))
+
+
+
+
 class InferenceModel(nn.Module):
     """A network served by its :class:`Engine` (what ``actionrec.load_model`` returns): ``forward`` (logits),
     ``forward_features`` (pooled), ``forward_steps`` (I3D), ``forward_until`` and ``forward_head`` run on the engine's
@@ -234,9 +283,7 @@ class InferenceModel(nn.Module):
 
     def forward_steps(self, x: torch.Tensor) -> torch.Tensor:
         """Features per time step (B, T', C): I3D only (one step per 8 frames; see Engine.forward)."""
-        from .models.i3d import I3D
-
-        if not isinstance(self.engine.model, I3D):
+        if not has_steps(self.engine.model):
             raise ActionrecError(f"{self.info.name}: per-step features need a network convolutional in time (I3D); "
                                  f"{self.info.spec.arch} takes fixed windows: use forward_features on each window")
         return self._run(x, "steps")

@@ -1,4 +1,5 @@
-"""Files written whole or not at all: a temporary file beside the target, renamed over it when complete."""
+"""Files written whole or not at all (a temporary file beside the target, renamed over it when complete), and
+actionrec's home folder (weights, caches, compiled networks, the page's jobs)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (tuple, set)):
         return list(value)
     raise TypeError(type(value).__name__)
+
+
+def home_dir() -> Path:
+    """`$ACTIONREC_HOME`, else `$XDG_CACHE_HOME/actionrec`, else `~/.cache/actionrec`."""
+    if os.environ.get("ACTIONREC_HOME"):
+        return Path(os.environ["ACTIONREC_HOME"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "actionrec"

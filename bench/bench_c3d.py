@@ -3,7 +3,7 @@
 For batch 1 and 4 clips of 3x16x112x112: clips/s of the eager model with contiguous (NCDHW) tensors and with
 channels_last_3d (NDHWC) tensors; then the channels_last_3d model after tuning glibc's malloc (see below); and, with
 --compile, torch.compile'd models (about 30 s of compilation per batch size on 2 cores; no gain measured at batch 1).
-GFLOPs per clip are counted twice: analytically (actionrec.c3d.macs_per_clip, a multiply-add is 2 FLOPs) and by
+GFLOPs per clip are counted twice: analytically (actionrec.models.c3d.macs_per_clip, a multiply-add is 2 FLOPs) and by
 torch.utils.flop_counter on a meta-device model; they must agree.
 
 "Best fp32" is the higher of two compute-bound kernels timed in the same process with the same threads: a

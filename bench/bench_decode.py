@@ -1,4 +1,4 @@
-"""Decoding speed of a central clip: actionrec.video (OpenCV) against a plain PyAV decode.
+"""Decoding speed of a central clip: actionrec.data.video (OpenCV) against a plain PyAV decode.
 
 For each video, measures the wall time to get the central 16 frames, and the central 64 frames
 resampled to 25 fps (I3D's input), as uint8 RGB arrays, starting from the file path (open + probe +

@@ -1,7 +1,7 @@
 """C3D: the study's architecture, the endpoint API the trainer uses, and the three public Sports-1M weight formats.
 
 The real weight files are not reachable here, so each loader is proven on a generated file laid out exactly as the
-public one (container, key or layer names, shapes, dtypes, axis and flatten orders; see actionrec/c3d.py for the
+public one (container, key or layer names, shapes, dtypes, axis and flatten orders; see actionrec/models/c3d_checkpoints.py for the
 sources) with random values taken from a reference C3D whose weights are set directly: the converted model must
 reproduce the reference, element by element and end to end.
 """
@@ -27,12 +27,14 @@ from actionrec.models.c3d import (
     KERAS_TF_MD5,
     SPORTS1M_LABELS,
     TRAINABLE_BLOCKS,
-    convert_c3d,
-    detect_format,
-    keras_filter_fn,
     macs_per_clip,
+)
+from actionrec.models.c3d_checkpoints import (
+    convert_c3d,
+    keras_filter_fn,
     mmaction2_filter_fn,
     pickle_filter_fn,
+    read_checkpoint,
     read_keras_h5,
 )
 
@@ -324,7 +326,7 @@ def test_specs_labels_and_preprocessing():
 
 def test_keras_channels_last_file_reproduces_the_reference(files, ref_state, keras_tf_converted, reference_out, bgr_clip):
     path = files["keras_tf"]
-    assert detect_format(path) == "keras-h5"
+    assert read_checkpoint(path)[0] == "keras-h5"
     raw = read_keras_h5(path)
     assert sorted(raw["layers"]) == sorted([*CONVS, "fc6", "fc7", "fc8"]) and raw["attrs"]["backend"] == "tensorflow"
     state = keras_tf_converted
@@ -377,7 +379,7 @@ def test_keras_theano_gist_file_gives_the_same_weights(files, keras_tf_converted
 def test_c3d_pickle_reproduces_the_reference(files, ref_state, reference_out, bgr_clip, tmp_path):
     path = files["pickle"]
     assert open(path, "rb").read(2) == b"\x80\x02"  # the legacy torch.save format of 2017
-    assert detect_format(path) == "c3d-pickle"
+    assert read_checkpoint(path)[0] == "c3d-pickle"
     state, spec = convert_c3d(path, name="c3d-sports1m")
     assert spec is C3D_SPORTS1M and spec.categories[367] == "basketball"
     raw = torch.load(path, weights_only=True)
@@ -406,7 +408,7 @@ def test_c3d_pickle_reproduces_the_reference(files, ref_state, reference_out, bg
 def test_mmaction2_checkpoint_gives_the_backbone_without_a_classifier(files, ref_state):
     path = files["mmaction2"]
     assert open(path, "rb").read(4) == b"PK\x03\x04"
-    assert detect_format(path) == "mmaction2"
+    assert read_checkpoint(path)[0] == "mmaction2"
     state, spec = convert_c3d(path, name="c3d-sports1m-mmaction2")
     assert spec is C3D_SPORTS1M_MMACTION2
     assert sorted(state) == sorted(k for k in ref_state if not k.startswith("head."))

@@ -53,6 +53,10 @@ _CHILD = textwrap.dedent(
     print("read_clips", clip.frames.shape, clip.span.frame_indices.tolist())
     print("read_clip", V.read_clip(bad, n=4, short_side=24).frames.shape)
     print("windows", len(list(V.iter_windows(bad, 0.4, 0.4, n=4))))
+    import numpy as np
+    jpeg = V.thumbnail_jpeg(bad, 0.5, 32)
+    print("thumbnail", jpeg[:2] == b"\xff\xd8", cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[1])
+    print("live", V.open_live(bad).kind, len(list(V.live_windows(V.open_live(bad), 0.4, 0.4, 4, None))))
     in_bad_folder = os.fsdecode(base + b"/dir\xe9/ok.mp4")
     print("folder", V.probe(in_bad_folder).num_frames)
     with V.cv2_path(bad) as name:
@@ -91,6 +95,7 @@ def test_non_utf8_file_names_decode_in_every_reader(tmp_path):
     assert "read_clips (8, 48, 64, 3) [11, 12, 13, 14, 15, 16, 17, 18]" in out
     assert "read_clip (4, 24, 32, 3)" in out and "windows 3" in out and "folder 30" in out
     assert "cv2_path True 30" in out
+    assert "thumbnail True 32" in out and "live file 3" in out  # the page's thumbnails and watch read them too
     assert "error " + str(tmp_path) + "/junk\\xfe.mp4: cannot be opened as a video" in out
     assert "demo 4 4" in out
     assert "leftover links []" in out  # the temporary links are removed

@@ -93,10 +93,11 @@ def start_server(settings, preloaded=None) -> Live:
 
     from actionrec.serve.app import create_app
     from actionrec.serve.cli import listen
+    from actionrec.serve.connections import uvicorn_config
 
     app = create_app(settings, preloaded)
     sock = listen("127.0.0.1", 0)
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    uv = uvicorn.Server(uvicorn_config(app, settings))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not uv.started:
@@ -316,7 +317,7 @@ def test_uploads_oversize_bad_names_and_bad_files_get_clear_json_errors(tmp_path
         assert status == 200 and body["name"] == "my clip_ rm.mp4"
         assert [p.relative_to(uploads).parts[1:] for p in uploads.rglob("*.mp4")] == [("my clip_ rm.mp4",)]
         assert server.call("POST", "/api/jobs", {"upload": "../../etc"})[0] == 403
-        assert server.call("POST", "/api/jobs", {"upload": "0" * 32})[0] == 400
+        assert server.call("POST", "/api/jobs", {"upload": "0" * 32})[0] == 404
         assert server.call("POST", "/api/jobs", {"mode": "clip"})[0] == 422
     finally:
         server.stop()
@@ -464,13 +465,15 @@ def test_runs_listed_compared_and_trained_from_the_page(demo_run, tmp_path):
         done = server.wait(job["id"], timeout=300)
         assert done["status"] == "done", done
         assert any("epoch" in line for line in done["log"]) and done["progress"] == 1.0
+        assert done["result"]["summary"].startswith("first_try: ") and str(tmp_path) not in json.dumps(done)
+        assert server.call("POST", "/api/train", {"data": data.name, "name": "first try"})[0] == 409  # taken
         listed = server.call("GET", "/api/runs")[1]["runs"]
         assert [r["name"] for r in listed] == ["first_try"] and listed[0]["report"]
         status, html, _ = server.call("GET", "/api/runs/first_try/report")
         assert status == 200 and b"<html" in html.lower()
-        assert server.call("GET", "/api/runs/linked/report")[0] == 400
+        assert server.call("GET", "/api/runs/linked/report")[0] == 404
         table = server.call("GET", "/api/compare?runs=first_try&runs=first_try")[1]["table"]
-        assert "first_try" in table
+        assert table.splitlines()[0].split() == ["first_try", "first_try"] and str(tmp_path) not in table
         models = [m["name"] for m in server.call("GET", "/api/models")[1]["models"]]
         assert models == ["run:first_try"]
         classes = server.call("GET", "/api/models/run:first_try/classes")[1]["classes"]
@@ -493,3 +496,12 @@ def test_the_serve_command_line(tmp_path):
     assert args.func.__name__ == "run" and settings.data_root == tmp_path and settings.port == 0
     assert len(settings.token) >= 20 and settings.host == Settings().host == "127.0.0.1"
     assert settings.workers == Settings().workers and settings.state == tmp_path / "s"
+    args = parser.parse_args(["serve", "--upload-quota-mb", "5", "--max-body-kb", "8", "--max-connections", "20",
+                              "--header-timeout", "2.5", "--body-timeout", "4"])
+    limits = settings_from(args)
+    assert (limits.upload_quota_mb, limits.max_body_kb, limits.max_connections, limits.header_timeout,
+            limits.body_timeout) == (5, 8, 20, 2.5, 4)
+    for bad in (["--max-connections", "1"], ["--header-timeout", "0"], ["--body-timeout", "nan"],
+                ["--upload-quota-mb", "-1"], ["--token", "caf\u00e9-secret"]):
+        with pytest.raises(ActionrecError, match=bad[0]):
+            settings_from(parser.parse_args(["serve", *bad]))

@@ -149,3 +149,29 @@ def test_a_bad_upload_gets_a_clear_message(browser, site, tmp_path):
     assert message.text.startswith("holiday.mp4: cannot be opened as a video") and "ffmpeg" in message.text
     names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#jobs .job .name")]
     assert names and "holiday.mp4" not in names  # the earlier jobs are listed, no job for the bad file
+
+
+def test_a_job_done_at_once_opens_and_the_training_form_starts_from_the_librarys_defaults(browser, site, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from actionrec.training.trainer import TrainConfig
+
+    video = write_av_video(tmp_path / "again.mp4", colour_frames(STITCHED))
+    earlier = site.wait(site.analyse(video, model="colour")["id"])  # the server now has this video's windows cached
+    open_page(browser, site, "colour")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"#jobs .job[data-id='{earlier['id']}'] .open"))
+    browser.find_element(By.CSS_SELECTOR, f"#jobs .job[data-id='{earlier['id']}'] .open").click()  # opened by hand
+    wait(browser, lambda d: d.execute_script("return state.shown && state.shown.id") == earlier["id"])
+
+    def shown(driver) -> str | None:
+        return driver.execute_script("return state.shown && state.shown.id")
+
+    upload(browser, video)  # the same content again: its job is done at once
+    wait(browser, lambda d: shown(d) not in (None, earlier["id"]), WAIT_S)
+    job = site.call("GET", f"/api/jobs/{shown(browser)}")[1]
+    assert job["status"] == "done" and job["name"] == "again.mp4" and job["id"] != earlier["id"]
+    wait(browser, lambda d: len(page_segments(d)) == 4)
+
+    browser.find_element(By.CSS_SELECTOR, ".tab[data-tab='runs']").click()
+    assert browser.find_element(By.ID, "train-epochs").get_attribute("value") == str(TrainConfig.epochs)
+    assert browser.find_element(By.ID, "train-finetune").get_attribute("value") == str(TrainConfig.finetune_epochs)

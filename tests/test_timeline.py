@@ -173,7 +173,7 @@ def use_model(monkeypatch, model) -> None:
     """Make the CLI's load_model return `model` whatever name it is given."""
     import actionrec
 
-    monkeypatch.setattr(actionrec, "load_model", lambda name, device="cpu": model)
+    monkeypatch.setattr(actionrec, "load_model", lambda name, device="cpu", **engine_options: model)
 
 
 # ----------------------------------------------------------------------------------------------- fast: stand-in model
@@ -292,6 +292,25 @@ def test_cli_timeline_outputs(colour_video, tmp_path, monkeypatch, capsys):
     only = json.loads(capsys.readouterr().out)
     assert [s["label"] for s in only["segments"]] == ["none", "Green", "none"] and set(only["totals"]) == {"Green", "none"}
     assert only["totals"]["Green"] == pytest.approx(2.6, rel=0.05)
+
+
+def test_cli_summary_shows_the_labels_that_took_time_and_the_files_keep_all(colour_video, tmp_path, monkeypatch, capsys):
+    """A model with hundreds of classes (as Kinetics-400's) and no --labels: the printed table lists the labels that
+    took time (and none), and says how many were left out; the files keep every label."""
+    many = ("Red", "Green", "Blue", *(f"class {i}" for i in range(397)))
+    use_model(monkeypatch, ColourModel(categories=many))
+    out = tmp_path / "out"
+    args = ["timeline", str(colour_video), "--run", "any", "--stride", "0.5", "--out", str(out), "--no-cache", "--quiet"]
+    assert main(args) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and ":" in line]
+    text = "\n".join(rows)
+    assert rows[:4] == ["Red", "Green", "Blue", "none"] and "class" not in text, rows
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "(397 other labels took no time: omitted here, kept in the files)" in printed and "class 7 " not in printed
+    with open(out / "colours.windows.csv") as f:
+        assert len(next(csv.reader(f))) == 3 + 400  # start, end, label, then every class
+    assert len(json.loads((out / "colours.timeline.json").read_text())["totals"]) == 401  # every class and none
 
 
 def test_cli_errors_are_one_line(colour_video, tmp_path, monkeypatch, capsys):

@@ -112,6 +112,29 @@ def test_evaluate_predict_and_compare_a_trained_run(run, demo_data, cache_dir, c
     assert "Spinning" in table and "test accuracy" in table.lower()
 
 
+def test_evaluate_predict_and_the_test_phase_give_one_set_of_numbers(run, demo_data, cache_dir):
+    """One precision per run: `evaluate RUN` (cached activations at the cut, the trained layers in fp32), `predict
+    --run RUN` (the engine: the frozen part at its precision, the trained layers as in training) and the run's own
+    test phase give the same probabilities for the same video and views."""
+    from actionrec import load_model, predict
+    from actionrec.data.datasets import load_dataset
+    from actionrec.training.evaluate import evaluate_run
+
+    model = load_model(run)
+    assert model.engine.precision in ("fp32", "bf16") and model.info.cut == "MaxPool3d_5a_2x2"
+    tested = {p["video"]: p["probs"] for p in json.loads((run / "metrics.json").read_text())["test_predictions"]}
+    samples = [s for s in load_dataset(str(demo_data)) if s.path in tested][:4]
+    assert len(samples) == 4
+    for views in (2, 1):
+        evaluated = evaluate_run(run, samples, cache_root=cache_dir, progress=False, test_views=views)["predictions"]
+        predicted = predict([s.path for s in samples], model=model, test_views=views)
+        assert [e["video"] for e in evaluated] == [p.video for p in predicted] == [s.path for s in samples]
+        for e, p in zip(evaluated, predicted):
+            np.testing.assert_allclose(p.probs, e["probs"], atol=2e-5)
+            if views == 2:  # the run's own test views: the numbers its test phase wrote (rounded to 5 decimals)
+                np.testing.assert_allclose(p.probs, tested[p.video], atol=2e-5)
+
+
 def test_killed_extraction_leaves_no_corrupt_entry_and_resumes(demo_data, tmp_path, i3d_kinetics):
     """SIGKILL a real extraction mid-way: every entry on disk is whole, and a rerun computes only the rest."""
     from actionrec.training.features import FeatureCache, Sampling, read_entry

@@ -1,4 +1,4 @@
-"""Tests for actionrec.video: samplers (pure arithmetic) and decoding of every supported container.
+"""Tests for actionrec.data.video: samplers (pure arithmetic) and decoding of every supported container.
 
 The synthetic videos draw their frame number in big black/white cells (tests/videos.py), so every
 decoding test checks that the frames that come out are exactly the ones the sampler asked for.
@@ -812,3 +812,23 @@ def test_folder_copy_of_real_gif(tmp_path):
     again = V.read_clip(tmp_path / "cricket", n=79).frames
     assert np.array_equal(frames, again)
     shutil.rmtree(tmp_path / "cricket")
+
+
+def test_content_key_is_the_whole_content_of_a_file_or_a_folder_of_frames(tmp_path):
+    """data.video.content_key (the apps' and, once switched, the feature cache's): the content, not the name; the same
+    key the feature cache has always used, so no cache entry is orphaned."""
+    from actionrec.data.video import content_key
+    from actionrec.training.features import content_key as feature_key
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"x" * 3_000_000)
+    b.write_bytes(b"x" * 3_000_000)
+    assert content_key(a) == content_key(str(b)) == feature_key(str(a))
+    b.write_bytes(b"x" * 2_999_999 + b"y")
+    assert content_key(b) != content_key(a)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "0001.png").write_bytes(b"one")
+    assert content_key(folder) == feature_key(str(folder)) != content_key(a)
+    with pytest.raises(ActionrecError, match="cannot be read"):
+        content_key(tmp_path / "missing.mp4")

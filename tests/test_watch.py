@@ -109,10 +109,10 @@ def test_debouncer_fires_once_per_event():
 
 def test_windower_matches_sliding_windows():
     from actionrec.data.video import sliding_windows
-    from actionrec.apps.watch import _Windower
+    from actionrec.data.video import StreamWindower
 
     for fps in (25.0, 30.0, 12.0):
-        w = _Windower(fps, 0.64, 0.5, 16)
+        w = StreamWindower(fps, 0.64, 0.5, 16)
         got = []
         for i in range(int(fps * 6)):
             if w.wanted(i):
@@ -184,10 +184,11 @@ def test_live_source_drops_windows_rather_than_fall_behind(short_video):
 def test_live_latency_and_late_reads_are_reported(short_video, monkeypatch):
     """Each classified window's latency (from its last frame to its probabilities) is kept, and a reader held up
     for 0.5 s counts the frames it read late (a camera would have lost them) and its largest lag."""
-    from actionrec.apps import watch as watch_module
-    from actionrec.apps.watch import LATE_FRAMES, AlertRule, WatchOptions, watch
+    from actionrec.apps.watch import AlertRule, WatchOptions, watch
+    from actionrec.data import video as video_module
+    from actionrec.data.video import LATE_FRAMES
 
-    resize, calls = watch_module.resize_short_side, []
+    resize, calls = video_module.resize_short_side, []
 
     def held_up_once(frame, size):
         calls.append(1)
@@ -195,7 +196,7 @@ def test_live_latency_and_late_reads_are_reported(short_video, monkeypatch):
             time.sleep(0.5)
         return resize(frame, size)
 
-    monkeypatch.setattr(watch_module, "resize_short_side", held_up_once)
+    monkeypatch.setattr(video_module, "resize_short_side", held_up_once)  # the live reader's resize
     slow = ColourModel(delay=0.05)
     stats = watch(str(short_video), slow, [AlertRule("Red", 0.8)], WatchOptions(realtime=True, max_latency=1000))
     assert stats.windows == 7 and stats.dropped == 0 and len(stats.latencies) == stats.windows

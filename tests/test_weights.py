@@ -170,10 +170,10 @@ def test_fetch_refuses_altered_safetensors(home, tmp_path):
 
 def test_real_weights_converted_and_cached_match_the_spec(i3d_kinetics):
     """The real checkpoint went through the real converter: the cached file has the published checksum."""
-    from actionrec.models.weights import file_tensors_sha256
+    from actionrec.models.weights import read_safetensors, tensors_sha256
 
     spec = get_spec("i3d-kinetics400")
-    assert file_tensors_sha256(weights_path(spec)) == spec.sha256
+    assert tensors_sha256(read_safetensors(weights_path(spec))[0]) == spec.sha256
     assert i3d_kinetics.info.categories[0] == "abseiling" and len(i3d_kinetics.info.categories) == 400
 
 

@@ -300,3 +300,40 @@ def frame_types(path: str | os.PathLike) -> str:
 
 def count_b_frames(path: str | os.PathLike) -> int:
     return frame_types(path).count("B")
+
+
+def read_all_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Every frame of a video as (T, H, W, 3) uint8 RGB, resized to ``size`` = (width, height) if given (OpenCV)."""
+    import cv2
+
+    cap = cv2.VideoCapture(os.fspath(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if size is not None and (frame.shape[1], frame.shape[0]) != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    if not frames:
+        raise ValueError(f"{path}: no frames could be read")
+    return np.stack(frames)
+
+
+def stitch(
+    path: str | os.PathLike, clips: list[tuple[str | os.PathLike, str]], fps: float = 25.0,
+    size: tuple[int, int] = (320, 240),
+) -> list[tuple[str, float, float]]:
+    """One video at ``path`` made of the real ``clips`` (each (file, label)) played one after another, every frame of
+    each, resized to ``size``; returns the true (label, start, end) of each clip in it, in seconds (frames / fps)."""
+    parts, truth, at = [], [], 0
+    for clip, label in clips:
+        frames = read_all_frames(clip, size)
+        parts.append(frames)
+        truth.append((label, at / fps, (at + len(frames)) / fps))
+        at += len(frames)
+    write_video(path, np.concatenate(parts), fps)
+    return truth

@@ -193,8 +193,8 @@ def process_archive(source: str | os.PathLike, out: str | os.PathLike, process: 
     the other ranks, and on rank 0 write OUT/summary.json and return the summary (other ranks return None). One
     progress bar, on rank 0, counts every rank's videos (from the shared index)."""
     from ..distributed import barrier, init, ranks_from_env
-    from ..training.console import progress_bar
-    from ..training.features import content_key
+    from ..console import progress_bar
+    from ..data.video import content_key
 
     ranks = ranks_from_env()
     init(ranks)

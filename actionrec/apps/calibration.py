@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..checks import probability
 from ..errors import ActionrecError
 from ..models.pretrained import ModelInfo
 
@@ -95,10 +95,10 @@ def calibrate(
 
 def _run_calibration(info: ModelInfo) -> tuple[np.ndarray, np.ndarray] | None:
     """The validation probabilities a run recorded in its metrics.json (``val_probs``, ``val_labels``), if any."""
-    if info.run is None:
+    if info.run_dir is None:
         return None
     try:
-        metrics = json.loads((Path(info.name) / "metrics.json").read_text())
+        metrics = json.loads((info.run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
     probs, labels = metrics.get("val_probs"), metrics.get("val_labels")
@@ -116,17 +116,25 @@ def _run_calibration(info: ModelInfo) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def thresholds_for(
-    info: ModelInfo, labels: Sequence[str], threshold: float | None = None
+    info: ModelInfo | None, labels: Sequence[str], threshold: float | None = None, *,
+    stored: Mapping[str, float] | None = None, stored_source: str = "", option: str = "--threshold",
+    chosen_by: str | None = None,
 ) -> tuple[dict[str, float], str]:
-    """The threshold of each reported class and one line saying where they come from.
+    """The threshold of each reported class and one line saying where they come from: the one threshold function of
+    the CLI, the page and Python.
 
-    ``threshold`` (the user's) applies to every class; else the run's calibration (see :func:`calibrate`), else
+    ``threshold`` (the user's, checked once: a probability; ``option`` names it in the error, ``chosen_by`` in the
+    line, default the option) applies to every class; else ``stored`` (the thresholds a result was made with, and
+    ``stored_source``, e.g. the page's analysed job), else the run's calibration (see :func:`calibrate`), else
     :data:`DEFAULT_THRESHOLD`.
     """
     if threshold is not None:
-        if not (0.0 <= threshold <= 1.0):
-            raise ActionrecError(f"--threshold must be a probability between 0 and 1, not {threshold!r}")
-        return {l: float(threshold) for l in labels}, f"{threshold:g} for every class (--threshold)"
+        value = probability(threshold, option)
+        return {l: value for l in labels}, f"{value:g} for every class ({chosen_by or option})"
+    if stored is not None:
+        return {l: float(stored[l]) for l in labels}, stored_source
+    if info is None:
+        return {l: DEFAULT_THRESHOLD for l in labels}, f"default {DEFAULT_THRESHOLD:g}"
     recorded = _run_calibration(info)
     if recorded is not None:
         per_class, how = calibrate(recorded[0], recorded[1], info.categories)

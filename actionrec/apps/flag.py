@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -82,6 +82,19 @@ def flag_ranges(
             merged.append([a, b, [l], p])
     return [FlagRange(a, b, tuple(sorted(ls, key=list(labels).index)), p) for a, b, ls, p in merged]
 
+
+
+def flag_result(wp: WindowProbs, labels: Sequence[str], thresholds: Mapping[str, float], ranges: Sequence[FlagRange],
+                censored_to: str | os.PathLike | None = None, censored: Mapping[str, int] | None = None) -> dict:
+    """`actionrec flag --json`'s object (one schema for the CLI, the page and Python): the video, its duration, the
+    labels and thresholds, the ranges and their total seconds, and the censored copy if one was made."""
+    return {
+        "video": wp.video, "duration": round(wp.duration, 3), "labels": list(labels),
+        "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
+        "ranges": [r.to_dict() for r in ranges], "flagged": round(sum(r.end - r.start for r in ranges), 3),
+        "censored": os.fspath(censored_to) if censored_to else None,
+        "censored_frames": censored["censored"] if censored else None,
+    }
 
 
 _VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4",

@@ -14,8 +14,7 @@ from ..data.transforms import preprocess
 from ..data.video import central_clip, probe, read_clips, uniform_clips
 from ..engine import Engine, engine_for
 from ..models.pretrained import ModelInfo, check_classifier
-from ..training.checks import check_predict_options
-from ..training.runs import run_test_views
+from ..checks import check_predict_options
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def predict_iter(
     engine = engine_for(model)
     info = engine.info
     frames = info.predict_frames if frames is None else frames
-    views = run_test_views(info) if test_views is None else test_views
+    views = info.test_views if test_views is None else test_views
     check_classifier(info)
     for result in engine.map([os.fspath(v) for v in videos], lambda v: _clips(v, info, frames, views, batch_size),
                              batch_size=batch_size, on_error=on_error):
@@ -81,7 +80,7 @@ def predict_iter(
 
 def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], model: nn.Module | str = "i3d-kinetics400", **kwargs) -> list[Prediction]:
     """Per-class probabilities for each video. `model` is a loaded model, a weights name or a trained run directory."""
-    from .. import load_model
+    from ..engine import load_model
 
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]

@@ -37,6 +37,8 @@ from .windows import WindowProbs, window_probabilities
 
 NONE = "none"
 DEFAULT_SMOOTH = 1.0  # seconds of windows (centred running median) before deciding
+# A timeline's files, by kind: `<video stem>.<suffix>` (the CLI's --out folder, the page's downloads)
+DOWNLOADS = {"json": "timeline.json", "csv": "segments.csv", "windows.csv": "windows.csv", "srt": "srt", "png": "timeline.png"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Timeline:
     totals: dict[str, float] = field(default_factory=dict)
     from_cache: bool = False
     warning: str | None = None  # the video decoded shorter than its container declares
+    windows: WindowProbs | None = None  # the per-window probabilities of every class it was decided from
 
     @property
     def centres(self) -> np.ndarray:
@@ -159,32 +162,38 @@ class Timeline:
         plt.close(fig)
         return path
 
+    def write(self, kind: str, folder: str | os.PathLike, stem: str | None = None) -> Path:
+        """The file of `kind` (one of :data:`DOWNLOADS`) in `folder`, named `<stem>.<suffix>` (default stem: the
+        video's)."""
+        if kind not in DOWNLOADS:
+            raise ActionrecError(f"unknown timeline file {kind!r}; choose one of {', '.join(DOWNLOADS)}")
+        writer = {"json": self.write_json, "csv": self.write_segments_csv, "windows.csv": self.write_windows_csv,
+                  "srt": self.write_srt, "png": self.write_png}[kind]
+        return writer(Path(folder) / f"{stem or Path(self.video).stem or 'video'}.{DOWNLOADS[kind]}")
+
     def write_all(self, folder: str | os.PathLike, stem: str | None = None) -> dict[str, Path]:
-        """segments CSV, windows CSV, JSON, SRT and PNG in `folder`, named after the video."""
-        folder = Path(folder)
-        stem = stem or Path(self.video).stem or "video"
-        return {
-            "segments_csv": self.write_segments_csv(folder / f"{stem}.segments.csv"),
-            "windows_csv": self.write_windows_csv(folder / f"{stem}.windows.csv"),
-            "json": self.write_json(folder / f"{stem}.timeline.json"),
-            "srt": self.write_srt(folder / f"{stem}.srt"),
-            "png": self.write_png(folder / f"{stem}.timeline.png"),
-        }
+        """Every file of :data:`DOWNLOADS` (segments CSV, windows CSV, JSON, SRT and PNG) in `folder`, by kind."""
+        return {kind: self.write(kind, folder, stem) for kind in DOWNLOADS}
 
     def summary(self) -> str:
-        """Time per label (minutes:seconds and share of the video), then the thresholds."""
+        """Time per label (minutes:seconds and share of the video) for the labels that took time (and `none`), with how
+        many took none (the files keep every label), then the thresholds."""
         lines = [
             f"{self.video}: {format_clock(self.duration)} ({self.duration / 60:.2f} min), {len(self.starts)} windows of "
             f"{self.window:g} s every {self.stride:g} s, {len(self.segments)} segments",
         ]
-        width = max(len(l) for l in list(self.totals) + ["label"])
+        shown = [l for l in self.totals if l == NONE or any(s.label == l for s in self.segments)]
+        width = max(len(l) for l in shown + ["label"])
         lines.append(f"  {'label':<{width}}  {'time':>9}  {'minutes':>8}  {'share':>6}  segments")
-        order = sorted(self.totals, key=lambda l: (l == NONE, -self.totals[l]))
+        order = sorted(shown, key=lambda l: (l == NONE, -self.totals[l]))
         for label in order:
             seconds = self.totals[label]
             count = sum(1 for s in self.segments if s.label == label)
             share = seconds / self.duration * 100 if self.duration else 0.0
             lines.append(f"  {label:<{width}}  {format_clock(seconds):>9}  {seconds / 60:8.2f}  {share:5.1f}%  {count}")
+        omitted = len(self.totals) - len(shown)
+        if omitted:
+            lines.append(f"  ({omitted} other label{'s' if omitted != 1 else ''} took no time: omitted here, kept in the files)")
         lines.append(f"thresholds: {self.threshold_source}")
         return "\n".join(lines)
 
@@ -372,7 +381,7 @@ def build_timeline(
         for k in windows:
             window_labels[k] = labels[idx] if idx >= 0 else NONE
     return Timeline(wp.video, wp.model, wp.duration, wp.window, wp.stride, labels, thresholds, threshold_source,
-                    wp.starts, wp.ends, probs, smoothed, window_labels, segments, totals, wp.from_cache, wp.warning)
+                    wp.starts, wp.ends, probs, smoothed, window_labels, segments, totals, wp.from_cache, wp.warning, wp)
 
 
 def timeline(
@@ -389,9 +398,13 @@ def timeline(
     cache: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Timeline:
-    """The labelled timeline of a whole video; `model` is a loaded model, a weights name or a run directory."""
+    """The labelled timeline of a whole video: the one composition of `actionrec timeline`, the page and Python (labels
+    resolved, thresholds calibrated or given, per-window probabilities in one streaming pass or from the cache, then
+    :func:`build_timeline`). `model` is a loaded model, a weights name or a run directory; `cache` as in
+    :func:`~actionrec.apps.windows.window_probabilities`. The result keeps the probabilities of every class
+    (`Timeline.windows`), which the page stores to relabel."""
     if not isinstance(model, (nn.Module, Engine)):
-        from .. import load_model
+        from ..engine import load_model
 
         model = load_model(model)
     engine = engine_for(model)

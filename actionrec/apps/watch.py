@@ -35,11 +35,11 @@ import numpy as np
 from torch import nn
 
 from ..data.transforms import preprocess
-from ..data.video import cv2_path, display_path, quiet_opencv, resize_short_side
+from ..data.video import READ_TIMEOUT, LiveSource, live_windows, open_live
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import ModelInfo, check_classifier
-from ..training.checks import whole
+from ..checks import probability, whole
 from .calibration import resolve_labels
 from .windows import default_stride, window_frames
 
@@ -49,10 +49,6 @@ __all__ = ["AlertRule", "Alert", "Debouncer", "WatchStats", "ExecAction", "Webho
 DEFAULT_MAX_LATENCY = 2.0  # seconds of stream a window may wait before it is dropped (live sources)
 DEFAULT_CONFIRM = 2  # windows in a row at or above the threshold to fire
 DEFAULT_COOLDOWN = 3.0  # seconds below the threshold before the same alert can fire again
-DEFAULT_FPS = 25.0  # frame rate assumed when a live source does not say
-MAX_FPS = 240.0  # a source claiming more is not telling its frame rate
-READ_TIMEOUT = 10.0  # a network stream that sends nothing for this long has ended
-LATE_FRAMES = 4  # a live reader this many frames behind would lose frames (a camera driver buffers about 4)
 LATENCIES_KEPT = 10_000  # latencies of the most recent windows kept for the summary
 _EPS = 1e-6
 
@@ -68,9 +64,7 @@ def parse_alert(text: str, categories: Sequence[str]) -> AlertRule:
     m = re.fullmatch(r"\s*(.+?)\s*>=\s*([0-9]*\.?[0-9]+)\s*", text or "")
     if not m:
         raise ActionrecError(f"--alert {text!r}: write LABEL>=PROBABILITY, e.g. --alert 'Spinning>=0.8'")
-    threshold = float(m.group(2))
-    if not 0.0 <= threshold <= 1.0:
-        raise ActionrecError(f"--alert {text!r}: the threshold must be a probability between 0 and 1")
+    threshold = probability(float(m.group(2)), f"--alert {text!r}: the threshold")
     (label,) = resolve_labels([m.group(1)], categories)
     return AlertRule(label, threshold)
 
@@ -247,85 +241,6 @@ class WebhookAction:
 # ----------------------------------------------------------------------------------------------- sources
 
 
-def open_source(source: str | int, fps: float | None = None, read_timeout: float = READ_TIMEOUT):
-    """(cv2.VideoCapture, kind, fps, shown name). A number is a camera index, ``scheme://...`` a network stream,
-    anything else a file (a device file such as /dev/video0 is a camera)."""
-    import cv2
-
-    shown = display_path(source) if not isinstance(source, int) else str(source)
-    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-        raise ActionrecError(f"--fps must be a frame rate between 0 and {MAX_FPS:g}, not {fps!r}")
-    with quiet_opencv():
-        kind, cap = _capture(source, shown, read_timeout)
-    if not cap.isOpened():
-        cap.release()
-        what = {"camera": "camera", "stream": "stream", "file": "video"}[kind]
-        raise ActionrecError(f"{shown}: cannot open this {what} (check the index, URL or path, and that nothing else holds it)")
-    rate = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    if not (math.isfinite(rate) and 0 < rate <= MAX_FPS):  # the source does not say: --fps, else the default
-        rate = float(fps or DEFAULT_FPS)
-    return cap, kind, rate, shown
-
-
-def _capture(source: str | int, shown: str, read_timeout: float):
-    """(kind, cv2.VideoCapture) of a camera index, a stream URL or a file (opened under a name OpenCV can take)."""
-    import cv2
-
-    text = str(source) if isinstance(source, int) else os.fsdecode(source)
-    if isinstance(source, int) or text.isdigit():
-        return "camera", cv2.VideoCapture(int(text))
-    if "://" in text:
-        params: list[int] = []
-        for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
-            if hasattr(cv2, name):
-                params += [getattr(cv2, name), int(read_timeout * 1000)]
-        return "stream", cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
-    if not os.path.exists(text):
-        raise ActionrecError(f"{shown}: no such file, camera index or stream URL")
-    kind = "file" if os.path.isfile(text) else "camera"
-    with cv2_path(text) as name:
-        return kind, cv2.VideoCapture(name, cv2.CAP_FFMPEG if kind == "file" else cv2.CAP_ANY)
-
-
-class _Windower:
-    """Cuts a frame sequence into sliding windows as the frames come (the streaming form of
-    :func:`actionrec.video.sliding_windows`: window k starts at k * stride, frame j of it is the one shown at
-    start + (j + 0.5) * window / n); holds only the frames an open window needs."""
-
-    def __init__(self, fps: float, window: float, stride: float, n: int):
-        self.fps, self.window, self.stride = fps, window, stride
-        self.rel = (np.arange(n) + 0.5) * (window / n)
-        self.next_k = 0
-        self.open: deque = deque()  # (k, indices, set of indices)
-        self.held: dict[int, np.ndarray] = {}
-
-    def _indices(self, k: int) -> np.ndarray:
-        return np.floor((k * self.stride + self.rel) * self.fps + _EPS).astype(np.int64)
-
-    def wanted(self, i: int) -> bool:
-        """Whether frame i belongs to a window (opens the windows that start by then)."""
-        while True:
-            idx = self._indices(self.next_k)
-            if idx[0] > i:
-                break
-            self.open.append((self.next_k, idx, set(idx.tolist())))
-            self.next_k += 1
-        return any(i in s for _, _, s in self.open)
-
-    def add(self, i: int, frame: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
-        """Keep frame i; return the windows it completes as (start, end, frames)."""
-        self.held[i] = frame
-        done = []
-        while self.open and int(self.open[0][1][-1]) <= i:
-            k, idx, _ = self.open.popleft()
-            start = k * self.stride
-            done.append((start, start + self.window, np.stack([self.held[j] for j in idx.tolist()])))
-        low = int(self.open[0][1][0]) if self.open else i + 1
-        for j in [j for j in self.held if j < low]:
-            del self.held[j]
-        return done
-
-
 # ----------------------------------------------------------------------------------------------- watch
 
 
@@ -342,59 +257,6 @@ class WatchOptions:
     cooldown: float = DEFAULT_COOLDOWN  # seconds below the threshold before the same alert again
     fps: float | None = None  # frame rate of a source that does not say
     read_timeout: float = READ_TIMEOUT  # a network stream silent this long has ended
-
-
-@dataclass
-class _Source:
-    """An open source and what the reader has seen of it (shared with the engine's producer thread)."""
-
-    cap: object
-    kind: str
-    fps: float
-    shown: str
-    live: bool
-    newest: float = 0.0  # stream time of the newest frame read
-    frames: int = 0
-    read_lag: float = 0.0  # realtime file: largest delay of a read behind the frame's time
-    late_frames: int = 0  # realtime file: frames read LATE_FRAMES periods late or more
-
-
-def _read_windows(src: _Source, info: ModelInfo, window: float, stride: float, frames: int, realtime: bool):
-    """The source's windows as (start, end, arrival) and network input, as their last frame arrives (runs in the
-    engine's producer thread; a file with `realtime` is paced at its frame rate, and a frame's arrival is then its
-    due time, else the monotonic time it was read). Releases the source when done."""
-    import cv2
-
-    windower = _Windower(src.fps, window, stride, frames)
-    t0, i = time.monotonic(), 0
-    paced = realtime and src.kind == "file"
-    try:
-        while True:
-            due = t0 + i / src.fps
-            if paced:
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                elif -delay >= LATE_FRAMES / src.fps:
-                    src.late_frames += 1
-                src.read_lag = max(src.read_lag, -delay)
-            wanted = windower.wanted(i)
-            with quiet_opencv():  # a stream's hiccups are OpenCV WARN lines; its end is said in the summary
-                if not src.cap.grab():
-                    return
-                ok, frame = src.cap.retrieve() if wanted else (True, None)
-            done = []
-            if wanted:
-                if not ok or frame is None or frame.size == 0:
-                    return
-                done = windower.add(i, cv2.cvtColor(resize_short_side(frame, info.spec.resize), cv2.COLOR_BGR2RGB))
-            src.newest, src.frames = (i + 1) / src.fps, i + 1
-            arrival = due if paced else time.monotonic()
-            for start, end, clip in done:
-                yield (start, end, arrival), preprocess(clip, info.spec)
-            i += 1
-    finally:
-        src.cap.release()
 
 
 def watch(
@@ -420,8 +282,8 @@ def watch(
         raise ActionrecError("watch needs at least one --alert LABEL>=PROBABILITY")
     if not (options.max_latency > 0):
         raise ActionrecError(f"--max-latency must be a positive number of seconds, not {options.max_latency}")
-    cap, kind, src_fps, shown = open_source(source, options.fps, options.read_timeout)
-    src = _Source(cap, kind, src_fps, shown, live=kind != "file" or options.realtime)
+    src = open_live(source, options.fps, options.read_timeout, realtime=options.realtime)
+    kind, src_fps, shown = src.kind, src.fps, src.shown
     try:
         window, frames = window_frames(info, options.window, src_fps)
         stride = default_stride(window) if options.stride is None else float(options.stride)
@@ -431,11 +293,11 @@ def watch(
         debouncers = [Debouncer(r, options.confirm, options.cooldown) for r in rules]
         _prepare(engine, info, frames)
     except BaseException:
-        cap.release()
+        src.close()
         raise
     stats = WatchStats(shown, kind, src_fps)
     ahead = max(batch_size, int(math.ceil(options.max_latency / stride)) + 1) if src.live else 2 * batch_size
-    results = engine.map([src], lambda s: _read_windows(s, info, window, stride, frames, options.realtime),
+    results = engine.map([src], lambda s: _windows(s, info, window, stride, frames),
                          batch_size=batch_size, per_clip=True, live=src.live, ahead=ahead,
                          on_drop=lambda n: _note_drops(stats, n, options.max_latency, say), stop=stop,
                          stale=lambda span: src.newest - span[1] > options.max_latency,
@@ -457,6 +319,13 @@ def watch(
         stats.frames, stats.seconds = src.frames, src.frames / src_fps
         stats.read_lag, stats.late_frames = src.read_lag, src.late_frames
     return stats
+
+
+def _windows(src: LiveSource, info: ModelInfo, window: float, stride: float, frames: int):
+    """The source's windows as ((start, end, arrival), network input), read by :func:`actionrec.data.video.live_windows`
+    (in the engine's producer thread)."""
+    for start, end, arrival, clip in live_windows(src, window, stride, frames, info.spec.resize):
+        yield (start, end, arrival), preprocess(clip, info.spec)
 
 
 def _prepare(engine: Engine, info: ModelInfo, frames: int) -> None:

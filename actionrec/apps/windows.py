@@ -16,7 +16,7 @@ import os
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +24,18 @@ import torch
 from torch import nn
 
 from ..data.transforms import preprocess
-from ..data.video import iter_windows, probe, sliding_windows
+from ..data.video import content_key, iter_windows, probe, sliding_windows
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
-from ..files import atomic_write
-from ..models.i3d import I3D
+from ..files import atomic_write, home_dir
+from ..models.i3d import STEP_FRAMES
+from ..models.network import has_step_logits
 from ..models.pretrained import ModelInfo, check_classifier
-from ..models.weights import home_dir
-from ..training.checks import MIN_FRAMES
+from ..checks import MIN_FRAMES
 
 DEFAULT_MIN_STRIDE = 0.5  # seconds: the default stride is max(this, window / 2)
 FRAMES_PER_BATCH = 128  # default batch: 8 windows of 16 frames, 2 of 64 (the activations' memory stays the same)
-CACHE_VERSION = 2  # 2: windows may come from per-step logits
+CACHE_VERSION = 3  # 2: windows may come from per-step logits; 3: the one WindowProbs file format
 
 
 def model_fps(info: ModelInfo, video_fps: float | None = None) -> float:
@@ -95,9 +95,7 @@ class WindowProbs:
 
 def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int,
                 per_step: bool) -> Path | None:
-    from ..training.features import content_key
-
-    if not info.identity:
+    if not info.cacheable:
         return None
     spec = info.spec
     recipe = {
@@ -111,29 +109,42 @@ def _cache_path(root: Path, video: str, info: ModelInfo, window: float, stride: 
 
 
 def _load_cached(path: Path, video: str, info: ModelInfo, window: float, stride: float, frames: int) -> WindowProbs | None:
-    """The cached probabilities, or None (a damaged entry is said in one line, removed and computed again)."""
+    """The cached probabilities (named after `video` and the model), or None (a damaged entry is said in one line,
+    removed and computed again)."""
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            categories = tuple(str(c) for c in z["categories"])
-            if categories != tuple(info.categories):
-                return None
-            warning = str(z["warning"]) if "warning" in z.files and str(z["warning"]) else None
-            return WindowProbs(video, info.name, categories, z["starts"].astype(np.float64),
-                               z["ends"].astype(np.float64), z["probs"].astype(np.float32), float(z["duration"]),
-                               float(z["fps"]), window, stride, frames, from_cache=True, warning=warning)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        print(f"actionrec: warning: {path}: damaged timeline cache entry ({type(err).__name__}); computing it again",
-              file=sys.stderr)
+        wp = load_window_probs(path)
+    except ActionrecError as err:
+        print(f"actionrec: warning: {err}; computing it again", file=sys.stderr)
         path.unlink(missing_ok=True)
         return None
+    if wp.categories != tuple(info.categories):
+        return None
+    return replace(wp, video=video, model=info.name, window=window, stride=stride, frames=frames, from_cache=True)
 
 
-def _save_cached(path: Path, wp: WindowProbs) -> None:
+def save_window_probs(path: str | os.PathLike, wp: WindowProbs) -> None:
+    """`wp` as one .npz, written atomically: the one file format of per-window probabilities (the timeline cache, the
+    page's stored results)."""
     with atomic_write(path) as f:
-        np.savez(f, categories=np.array(wp.categories), starts=wp.starts, ends=wp.ends, probs=wp.probs,
-                 duration=np.float64(wp.duration), fps=np.float64(wp.fps), warning=np.array(wp.warning or ""))
+        np.savez(f, video=np.array(wp.video), model=np.array(wp.model), categories=np.array(wp.categories),
+                 starts=wp.starts, ends=wp.ends, probs=wp.probs, duration=np.float64(wp.duration),
+                 fps=np.float64(wp.fps), window=np.float64(wp.window), stride=np.float64(wp.stride),
+                 frames=np.int64(wp.frames), warning=np.array(wp.warning or ""))
+
+
+def load_window_probs(path: str | os.PathLike) -> WindowProbs:
+    """What :func:`save_window_probs` wrote; one ActionrecError line when the file is missing or damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return WindowProbs(str(z["video"]), str(z["model"]), tuple(str(c) for c in z["categories"]),
+                               z["starts"].astype(np.float64), z["ends"].astype(np.float64),
+                               z["probs"].astype(np.float32), float(z["duration"]), float(z["fps"]), float(z["window"]),
+                               float(z["stride"]), int(z["frames"]), warning=str(z["warning"]) or None)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ActionrecError(f"{path}: the per-window probabilities are missing or damaged ({type(err).__name__}); "
+                             "analyse the video again") from None
 
 
 def default_cache_root() -> Path:
@@ -172,7 +183,7 @@ def window_probabilities(
     if not (math.isfinite(stride) and stride > 0):
         raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
     # per-step logits are the linear head's: a run with a temporal head classifies whole windows
-    linear = isinstance(engine.model, I3D) and engine.model.temporal_head is None
+    linear = has_step_logits(engine.model)
     if per_step is None:  # once per frame only where it is less work: windows overlap more than chunks' context costs
         per_step = linear and window / stride > (CHUNK_STEPS + 2 * CONTEXT_STEPS) / CHUNK_STEPS
     elif per_step and not linear:
@@ -200,7 +211,7 @@ def window_probabilities(
                      window, stride, frames, warning=decoded.truncation_warning())
     if cache_file is not None:
         try:
-            _save_cached(cache_file, wp)
+            save_window_probs(cache_file, wp)
         except OSError:
             pass  # a read-only cache only costs the next run its time
     return wp
@@ -234,7 +245,6 @@ def _windowed(video: str, engine: Engine, window: float, stride: float, frames: 
 
 # ----------------------------------------------------------------------------------------------- once per frame
 
-STEP_FRAMES = 8  # I3D's time stride: Mixed_5c has one step per 8 input frames
 CHUNK_STEPS = 16  # new steps per pass (128 frames)
 CONTEXT_STEPS = 4  # steps of real frames on each side of a chunk (32 frames), so its borders see real context
 

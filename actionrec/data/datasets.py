@@ -1,8 +1,8 @@
 """Datasets: where the labelled clips come from, and how they are split honestly.
 
 This is the entry module; each kind of source has its own (:mod:`.folders`, :mod:`.ucf101`,
-:mod:`.manifest`), the splitting is in :mod:`.splits` and :class:`Sample` in :mod:`.samples`.
-Four kinds of source, all turned into a flat list of :class:`Sample`:
+:mod:`.manifest`, :mod:`.hmdb51`, :mod:`.kinetics`, :mod:`.activitynet`), the splitting is in :mod:`.splits` and
+:class:`Sample` in :mod:`.samples`.  These kinds of source, all turned into a flat list of :class:`Sample`:
 
 * **Class folders** (:func:`scan_class_folders`): ``root/<Label>/<clip>.<ext>``.  The
   sub-folder's name is the label, so adding a class is adding a folder.  Only *files* with a
@@ -13,8 +13,15 @@ Four kinds of source, all turned into a flat list of :class:`Sample`:
   ``ucfTrainTestlist`` annotation folder (``classInd.txt``, ``trainlist0N.txt``,
   ``testlist0N.txt``) beside or inside the video root, or at an explicit path.  A class subset
   and the official split 1, 2 or 3 fix which clips are train and which are test.
-* **A CSV manifest** (:func:`load_manifest`): ``path,label[,group][,split]``; a header row is
-  optional but recommended; paths are relative to the CSV's folder or absolute.
+* **A CSV manifest** (:func:`load_manifest`): ``path,label[,start,end][,group][,split]``; a header
+  row is optional but recommended; paths are relative to the CSV's folder or absolute.  A row with
+  a start and an end labels that range of a long video (a *segment*, see :mod:`.segments`); the
+  reserved label ``none`` marks background, and ``path,none`` marks a video fully labelled.
+* **HMDB51** (:mod:`.hmdb51`): ``hmdb51_org/<class>/*.avi`` with ``testTrainMulti_7030_splits`` beside or inside;
+  the official split 1, 2 or 3.
+* **A Kinetics annotation CSV** (:mod:`.kinetics`, recognised by its ``youtube_id`` column) pointing at downloaded
+  clips or whole videos (their time range becomes a segment).
+* **An ActivityNet / THUMOS JSON** (:mod:`.activitynet`): temporal annotations as labelled segments.
 * **A mix** (:func:`load_dataset`): any number of the above, unioned -- e.g. UCF101 classes plus
   a folder holding the user's own class.
 
@@ -22,7 +29,8 @@ Groups.  Clips cut from one source recording are near duplicates; if some land i
 others in the test set, the test accuracy is inflated (the original study shuffled clips freely
 and had this leak).  Every sample therefore carries a ``group`` and :func:`make_splits` assigns
 whole groups to train / val / test.  Groups come from UCF101's ``gXX``, a manifest's group column,
-or, for files without one, from the file name (see :func:`infer_group`):
+every segment of one video shares the video's group unless the manifest names one, and for files
+without one the group comes from the file name (see :func:`infer_group`):
 
 1. ``v_<Class>_g<NN>_c<NN>`` (UCF101 naming) -> group ``<Class>_g<NN>``;
 2. ``<stem>_c<NN>`` / ``<stem>_clip<NN>`` (also with ``-`` as separator, e.g. ``match3-clip07``)
@@ -33,6 +41,10 @@ A bare ``<stem>-<NN>`` / ``<stem>_<NN>`` suffix is deliberately *not* a grouping
 such as ``video-1 .. video-40`` or ``IMG_0001`` are usually separate recordings, and lumping
 a whole class into one group would make it impossible to split.  Declare such groups with a
 manifest's group column, or name the clips ``<source>_c<NN>``.
+
+The class ``none``.  Background segments are the class ``none`` (the name the timeline gives time no class
+claims); it trains as an ordinary class.  A class folder or UCF101 class called ``none`` (any case) means the same
+and is merged with it, spelled ``none``; it is kept when ``classes`` names others, as it is not one of them.
 """
 
 from __future__ import annotations
@@ -46,10 +58,13 @@ from dataclasses import replace
 from typing import Sequence
 
 from ..errors import ActionrecError
+from .activitynet import activitynet_classes, load_activitynet_json
 from .folders import scan_class_folders
+from .hmdb51 import hmdb51_classes, load_hmdb51, looks_like_hmdb51
+from .kinetics import is_kinetics_csv, kinetics_classes, load_kinetics_csv
 from .manifest import load_manifest
 from .samples import (
-    SPLIT_NAMES, Sample, Say, abspath, check_dir, class_dirs, did_you_mean, ext_list, infer_group, parse_classes,
+    NONE_LABEL, SPLIT_NAMES, Sample, Say, abspath, check_dir, class_dirs, did_you_mean, ext_list, infer_group, parse_classes,
     resolve_names,
 )
 from .splits import Splits, make_splits
@@ -85,10 +100,12 @@ def load_dataset(
 ) -> list[Sample]:
     """The union of one or more sources, limited to ``classes`` if given.
 
-    Each source's kind is detected: a ``.csv`` file is a manifest; a folder holding
-    ``ucfTrainTestlist`` or ``UCF-101`` (or a ``UCF-101`` folder with its lists beside it) is
-    UCF101 (official ``split`` 1-3, ``annotations`` to name the list folder); any other folder
-    holds one sub-folder per class.  ``classes`` (a sequence or ``"A,B,C"``) may draw on several
+    Each source's kind is detected: a ``.csv`` file is a manifest (whole videos, or segments of long ones), or a
+    Kinetics annotation CSV when its header names ``youtube_id``; a ``.json`` file holds ActivityNet / THUMOS
+    temporal annotations; a folder holding ``ucfTrainTestlist`` or ``UCF-101`` (or a ``UCF-101`` folder with its
+    lists beside it) is UCF101 (official ``split`` 1-3, ``annotations`` to name the list folder); a folder with
+    HMDB51's split files in or beside it is HMDB51 (official ``split`` 1-3); any other folder holds one sub-folder
+    per class.  ``classes`` (a sequence or ``"A,B,C"``) may draw on several
     sources, e.g. UCF101 classes plus a folder with the user's own class; every name must be found
     somewhere.  Samples of the same label from several sources are merged.  ``test_dir`` (any
     kind of source, or several) supplies the held-out test set: its samples get ``split='test'``
@@ -107,7 +124,7 @@ def load_dataset(
     if wanted is not None and not wanted:
         raise ActionrecError(f"the class list for {where} is empty: name at least 2 classes")
 
-    canonical: dict[str, str] = {}  # lower-case label -> the first spelling seen
+    canonical: dict[str, str] = {NONE_LABEL: NONE_LABEL}  # lower-case label -> the first spelling seen
     samples: list[Sample] = []
     for s in srcs:
         samples += _load_source(s, wanted, split, annotations, say)
@@ -139,15 +156,10 @@ def _as_list(sources: Sources | None) -> list[str]:
 def _load_source(src: str, wanted: list[str] | None, split: int, annotations, say: Say | None) -> list[Sample]:
     """One source, limited to the wanted classes that it has (others may be in other sources)."""
     if os.path.isfile(src):
-        if not src.lower().endswith(".csv"):
-            raise ActionrecError(
-                f"{src} is a file but not a .csv manifest: give a folder with one sub-folder per"
-                " class, a UCF101 folder or a .csv manifest"
-            )
-        samples = load_manifest(src)
-        if wanted is not None:
+        samples = _load_file(src, say, wanted)
+        if wanted is not None:  # the background (none) is kept: it is not one of the classes
             found, _ = resolve_names(wanted, {s.label for s in samples})
-            samples = [s for s in samples if s.label in set(found.values())]
+            samples = [s for s in samples if s.label in set(found.values()) | {NONE_LABEL}]
         return samples
     check_dir(src, "dataset")
     if looks_like_ucf(src):
@@ -155,20 +167,45 @@ def _load_source(src: str, wanted: list[str] | None, split: int, annotations, sa
             return load_ucf101(src, None, split, annotations, say=say)
         found, _ = resolve_names(wanted, _available_labels(src, annotations, strict=True))
         return load_ucf101(src, list(dict.fromkeys(found.values())), split, annotations) if found else []
+    if looks_like_hmdb51(src):
+        if wanted is None:
+            return load_hmdb51(src, None, split, say=say)
+        found, _ = resolve_names(wanted, hmdb51_classes(src, split))
+        return load_hmdb51(src, list(dict.fromkeys(found.values())), split) if found else []
     if wanted is None:
         return scan_class_folders(src)
     found, _ = resolve_names(wanted, class_dirs(src))
     return scan_class_folders(src, list(dict.fromkeys(found.values()))) if found else []
 
 
+def _load_file(src: str, say: Say | None, wanted: list[str] | None = None) -> list[Sample]:
+    """A file source: a Kinetics annotation CSV, a CSV manifest, or an ActivityNet / THUMOS JSON (the last two
+    look for the videos of the ``wanted`` classes only)."""
+    low = src.lower()
+    if low.endswith(".json"):
+        return load_activitynet_json(src, say, wanted)
+    if low.endswith(".csv"):
+        return load_kinetics_csv(src, say, wanted) if is_kinetics_csv(src) else load_manifest(src)
+    raise ActionrecError(
+        f"{src} is a file but not a .csv manifest or a .json of temporal annotations: give a folder with one"
+        " sub-folder per class, a UCF101 or HMDB51 folder, a .csv manifest or a Kinetics CSV"
+    )
+
+
 def _available_labels(src: str, annotations, strict: bool = False) -> set[str]:
     """Every class name a source offers; errors are swallowed (for suggestions) unless ``strict``."""
     try:
+        if os.path.isfile(src) and src.lower().endswith(".json"):
+            return activitynet_classes(src)
+        if os.path.isfile(src) and is_kinetics_csv(src):
+            return kinetics_classes(src)
         if os.path.isfile(src):
             return {s.label for s in load_manifest(src)}
         if looks_like_ucf(src):
             _, ann = find_ucf(src, annotations)
             return set(ucf_class_index(os.path.join(ann, "classInd.txt")))
+        if looks_like_hmdb51(src):
+            return set(hmdb51_classes(src))
         return set(class_dirs(src))
     except ActionrecError:
         if strict:

@@ -16,27 +16,78 @@ from typing import Callable, Iterable, Sequence
 from ..errors import ActionrecError
 from .video import VIDEO_EXTENSIONS, unreadable_error
 
-__all__ = ["Sample", "SPLIT_NAMES", "infer_group", "did_you_mean", "Say"]
+__all__ = ["Sample", "SPLIT_NAMES", "NONE_LABEL", "infer_group", "did_you_mean", "Say", "clip_address", "parse_address"]
 
 SPLIT_NAMES = ("train", "val", "test")
+NONE_LABEL = "none"  # the reserved label of time that shows none of the classes (a manifest's background)
 
 Say = Callable[[str], None]  # where a loader's one-line notes and warnings go
 
 _UCF_NAME = re.compile(r"^v_(?P<cls>.+)_g(?P<g>\d+)_c(?P<c>\d+)$", re.IGNORECASE)
 _CLIP_NAME = re.compile(r"^(?P<stem>.*[^_\-\s])[_\-](?:c|clip)[_\-]?(?P<n>\d+)$", re.IGNORECASE)
+_ADDRESS = re.compile(
+    r"^(?P<video>.+)#t=(?P<start>\d+(?:\.\d+)?),(?P<end>\d+(?:\.\d+)?)(?:&clip=(?P<k>\d+)of(?P<n>\d+))?$")
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled clip (a video file, or a folder of frames when listed in a manifest)."""
+    """One labelled video (a file, or a folder of frames when listed in a manifest), or a time range of one.
 
-    path: str  # absolute path of the video
+    ``path`` is what the feature cache and the trainer address the sample by: the video itself, or for a range
+    ``VIDEO#t=START,END`` (seconds, the W3C media-fragment form), ending in ``&clip=KofN`` when the sample is the
+    K-th of N clips spread over the range (see :mod:`.segments`). ``video``, ``start``, ``end`` and ``clip`` read
+    it back; :func:`clip_address` writes it. Two clips of one video are thus two samples everywhere.
+    """
+
+    path: str  # absolute path of the video, with its range when the sample is one (see the class doc)
     label: str
     group: str  # samples sharing a group never straddle splits
     split: str | None = None  # 'train' | 'val' | 'test' when the source fixes it, else None
     # Where a fixed split came from, for the split policy sentence (e.g. "official UCF101
     # split 1"); not part of a sample's identity.
     origin: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def video(self) -> str:
+        """The video file (or frames folder) the sample is cut from."""
+        return parse_address(self.path)[0]
+
+    @property
+    def start(self) -> float | None:
+        """Where the labelled range starts, in seconds; None when the whole video is labelled."""
+        return parse_address(self.path)[1]
+
+    @property
+    def end(self) -> float | None:
+        """Where the labelled range ends, in seconds; None when the whole video is labelled."""
+        return parse_address(self.path)[2]
+
+    @property
+    def clip(self) -> tuple[int, int] | None:
+        """(k, n): the sample is the k-th (from 0) of n clips spread evenly over its range; None: the whole range."""
+        return parse_address(self.path)[3]
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+def clip_address(video: str, start: float | None = None, end: float | None = None,
+                 clip: tuple[int, int] | None = None) -> str:
+    """The ``path`` of a sample: ``video``, or ``video#t=START,END[&clip=KofN]`` for a range (times kept to 1 ms)."""
+    if start is None or end is None:
+        return video
+    address = f"{video}#t={_seconds(start)},{_seconds(end)}"
+    return address + (f"&clip={clip[0]}of{clip[1]}" if clip is not None else "")
+
+
+def parse_address(path: str) -> tuple[str, float | None, float | None, tuple[int, int] | None]:
+    """(video, start, end, clip) of a sample's ``path`` (see :class:`Sample`); a plain path is the whole video."""
+    m = _ADDRESS.match(path)
+    if m is None:
+        return path, None, None, None
+    clip = (int(m["k"]), int(m["n"])) if m["k"] is not None else None
+    return m["video"], float(m["start"]), float(m["end"]), clip
 
 
 def infer_group(path: str | os.PathLike, label: str) -> str:

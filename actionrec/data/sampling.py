@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ClipSpan", "central_clip", "uniform_clips", "random_clip", "sliding_windows"]
+__all__ = ["ClipSpan", "central_clip", "uniform_clips", "random_clip", "range_clip", "sliding_windows"]
 
 _EPS = 1e-6
 
@@ -109,6 +109,34 @@ def random_clip(
     footprint = int(offsets[-1]) + 1
     start = int(rng.integers(0, num_frames - footprint + 1)) if footprint <= num_frames else 0
     return _span_from(start, offsets, num_frames, fps, _clip_length_sec(n, fps, target_fps))
+
+
+def range_clip(
+    num_frames: int, fps: float, start: float, end: float, n: int = 16, target_fps: float | None = None,
+    part: tuple[int, int] = (0, 1), rng: np.random.Generator | None = None,
+) -> ClipSpan:
+    """A clip inside the range [start, end) seconds of a video, cut as the samplers cut one from a whole video whose
+    frames are the range's: centred in the k-th of ``count`` equal parts of the range (``part=(k, count)``, as
+    :func:`uniform_clips`; ``(0, 1)``: the central clip), or with ``rng`` starting at a random frame of that part
+    (the clip kept inside the range). A range shorter than the clip is played in a loop (``looped=True``), so a clip
+    never shows frames outside its range."""
+    _check_video(num_frames, fps)
+    num_frames = int(num_frames)
+    first = min(max(int(round(start * fps)), 0), num_frames - 1)
+    length = max(1, min(int(round(end * fps)), num_frames) - first)
+    k, count = part
+    if not 0 <= k < count:
+        raise ValueError(f"part must be (k, count) with 0 <= k < count, got {part}")
+    offsets = _clip_offsets(n, fps, target_fps)
+    footprint = int(offsets[-1]) + 1
+    if rng is None or footprint > length:
+        span = uniform_clips(length, fps, n, count, target_fps)[k]
+    else:
+        last = length - footprint  # the last start that keeps the clip inside the range
+        lo = min(int(k * length / count), last)
+        hi = max(lo, min(int((k + 1) * length / count) - 1, last))
+        span = _span_from(int(rng.integers(lo, hi + 1)), offsets, length, fps, _clip_length_sec(n, fps, target_fps))
+    return ClipSpan(span.frame_indices + first, span.start_sec + first / fps, span.end_sec + first / fps, span.looped)
 
 
 def sliding_windows(

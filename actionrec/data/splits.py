@@ -11,8 +11,11 @@ from typing import Iterable, Sequence
 
 from ..errors import ActionrecError
 from .samples import SPLIT_NAMES, Sample, names_list
+from .segments import MAX_CLIPS_PER_SEGMENT, SECONDS_PER_CLIP, segment_clips
 
-__all__ = ["Splits", "make_splits"]
+__all__ = ["Splits", "make_splits", "MIN_SEGMENTS_TO_HOLD_OUT"]
+
+MIN_SEGMENTS_TO_HOLD_OUT = 3  # a class labelled by fewer segments (groups) keeps them all for training
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,12 @@ def make_splits(
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= frac < 1:
             raise ActionrecError(f"{name} must be at least 0 and below 1, not {frac!r}")
-    items = _unique(samples)
+    items, by_segment = _segment_groups(_unique(samples))
     plan = _Plan(items, seed)
-    want_val = {c for c in plan.classes if val_fraction > 0 and c not in plan.fixed_classes("val")}
-    need_test = [c for c in plan.classes if test_fraction > 0 and c not in plan.fixed_classes("test")]
+    few = _too_few(plan, items)
+    want_val = {c for c in plan.classes if val_fraction > 0 and c not in plan.fixed_classes("val") and c not in few}
+    need_test = [c for c in plan.classes
+                 if test_fraction > 0 and c not in plan.fixed_classes("test") and c not in few]
     plan.check_can_hold_out(need_test)
 
     # Held-out test for classes whose source does not fix one, then val from each class's training side.
@@ -119,7 +124,39 @@ def make_splits(
 
     parts = plan.parts()
     policy = _policy(parts, plan, need_test, want_val, val_fraction, test_fraction, seed)
+    policy = _segment_policy(policy, items, by_segment, few)
+    # Train and val segments become the clips they yield; a test segment is scored whole, like a video.
+    parts["train"], parts["val"] = segment_clips(parts["train"]), segment_clips(parts["val"])
     return Splits(parts["train"], parts["val"], parts["test"], plan.classes, policy)
+
+
+def _segment_groups(items: list[Sample]) -> tuple[list[Sample], bool]:
+    """One source (every sample in one group) labelled by segments: each segment becomes its own group, so test and
+    val are drawn by whole segments (their clips are made after the split, so they never straddle it)."""
+    if len({s.group for s in items}) > 1 or not any(s.start is not None for s in items):
+        return items, False
+    return [replace(s, group=s.path) for s in items], True
+
+
+def _too_few(plan: "_Plan", items: list[Sample]) -> set[str]:
+    """Classes labelled by segments that have too few groups to hold any out (all of theirs train)."""
+    ranged = {s.label for s in items if s.start is not None}
+    return {c for c in plan.classes if c in ranged and len(plan.by_class[c]) < MIN_SEGMENTS_TO_HOLD_OUT}
+
+
+def _segment_policy(policy: str, items: list[Sample], by_segment: bool, few: set[str]) -> str:
+    """The split policy, with how segments were drawn and cut into clips."""
+    if not any(s.start is not None for s in items):
+        return policy
+    bits = []
+    if by_segment:
+        bits.append("one source video: test and val drawn by whole segments (each segment is a group)")
+    if few:
+        bits.append(f"too few groups (segments or source videos; under {MIN_SEGMENTS_TO_HOLD_OUT}) to hold any out"
+                    f" for {names_list(few)}: all of theirs train")
+    bits.append(f"train and val segments cut into one clip per {SECONDS_PER_CLIP:g} s (at most"
+                f" {MAX_CLIPS_PER_SEGMENT} per segment), test segments scored whole")
+    return f"{policy}; {'; '.join(bits)}"
 
 
 def _unique(samples: Sequence[Sample]) -> list[Sample]:

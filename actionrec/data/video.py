@@ -810,3 +810,201 @@ class WindowStream(Iterator[Clip]):
         _fetch(self._source, np.array(sorted(needed - self._held.keys()), dtype=np.int64), self._process, self._held)
         for w in rest:
             yield self._emit(w)
+
+
+# --------------------------------------------------------------------------------------------------
+# Live sources: a camera, a network stream or a file read as a stream (actionrec watch)
+# --------------------------------------------------------------------------------------------------
+
+DEFAULT_FPS = 25.0  # frame rate assumed when a live source does not say
+MAX_FPS = 240.0  # a source claiming more is not telling its frame rate
+READ_TIMEOUT = 10.0  # a network stream that sends nothing for this long has ended
+LATE_FRAMES = 4  # a live reader this many frames behind would lose frames (a camera driver buffers about 4)
+
+
+@dataclass
+class LiveSource:
+    """An open live source and what the reader has seen of it (shared with the engine's producer thread)."""
+
+    cap: object  # cv2.VideoCapture
+    kind: str  # "camera", "stream" or "file"
+    fps: float
+    shown: str  # the name to show (a path shown safely)
+    live: bool  # never held back (a camera, a stream, a file read in real time)
+    realtime: bool = False  # a file paced at its frame rate
+    newest: float = 0.0  # stream time of the newest frame read
+    frames: int = 0
+    read_lag: float = 0.0  # realtime file: largest delay of a read behind the frame's time
+    late_frames: int = 0  # realtime file: frames read LATE_FRAMES periods late or more
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def open_live(source: str | int, fps: float | None = None, read_timeout: float = READ_TIMEOUT,
+              realtime: bool = False) -> LiveSource:
+    """A camera index (a number or a device file), a stream (``scheme://...``) or a file read as a stream (paced at its
+    frame rate with `realtime`); `fps` for a source that does not say its frame rate (else :data:`DEFAULT_FPS`).
+    One line when it cannot be opened."""
+    shown = display_path(source) if not isinstance(source, int) else str(source)
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise ActionrecError(f"--fps must be a frame rate between 0 and {MAX_FPS:g}, not {fps!r}")
+    with quiet_opencv():
+        kind, cap = _capture(source, shown, read_timeout)
+    if not cap.isOpened():
+        cap.release()
+        what = {"camera": "camera", "stream": "stream", "file": "video"}[kind]
+        raise ActionrecError(f"{shown}: cannot open this {what} (check the index, URL or path, and that nothing else holds it)")
+    rate = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not (math.isfinite(rate) and 0 < rate <= MAX_FPS):  # the source does not say: --fps, else the default
+        rate = float(fps or DEFAULT_FPS)
+    return LiveSource(cap, kind, rate, shown, live=kind != "file" or realtime, realtime=realtime and kind == "file")
+
+
+def _capture(source: str | int, shown: str, read_timeout: float):
+    """(kind, cv2.VideoCapture) of a camera index, a stream URL or a file (opened under a name OpenCV can take)."""
+    text = str(source) if isinstance(source, int) else os.fsdecode(source)
+    if isinstance(source, int) or text.isdigit():
+        return "camera", cv2.VideoCapture(int(text))
+    if "://" in text:
+        params: list[int] = []
+        for name in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+            if hasattr(cv2, name):
+                params += [getattr(cv2, name), int(read_timeout * 1000)]
+        return "stream", cv2.VideoCapture(text, cv2.CAP_FFMPEG, params)
+    if not os.path.exists(text):
+        raise ActionrecError(f"{shown}: no such file, camera index or stream URL")
+    kind = "file" if os.path.isfile(text) else "camera"
+    with cv2_path(text) as name:
+        return kind, cv2.VideoCapture(name, cv2.CAP_FFMPEG if kind == "file" else cv2.CAP_ANY)
+
+
+class StreamWindower:
+    """Cuts a frame sequence into sliding windows as the frames come (the streaming form of :func:`sliding_windows`:
+    window k starts at k * stride, frame j of it is the one shown at start + (j + 0.5) * window / n); holds only the
+    frames an open window needs."""
+
+    def __init__(self, fps: float, window: float, stride: float, n: int):
+        self.fps, self.window, self.stride = fps, window, stride
+        self.rel = (np.arange(n) + 0.5) * (window / n)
+        self.next_k = 0
+        self.open: deque = deque()  # (k, indices, set of indices)
+        self.held: dict[int, np.ndarray] = {}
+
+    def _indices(self, k: int) -> np.ndarray:
+        return np.floor((k * self.stride + self.rel) * self.fps + _EPS).astype(np.int64)
+
+    def wanted(self, i: int) -> bool:
+        """Whether frame i belongs to a window (opens the windows that start by then)."""
+        while True:
+            idx = self._indices(self.next_k)
+            if idx[0] > i:
+                break
+            self.open.append((self.next_k, idx, set(idx.tolist())))
+            self.next_k += 1
+        return any(i in s for _, _, s in self.open)
+
+    def add(self, i: int, frame: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
+        """Keep frame i; return the windows it completes as (start, end, frames)."""
+        self.held[i] = frame
+        done = []
+        while self.open and int(self.open[0][1][-1]) <= i:
+            k, idx, _ = self.open.popleft()
+            start = k * self.stride
+            done.append((start, start + self.window, np.stack([self.held[j] for j in idx.tolist()])))
+        low = int(self.open[0][1][0]) if self.open else i + 1
+        for j in [j for j in self.held if j < low]:
+            del self.held[j]
+        return done
+
+
+def live_windows(src: LiveSource, window: float, stride: float, n: int, short_side: int | None
+                 ) -> Iterator[tuple[float, float, float, np.ndarray]]:
+    """The source's windows as (start, end, arrival, RGB frames (n, H, W, 3)) as their last frame arrives: frames are
+    grabbed as the source delivers them and only those an open window needs are decoded and resized. A realtime file
+    is paced at its frame rate (a frame's arrival is then its due time, else the monotonic time it was read).
+    Releases the source when done."""
+    import time
+
+    windower = StreamWindower(src.fps, window, stride, n)
+    t0, i = time.monotonic(), 0
+    try:
+        while True:
+            due = t0 + i / src.fps
+            if src.realtime:
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif -delay >= LATE_FRAMES / src.fps:
+                    src.late_frames += 1
+                src.read_lag = max(src.read_lag, -delay)
+            wanted = windower.wanted(i)
+            with quiet_opencv():  # a stream's hiccups are OpenCV WARN lines; its end is said in the summary
+                if not src.cap.grab():
+                    return
+                ok, frame = src.cap.retrieve() if wanted else (True, None)
+            done = []
+            if wanted:
+                if not ok or frame is None or frame.size == 0:
+                    return
+                done = windower.add(i, cv2.cvtColor(resize_short_side(frame, short_side), cv2.COLOR_BGR2RGB))
+            src.newest, src.frames = (i + 1) / src.fps, i + 1
+            arrival = due if src.realtime else time.monotonic()
+            for start, end, clip in done:
+                yield start, end, arrival, clip
+            i += 1
+    finally:
+        src.close()
+
+
+def thumbnail_jpeg(path: str | os.PathLike, seconds: float, width: int, quality: int = 80) -> bytes:
+    """A JPEG of the frame shown at `seconds`, `width` pixels wide, through the same decoder as everything else (frame
+    folders, GIFs, non-UTF-8 names); one VideoError line when the video has no frame there."""
+    with _open_source(path) as source:
+        info = source.info
+        index = int(math.floor(max(seconds, 0.0) * info.fps + _EPS))
+        if index >= info.num_frames:
+            raise _error(os.fsdecode(os.fspath(path)), f"no frame at {seconds:g} s (the video is {info.duration:g} s long)")
+        for _, frame in source.frames(np.array([index], np.int64)):
+            height = max(1, round(frame.shape[0] * width / frame.shape[1]))
+            small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            return cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])[1].tobytes()
+    raise _error(os.fsdecode(os.fspath(path)), f"no frame at {seconds:g} s (the video decodes shorter than it says)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Content keys: what a cached result of a video is keyed by
+# --------------------------------------------------------------------------------------------------
+
+_KEY_BLOCK = 1 << 20  # files are hashed 1 MiB at a time
+
+
+def _digest_file(path: str | os.PathLike, digest) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_KEY_BLOCK), b""):
+            digest.update(block)
+
+
+def content_key(path: str | os.PathLike) -> str:
+    """The content key of a video: a sha256 over every byte of the file (its name and times do not count), or, for a
+    folder of frames, over its sorted file names and every file's content; one line when it cannot be read. The
+    feature cache, the timeline cache and the archives key on it."""
+    import hashlib
+
+    path = os.fspath(path)
+    try:
+        if not os.path.isdir(path):
+            digest = hashlib.sha256()
+            _digest_file(path, digest)
+            return digest.hexdigest()[:32]
+        digest = hashlib.sha256(b"folder;")
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            digest.update(f"{name}:".encode())
+            if os.path.isfile(full):
+                _digest_file(full, digest)
+            digest.update(b";")
+        return digest.hexdigest()[:32]
+    except OSError as err:
+        raise ActionrecError(f"{display_path(path)}: cannot be read ({err.strerror}); check the path") from None
+

@@ -40,7 +40,9 @@ import torch
 from torch import nn
 
 from ..errors import ActionrecError
-from .weights import home_dir, tensors_sha256
+from .network import EndpointNetwork, forward_output
+from ..files import home_dir
+from .weights import tensors_sha256
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("auto", "openvino", "torch")
@@ -137,10 +139,7 @@ def resolve_backend(backend: str, model: nn.Module, device: torch.device) -> str
         raise ActionrecError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
-    from .c3d import C3D
-    from .i3d import I3D
-
-    supported = device.type == "cpu" and isinstance(model, (I3D, C3D))
+    supported = device.type == "cpu" and isinstance(model, EndpointNetwork)
     if backend == "openvino":
         if openvino_version() is None:
             raise ActionrecError("the OpenVINO backend needs the openvino package: pip install openvino "
@@ -199,15 +198,7 @@ class _Graph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.graph == HEAD:
             return self.model.forward_features_and_logits(x)
-        if self.graph in ("probs", "logits"):
-            return self.model(x)
-        if self.graph == "features":
-            return self.model.forward_features(x)
-        if self.graph == "steps":
-            return self.model.forward_steps(x)
-        if self.graph == "step_logits":
-            return self.model.forward_head(self.model.forward_steps(x))
-        return self.model.forward_until(x, self.graph)
+        return forward_output(self.model, x, self.graph)
 
 
 def shape_class(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -63,6 +63,7 @@ _MIXED = {
 }
 
 FEATURE_DIM = 1024
+STEP_FRAMES = 8  # the time stride at Mixed_5c: one step of the per-step features per 8 input frames
 
 I3D_KINETICS400 = WeightsSpec(
     name="i3d-kinetics400",
@@ -168,6 +169,7 @@ class I3D(EndpointNetwork):
     ENDPOINTS = ENDPOINTS
     TRAINABLE_BLOCKS = tuple(e for e in ENDPOINTS if e != "Logits" and not e.startswith("MaxPool"))
     FEATURES_ENDPOINT = "Mixed_5c"
+    time_stride = STEP_FRAMES
 
     def __init__(self, num_classes: int = 400, final_endpoint: str = "Logits", drop_rate: float = 0.0,
                  temporal: Mapping[str, Any] | None = None):

@@ -15,6 +15,9 @@ class EndpointNetwork(nn.Module):
     ENDPOINTS: tuple[str, ...] = ()
     TRAINABLE_BLOCKS: tuple[str, ...] = ()
     FEATURES_ENDPOINT = ""
+    time_stride: int | None = None  # input frames per step of `forward_steps` (None: no per-step features, e.g. C3D)
+    # I3D also has `temporal_head` (a run's, which then classifies; None otherwise). Not a class attribute here: one
+    # would hide the submodule nn.Module keeps in _modules.
 
     def __init__(self, final_endpoint: str, num_features: int):
         super().__init__()
@@ -43,3 +46,30 @@ class EndpointNetwork(nn.Module):
         if self.final_endpoint != self.ENDPOINTS[-1]:
             return self.forward_until(x, self.final_endpoint)
         return self.forward_logits(x)
+
+
+def forward_output(net: nn.Module, x: torch.Tensor, output: str, start: str | None = None) -> torch.Tensor:
+    """The engine's `output` (see :meth:`actionrec.engine.Engine.forward`) of `net` on the input, or on the activation
+    of endpoint `start`: "probs"/"logits" the class logits, "features" pooled, "steps" per time step, "step_logits"
+    the linear head on each step, else the activation at that endpoint. The one output -> method dispatch (the engine's
+    PyTorch path, its fp32 top of a run, and the graphs exported for OpenVINO)."""
+    if output in ("probs", "logits"):
+        return net(x) if start is None else net.forward_logits(x, start)
+    if output == "features":
+        return net.forward_features(x) if start is None else net.forward_features(x, start)
+    if output == "steps":
+        return net.forward_steps(x) if start is None else net.forward_steps(x, start)
+    if output == "step_logits":
+        return net.forward_head(net.forward_steps(x) if start is None else net.forward_steps(x, start))
+    return net.forward_until(x, output) if start is None else net.forward_until(x, output, start)
+
+
+def has_steps(net: nn.Module) -> bool:
+    """Whether `net` gives features per time step (`forward_steps`: convolutional in time to its end, as I3D)."""
+    return getattr(net, "time_stride", None) is not None
+
+
+def has_step_logits(net: nn.Module) -> bool:
+    """Whether `net`'s per-step logits are its classifier's (per-step features and the linear head: no temporal head
+    classifying whole windows)."""
+    return has_steps(net) and getattr(net, "temporal_head", None) is None

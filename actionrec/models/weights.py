@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ActionrecError
-from ..files import atomic_write, write_bytes
+from ..files import atomic_write, home_dir, write_bytes  # home_dir: also importable from here (features.py, serve)
 
 
 @dataclass(frozen=True)
@@ -119,14 +119,6 @@ def check_complete(out: dict[str, torch.Tensor], target: Mapping[str, torch.Tens
     return out
 
 
-def home_dir() -> Path:
-    """`$ACTIONREC_HOME`, else `$XDG_CACHE_HOME/actionrec`, else `~/.cache/actionrec`."""
-    if os.environ.get("ACTIONREC_HOME"):
-        return Path(os.environ["ACTIONREC_HOME"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "actionrec"
-
-
 def weights_path(spec: WeightsSpec) -> Path:
     return home_dir() / "weights" / f"{spec.name}.safetensors"
 
@@ -173,12 +165,6 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
             return {key: f.get_tensor(key) for key in f.keys()}, dict(f.metadata() or {})
     except Exception:  # safetensors raises its own error types for truncated or foreign files
         return None
-
-
-def file_tensors_sha256(path: str | os.PathLike) -> str | None:
-    """tensors_sha256 of a safetensors file, or None when it is not a readable safetensors file."""
-    loaded = read_safetensors(path)
-    return None if loaded is None else tensors_sha256(loaded[0])
 
 
 def _progress(total: int | None, desc: str):

@@ -31,6 +31,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--state", default=None, help=f"where uploads and results are kept (default: {DEFAULTS.state})")
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="jobs run at once (default: %(default)s)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULTS.max_upload_mb, help="largest upload (default: %(default)s MB)")
+    p.add_argument("--upload-quota-mb", type=float, default=DEFAULTS.upload_quota_mb,
+                   help="all uploads kept together; over it an upload is refused until jobs are removed (default: %(default)s MB)")
+    p.add_argument("--max-body-kb", type=float, default=DEFAULTS.max_body_kb,
+                   help="largest request body but an upload's, e.g. a job's JSON (default: %(default)s kB)")
+    p.add_argument("--max-connections", type=int, default=DEFAULTS.max_connections,
+                   help="connections open at once; a new one over it closes the oldest idle one (default: %(default)s)")
+    p.add_argument("--header-timeout", type=float, default=DEFAULTS.header_timeout,
+                   help="seconds a client has to send a request's headers (default: %(default)s)")
+    p.add_argument("--body-timeout", type=float, default=DEFAULTS.body_timeout,
+                   help="seconds a request's body (an upload) may pause (default: %(default)s)")
     p.add_argument("--retention-days", type=float, default=DEFAULTS.retention_days,
                    help="uploads and results older than this are removed (default: %(default)s)")
     p.set_defaults(func=run)
@@ -41,7 +51,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     token = secrets.token_urlsafe(18) if args.token == "random" else args.token
     values = dict(data_root=Path(args.data_root) if args.data_root else None, runs=Path(args.runs),
                   models=args.models or list(DEFAULTS.models), host=args.host, port=args.port, token=token,
-                  max_upload_mb=args.max_upload_mb, workers=args.workers, retention_days=args.retention_days)
+                  max_upload_mb=args.max_upload_mb, upload_quota_mb=args.upload_quota_mb, max_body_kb=args.max_body_kb,
+                  max_connections=args.max_connections, header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                  workers=args.workers, retention_days=args.retention_days)
     settings = Settings(state=Path(args.state), **values) if args.state else Settings(**values)
     settings.check()
     return settings
@@ -70,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .connections import uvicorn_config
 
     settings = settings_from(args)
     app = create_app(settings)
     sock = listen(settings.host, settings.port)
     print(f"actionrec serve: open {address(settings, sock.getsockname()[1])}  (API: /docs; results kept in "
           f"{settings.state}; Ctrl-C stops)", flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
     return 0
 
 

@@ -1,5 +1,5 @@
-"""/docs: the API described from its OpenAPI schema in plain HTML, served by the package, so it works offline
-(FastAPI's interactive Swagger UI, which loads its script from a CDN, is at /docs/swagger)."""
+"""/docs: the API described from its OpenAPI schema in plain HTML, served by the package, so it works offline (FastAPI's
+interactive Swagger UI is left out: it loads its script from a CDN)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ def docs_page(schema: dict) -> str:
     info = schema.get("info", {})
     parts = [f"<!doctype html><meta charset=utf-8><title>{escape(info.get('title', 'API'))} API</title><style>{STYLE}</style>",
              f"<h1>{escape(info.get('title', ''))} {escape(info.get('version', ''))}: REST API</h1>",
-             f"<p>{escape(info.get('description', ''))} The schema: <a href='/openapi.json'>/openapi.json</a>; "
-             "the interactive page (needs the internet for its script): <a href='/docs/swagger'>/docs/swagger</a>.</p>"]
+             f"<p>{escape(info.get('description', ''))} The schema: <a href='/openapi.json'>/openapi.json</a>.</p>"]
     for path, operations in schema.get("paths", {}).items():
         for method, op in operations.items():
             parts.append(f"<h2><span class=m>{method.upper()}</span><code>{escape(path)}</code></h2>"

@@ -157,10 +157,12 @@ class JobStore:
 class Runner:
     """Runs jobs' work at most `workers` at a time (see the module doc)."""
 
-    def __init__(self, store: JobStore, work: Work, workers: int = 1, max_queued: int = 100):
+    def __init__(self, store: JobStore, work: Work, workers: int = 1, max_queued: int = 100,
+                 public: Callable[[str, Job], str] = lambda text, job: text):
         if workers < 1:
             raise ActionrecError(f"--workers must be at least 1, not {workers}")
         self.store, self.work, self.workers, self.max_queued = store, work, workers, max_queued
+        self.public = public  # an error's text as the page may show it (no server paths)
         self._cancel: dict[str, threading.Event] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._limiter: anyio.CapacityLimiter | None = None
@@ -168,13 +170,14 @@ class Runner:
         self._count = threading.Lock()
         self.most_running = 0  # the most jobs that ran at once (tests check the bound)
 
-    def submit(self, job: Job) -> None:
-        """Queue `job` (call from the event loop); QueueFull when too many wait."""
+    def check_room(self) -> None:
+        """QueueFull when `max_queued` jobs wait already (check before making the job's record)."""
         waiting = sum(1 for j in self.store.jobs.values() if j.status == "queued" and j.id in self._tasks)
         if waiting >= self.max_queued:
-            job.status, job.error, job.finished = "failed", "the queue is full", time.time()
-            self.store.save(job)
             raise QueueFull(f"{waiting} jobs are waiting already; try again when some have finished")
+
+    def submit(self, job: Job) -> None:
+        """Queue `job` (call from the event loop, after :meth:`check_room`)."""
         self._cancel[job.id] = threading.Event()
         self._tasks[job.id] = asyncio.get_running_loop().create_task(self._run(job))
 
@@ -215,9 +218,9 @@ class Runner:
         except Cancelled:
             self._finish(job, "cancelled", "")
         except ActionrecError as err:
-            self._finish(job, "failed", str(err))
+            self._finish(job, "failed", self.public(str(err), job))
         except Exception as err:  # a job's failure must not take the server down; the page shows it
-            self._finish(job, "failed", f"{type(err).__name__}: {err}")
+            self._finish(job, "failed", self.public(f"{type(err).__name__}: {err}", job))
         finally:
             with self._count:
                 self.running -= 1

@@ -12,6 +12,7 @@ from torch import nn
 from .. import load_model
 from ..errors import ActionrecError
 from ..models.pretrained import PRETRAINED
+from .storage import NotFound
 
 RUN_PREFIX = "run:"  # a run is chosen as "run:<folder name under --runs>"
 
@@ -34,7 +35,7 @@ def find_run(runs_dir: Path, name: str) -> Path:
     for path in run_folders(runs_dir):
         if path.name == name:
             return path
-    raise ActionrecError(f"no run {name!r} under {runs_dir}; train one first, or pick one of the listed runs")
+    raise NotFound(f"no run {name!r}; train one first, or pick one of the listed runs")
 
 
 class Models:
@@ -61,7 +62,7 @@ class Models:
             source = name
         else:
             known = ", ".join(c["name"] for c in self.choices())
-            raise ActionrecError(f"unknown model {name!r}; choose one of: {known}")
+            raise NotFound(f"unknown model {name!r}; choose one of: {known}")
         with self._lock:
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:

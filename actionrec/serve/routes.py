@@ -5,42 +5,56 @@ loop, so the page stays responsive while jobs run."""
 from __future__ import annotations
 
 import json
+import logging
+import mimetypes
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
+from ..apps.calibration import resolve_labels
 from ..data.video import probe
 from ..errors import ActionrecError
-from ..training.report import compare_table, load_metrics
-from .jobs import Job
+from ..training.report import compare_table, load_metrics, macro_f1
+from ..training.trainer import TrainConfig
+from .jobs import ACTIVE, Job
 from .models import find_run, run_folders
 from .results import DOWNLOADS, load_windows, relabel, windows_payload, flagged, write_download
-from .storage import safe_name
-from .work import run_name
+from .storage import NotFound, safe_name
+from .work import dataset_under_root, run_name
 
 if TYPE_CHECKING:
     from .app import Server
 
 THUMB_WIDTH = 160
+MAX_ITEMS = 1000  # the most labels or classes one request may name (Kinetics has 400, Sports-1M 487)
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+PathText = Annotated[str, StringConstraints(max_length=1000)]
+Names = Annotated[list[Name], Field(min_length=1, max_length=MAX_ITEMS)]
+log = logging.getLogger("actionrec.serve")
 
 
 class JobRequest(BaseModel):
     """A video to analyse: an upload's id or a path under the data root."""
 
-    upload: str | None = None
-    path: str | None = None
-    model: str | None = Field(None, description="a name from GET /api/models (default: the first)")
-    labels: list[str] | None = Field(None, description="classes to report (default: all of the model's)")
+    upload: Annotated[str, StringConstraints(max_length=32)] | None = None
+    path: PathText | None = None
+    model: Name | None = Field(None, description="a name from GET /api/models (default: the first)")
+    labels: Names | None = Field(None, description="classes to report (default: all of the model's)")
     mode: Literal["auto", "clip", "timeline"] = "auto"
 
 
 class FlagRequest(BaseModel):
-    labels: list[str]
+    labels: Names
     threshold: float | None = Field(None, ge=0, le=1, description="default: the job's thresholds")
 
 
@@ -49,11 +63,16 @@ class CensorRequest(FlagRequest):
 
 
 class TrainRequest(BaseModel):
-    data: str = Field(description="a dataset folder (or CSV manifest) under the data root")
-    name: str = Field(description="the run's folder name under --runs")
-    classes: list[str] | None = None
-    epochs: int = Field(20, ge=1, le=200)
-    finetune_epochs: int = Field(5, ge=0, le=100)
+    data: PathText = Field(description="a dataset folder (or CSV manifest) under the data root")
+    name: Name = Field(description="the run's folder name under --runs")
+    classes: Names | None = None
+    epochs: int = Field(TrainConfig.epochs, ge=1, le=1000)
+    finetune_epochs: int = Field(TrainConfig.finetune_epochs, ge=0, le=1000)
+
+
+def train_defaults() -> dict:
+    """The training form's starting values: the library's own defaults (TrainConfig), declared there once."""
+    return {"epochs": TrainConfig.epochs, "finetune_epochs": TrainConfig.finetune_epochs}
 
 
 def router(server: Server) -> APIRouter:
@@ -68,7 +87,7 @@ def router(server: Server) -> APIRouter:
 def _job(server: Server, job_id: str, view: str | None = None) -> Job:
     job = server.store.jobs.get(job_id)
     if job is None:
-        raise HTTPException(404, f"no job {job_id}; it may have been removed after the retention time")
+        raise NotFound(f"no job {job_id}; it may have been removed after the retention time")
     if view is not None and (job.status != "done" or job.view != view):
         raise HTTPException(409, f"job {job_id} has no {view} result (it is {job.status}, {job.view or 'not yet analysed'})")
     return job
@@ -79,7 +98,8 @@ def _general(api: APIRouter, server: Server) -> None:
     def info() -> dict:
         s = server.settings
         return {"version": __version__, "data_root": s.data_root is not None, "max_upload_mb": s.max_upload_mb,
-                "workers": s.workers, "retention_days": s.retention_days}
+                "upload_quota_mb": s.upload_quota_mb, "max_body_kb": s.max_body_kb, "workers": s.workers,
+                "retention_days": s.retention_days, "train_defaults": train_defaults()}
 
     @api.get("/models", summary="Pretrained models and trained runs to choose from")
     def models() -> dict:
@@ -99,7 +119,11 @@ def _general(api: APIRouter, server: Server) -> None:
     async def upload(request: Request, filename: str = Query(description="the file's name, e.g. match.mp4")) -> dict:
         announced = request.headers.get("content-length")
         server.uploads.check_size(int(announced) if announced and announced.isdigit() else None)
-        path = await server.uploads.save(filename, request.stream())
+        try:
+            path = await server.uploads.save(filename, request.stream())
+        except ClientDisconnect:
+            log.warning("an upload of %s stopped: the client went away (nothing was kept)", safe_name(filename))
+            return Response(status_code=400)
         try:
             meta = await anyio.to_thread.run_sync(probe, path)
         except ActionrecError as err:
@@ -117,10 +141,15 @@ def _jobs(api: APIRouter, server: Server) -> None:
             raise HTTPException(422, "give either upload (an id from POST /api/uploads) or path (under the data root)")
         source = server.uploads.find(req.upload) if req.upload else server.data.video(req.path or "")
         model = req.model or server.models.choices()[0]["name"]
-        job = server.store.new("analyse", source.name, model=model, labels=req.labels, mode=req.mode,
-                               source=str(source), upload=req.upload)
-        server.runner.submit(job)
+        labels = await anyio.to_thread.run_sync(checked_labels, model, req.labels)
+        job = server.start("analyse", source.name, model=model, labels=labels, mode=req.mode, source=str(source),
+                           upload=req.upload)
         return job.public()
+
+    def checked_labels(model: str, labels: list[str] | None) -> list[str] | None:
+        """The model's spelling of `labels` (None: all); a 404 for an unknown model, a 400 for an unknown label."""
+        categories = server.models.get(model).info.categories
+        return None if labels is None else list(resolve_labels(labels, categories))
 
     @api.get("/jobs", summary="All jobs, newest first")
     def listing() -> dict:
@@ -151,8 +180,12 @@ def _jobs(api: APIRouter, server: Server) -> None:
     @api.delete("/jobs/{job_id}", summary="Remove a finished job and its files")
     def remove(job_id: str) -> dict:
         job = _job(server, job_id)
-        if job.status in ("queued", "running"):
+        if job.status in ACTIVE:
             raise HTTPException(409, f"job {job_id} is {job.status}; cancel it first")
+        needs = [j for j in server.store.jobs.values() if j.parent == job.id and j.status in ACTIVE]
+        if needs:
+            raise HTTPException(409, f"job {job_id} is needed by job {needs[0].id} ({needs[0].name}, {needs[0].status}); "
+                                     "wait for it or cancel it first")
         server.store.remove(job)
         if job.upload and not any(j.upload == job.upload for j in server.store.jobs.values()):
             server.uploads.remove(Path(job.source))
@@ -162,9 +195,12 @@ def _jobs(api: APIRouter, server: Server) -> None:
     async def train(req: TrainRequest) -> dict:
         source = server.data.resolve(req.data)
         name = run_name(req.name)
-        job = server.store.new("train", name, view="train", source=str(source), model=name,
-                               params={"classes": req.classes, "epochs": req.epochs, "finetune_epochs": req.finetune_epochs})
-        server.runner.submit(job)
+        taken = any(p.name == name for p in run_folders(server.models.runs_dir)) or (server.models.runs_dir / name).exists()
+        if taken or any(j.kind == "train" and j.name == name and j.status in ACTIVE for j in server.store.jobs.values()):
+            raise HTTPException(409, f"a run called {name} exists or is being trained; choose another name")
+        await anyio.to_thread.run_sync(dataset_under_root, server.data, source, req.classes)
+        job = server.start("train", name, view="train", source=str(source), model=name,
+                           params={"classes": req.classes, "epochs": req.epochs, "finetune_epochs": req.finetune_epochs})
         return job.public()
 
 
@@ -187,17 +223,22 @@ def _job_views(api: APIRouter, server: Server) -> None:
 
     @api.get("/jobs/{job_id}/download/{kind}", summary=f"The timeline as a file: {', '.join(DOWNLOADS)}")
     def download(job_id: str, kind: str, threshold: float | None = Query(None, ge=0, le=1)) -> FileResponse:
+        """A file made at exactly `threshold`: kept for a threshold on the slider's 0.001 grid, else made for this
+        answer only (so a file is never served for a nearby threshold, and their number stays bounded)."""
         job = _job(server, job_id, "timeline")
-        folder = server.store.dir(job) / "files"
-        if threshold is not None:
-            folder = folder / f"at-{threshold:.3f}"
         if kind not in DOWNLOADS:
-            raise HTTPException(404, f"no download {kind!r}; choose one of {', '.join(DOWNLOADS)}")
+            raise NotFound(f"no download {kind!r}; choose one of {', '.join(DOWNLOADS)}")
+        folder, cleanup = server.store.dir(job) / "files", None
+        if threshold is not None and round(threshold, 3) == threshold:
+            folder = folder / f"at-{threshold:.3f}"
+        elif threshold is not None:
+            folder = Path(tempfile.mkdtemp(prefix="download-", dir=server.store.dir(job)))
+            cleanup = BackgroundTask(shutil.rmtree, folder, ignore_errors=True)
         stem = Path(safe_name(job.name)).stem
         path = folder / f"{stem}.{DOWNLOADS[kind]}"
         if not path.is_file():
             path = write_download(timeline_of(job, threshold)[1], kind, folder, stem)
-        return FileResponse(path, filename=path.name)
+        return FileResponse(path, filename=path.name, background=cleanup)
 
     @api.post("/jobs/{job_id}/flag", summary="The ranges `actionrec flag` finds for some of the job's classes")
     def flag(job_id: str, req: FlagRequest) -> dict:
@@ -209,9 +250,8 @@ def _job_views(api: APIRouter, server: Server) -> None:
     async def censor(job_id: str, req: CensorRequest) -> dict:
         parent = _job(server, job_id, "timeline")
         flagged(load_windows(server.store.dir(parent) / "windows.npz"), req.labels, parent.params["thresholds"], req.threshold)
-        job = server.store.new("censor", f"{parent.name} (censored)", view="censor", parent=parent.id, model=parent.model,
-                               params={"labels": req.labels, "threshold": req.threshold, "style": req.style})
-        server.runner.submit(job)
+        job = server.start("censor", f"{parent.name} (censored)", view="censor", parent=parent.id, model=parent.model,
+                           params={"labels": req.labels, "threshold": req.threshold, "style": req.style})
         return job.public()
 
     @api.get("/jobs/{job_id}/video", summary="The job's video (the censored copy for a censoring job)")
@@ -222,13 +262,20 @@ def _job_views(api: APIRouter, server: Server) -> None:
                 raise HTTPException(409, f"job {job_id} is {job.status}: no censored copy yet")
             return FileResponse(server.store.dir(job) / "files" / job.files["video"], filename=job.files["video"])
         if job.kind != "analyse" or not Path(job.source).is_file():
-            raise HTTPException(404, f"job {job_id} has no video (removed after the retention time?)")
-        return FileResponse(job.source, content_disposition_type="inline", filename=job.name)
+            raise NotFound(f"job {job_id} has no video (removed after the retention time?)")
+        return FileResponse(job.source, media_type=video_type(job.name), content_disposition_type="inline", filename=job.name)
 
     @api.get("/jobs/{job_id}/thumbnail", summary="A JPEG of the frame at t seconds")
     def thumbnail(job_id: str, t: float = Query(0.0, ge=0)) -> Response:
         job = _job(server, job_id)
         return Response(_frame_jpeg(job.source, t), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+def video_type(name: str) -> str:
+    """A video file's media type (the system's table calls .ts a Qt translation file)."""
+    ext = os.path.splitext(name)[1].lower()
+    guess = mimetypes.guess_type(name)[0] or ""
+    return "video/mp2t" if ext in (".ts", ".mts", ".m2ts") else guess if guess.startswith("video/") else "application/octet-stream"
 
 
 def _frame_jpeg(video: str, t: float) -> bytes:
@@ -241,7 +288,7 @@ def _frame_jpeg(video: str, t: float) -> bytes:
     finally:
         cap.release()
     if not ok:
-        raise HTTPException(404, f"no frame at {t:g} s")
+        raise NotFound(f"no frame at {t:g} s")
     h, w = frame.shape[:2]
     frame = cv2.resize(frame, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
     return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
@@ -259,17 +306,23 @@ def _runs(api: APIRouter, server: Server) -> None:
             except ActionrecError as err:
                 out.append({"name": path.name, "error": str(err)})
                 continue
+            per_class = m.get("per_class") or {}
             out.append({"name": path.name, "classes": m.get("classes"), "test_accuracy": m.get("test_accuracy"),
-                        "macro_f1": m.get("macro_f1"), "report": (path / "report.html").is_file()})
+                        "macro_f1": macro_f1(per_class) if per_class else None, "report": (path / "report.html").is_file()})
         return {"runs": out}
 
     @api.get("/runs/{name}/report", summary="A run's report.html")
     def report(name: str) -> FileResponse:
         path = find_run(runs_dir, name) / "report.html"
         if not path.is_file():
-            raise HTTPException(404, f"run {name} has no report.html; write it with `actionrec train`")
+            raise NotFound(f"run {name} has no report.html; write it with `actionrec train`")
         return FileResponse(path, media_type="text/html")
 
     @api.get("/compare", summary="Runs side by side (the `actionrec compare` table)")
-    def compare(runs: list[str] = Query(description="two or more run names")) -> dict:
-        return {"table": compare_table([find_run(runs_dir, r) for r in runs])}
+    def compare(runs: list[Name] = Query(description="two or more run names", max_length=MAX_ITEMS)) -> dict:
+        folders = [find_run(runs_dir, r) for r in runs]
+        table = compare_table(folders)
+        for folder in folders:  # each column named by its run, the alignment kept (the columns are right-aligned)
+            prefix = str(folder.parent) + os.sep
+            table = table.replace(prefix, " " * len(prefix))
+        return {"table": table}

@@ -15,7 +15,7 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,10 @@ UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 class Refused(ActionrecError):
     """A request names something it may not reach (HTTP 403)."""
+
+
+class NotFound(ActionrecError):
+    """A request names something that does not exist (HTTP 404)."""
 
 
 class TooLarge(ActionrecError):
@@ -87,13 +91,30 @@ class DataRoot:
             try:
                 mode = path.lstat().st_mode
             except OSError:
-                raise ActionrecError(f"{relative}: not found under the data root") from None
+                raise NotFound(f"{relative}: not found under the data root") from None
             if stat.S_ISLNK(mode):
                 raise Refused(f"{relative!r}: symbolic links are refused; give a path to the file itself")
         real = path.resolve()
         if real != self.root and self.root not in real.parents:
             raise Refused(f"{relative!r}: outside the data root")
         return real
+
+    def check_samples(self, paths: Iterable[str]) -> None:
+        """Refused, naming the first, when a path a dataset names (a manifest's row, a class folder's video) leaves
+        the root or passes through a symbolic link; a folder of frames may not hold links either."""
+        if self.root is None:
+            raise Refused("no --data-root was given to `actionrec serve`: training needs one")
+        for path in paths:
+            rel = os.path.relpath(os.path.abspath(path), self.root)
+            if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+                raise Refused(f"the dataset names a video outside the data root ({os.path.basename(path)}); keep every "
+                              "video it names under the data root")
+            try:
+                real = self.resolve(rel.replace(os.sep, "/"))
+            except Refused as err:
+                raise Refused(f"the dataset names {err}") from None
+            if real.is_dir() and any(e.is_symlink() for e in os.scandir(real)):
+                raise Refused(f"{rel!r}: a folder of frames holding symbolic links is refused; copy the frames in")
 
     def video(self, relative: str) -> Path:
         path = self.resolve(relative)
@@ -119,12 +140,29 @@ class DataRoot:
 
 
 class Uploads:
-    """Uploaded videos: ``<folder>/<32 hex id>/<sanitised name>``."""
+    """Uploaded videos: ``<folder>/<32 hex id>/<sanitised name>``, each at most `max_bytes`, all together at most
+    `quota` bytes (counting the uploads being written)."""
 
-    def __init__(self, folder: Path, max_bytes: int):
+    def __init__(self, folder: Path, max_bytes: int, quota: int | None = None):
         self.folder = folder
         self.max_bytes = max_bytes
+        self.quota = quota if quota is not None else 10 * max_bytes
+        self._writing: dict[Path, int] = {}  # bytes written so far by the uploads in progress
         folder.mkdir(parents=True, exist_ok=True)
+
+    def stored_bytes(self) -> int:
+        """The bytes of the finished uploads on disk."""
+        total = 0
+        for entry in os.scandir(self.folder):
+            if entry.is_dir(follow_symlinks=False) and Path(entry.path) not in self._writing:
+                total += sum(f.stat(follow_symlinks=False).st_size for f in os.scandir(entry.path) if f.is_file(follow_symlinks=False))
+        return total
+
+    def _check_quota(self, stored: int) -> None:
+        used = stored + sum(self._writing.values())
+        if used > self.quota:
+            raise TooLarge(f"the uploads kept take {used / 1e6:.1f} MB, over the quota of {self.quota / 1e6:.1f} MB: "
+                           "remove finished jobs (or wait for the retention), or start the server with a larger --upload-quota-mb")
 
     def check_name(self, filename: str) -> str:
         name = safe_name(filename)
@@ -140,20 +178,27 @@ class Uploads:
     async def save(self, filename: str, chunks: AsyncIterator[bytes]) -> Path:
         """Stream `chunks` to a new file; over the limit the partial file is removed and TooLarge raised."""
         name = self.check_name(filename)
+        stored = self.stored_bytes()
+        self._check_quota(stored)
         folder = self.folder / uuid.uuid4().hex
         folder.mkdir()
         path = folder / name
         size = 0
+        self._writing[folder] = 0
         try:
             with open(path, "xb") as f:
                 async for chunk in chunks:
                     size += len(chunk)
+                    self._writing[folder] = size
                     if size > self.max_bytes:
                         self.check_size(size)
+                    self._check_quota(stored)
                     f.write(chunk)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        finally:
+            self._writing.pop(folder, None)
         if size == 0:
             shutil.rmtree(folder, ignore_errors=True)
             raise ActionrecError(f"{name}: the upload is empty")
@@ -166,7 +211,7 @@ class Uploads:
         folder = self.folder / upload_id
         files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
         if not files:
-            raise ActionrecError(f"upload {upload_id} not found (removed after the retention time?); upload it again")
+            raise NotFound(f"upload {upload_id} not found (removed after the retention time?); upload it again")
         return files[0]
 
     def remove(self, path: Path) -> None:

@@ -4,12 +4,15 @@
   :data:`LONG_VIDEO_WINDOWS` of the model's windows) gets the timeline (``actionrec timeline --json``), its
   per-window probabilities kept for relabelling, and its downloads;
 * ``censor``: the ranges ``actionrec flag`` finds in an analysed job, blacked out in a copy;
-* ``train``: ``actionrec train`` on a dataset folder under the data root, into a run under ``--runs``.
+* ``train``: ``actionrec train`` on a dataset folder under the data root, into a run under ``--runs``; every video
+  the dataset names must lie under the data root and reach it through no symbolic link (:func:`dataset_under_root`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from ..apps.flag import censor_video, flag_ranges
 from ..apps.predict import predict_iter
 from ..apps.timeline import build_timeline
 from ..apps.windows import window_frames, window_probabilities
-from ..data.datasets import load_dataset, make_splits
+from ..data.datasets import Sample, load_dataset, make_splits
 from ..data.video import probe
 from ..errors import ActionrecError
 from ..files import write_json
@@ -29,7 +32,7 @@ from ..training.trainer import TrainConfig, train
 from .jobs import Context, Job, JobStore
 from .models import Models
 from .results import DOWNLOADS, load_windows, save_windows, thresholds_at, write_download
-from .storage import safe_name
+from .storage import DataRoot, safe_name
 
 LONG_VIDEO_WINDOWS = 3  # a video this many windows long or longer gets a timeline, a shorter one the top 5
 TOP = 5
@@ -37,13 +40,15 @@ TOP = 5
 
 @dataclass
 class Workshop:
-    """Runs a job's work (see the module doc); `cache`: the per-window probabilities' cache folder; `features`:
-    training's feature cache."""
+    """Runs a job's work (see the module doc); `cache`: the per-window probabilities' cache folder; `data`: the data
+    root training reads from; `features`: training's feature cache; `public`: a text as the page may show it."""
 
     models: Models
     store: JobStore
     cache: Path
+    data: DataRoot
     features: Path | None = None
+    public: Callable[[str], str] = lambda text: text
 
     def __call__(self, job: Job, ctx: Context) -> None:
         {"analyse": self.analyse, "censor": self.censor, "train": self.train}[job.kind](job, ctx)
@@ -99,7 +104,9 @@ class Workshop:
     # ------------------------------------------------------------------------------------------ censor
 
     def censor(self, job: Job, ctx: Context) -> None:
-        parent = self.store.get(job.parent or "")
+        parent = self.store.jobs.get(job.parent or "")
+        if parent is None:
+            raise ActionrecError(f"the analysed job {job.parent} was removed; analyse the video again")
         wp = load_windows(self.store.dir(parent) / "windows.npz")
         labels = job.params["labels"]
         thresholds, _ = thresholds_at(labels, parent.params["thresholds"], "", job.params.get("threshold"))
@@ -124,23 +131,36 @@ class Workshop:
             if " epoch " in line:
                 epochs_seen[0] += 1
                 ctx.progress(epochs_seen[0] / max(total, 1))
-            ctx.log(line)
+            ctx.log(self.public(line))
 
         ctx.progress(0.0, "reading the dataset")
-        samples = load_dataset(job.source, classes=p.get("classes") or None)
+        samples = dataset_under_root(self.data, job.source, p.get("classes") or None, say=lambda line: ctx.log(self.public(line)))
         splits = make_splits(samples, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
         ctx.log(splits.summary().splitlines()[0])
         out = self.models.runs_dir / job.name
         metrics = train(splits, out, config, cache_root=self.features, say=say, progress=False)
         self.models.forget_run(job.name)
         job.files = {"report": "report.html"}
-        write_json(ctx.folder / "result.json", {"run": job.name, "summary": summary_text(metrics),
+        write_json(ctx.folder / "result.json", {"run": job.name, "summary": self.public(summary_text(metrics)),
                                                 "test_accuracy": metrics.get("test_accuracy")})
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
+
+
 def run_name(name: str) -> str:
-    """A new run's folder name: sanitised, one component."""
-    cleaned = safe_name(name).replace(" ", "_").replace(".", "_").strip("_")
-    if not cleaned or cleaned in (os.curdir, os.pardir):
-        raise ActionrecError("give the run a name (letters, digits, - and _)")
-    return cleaned
+    """A new run's folder name: letters, digits, spaces, ``._-`` (spaces and dots become ``_``), starting with a
+    letter or digit, at most 100 characters; anything else is refused, never changed into another name."""
+    if not RUN_NAME.fullmatch(name or ""):
+        raise ActionrecError(f"run name {name!r}: use letters, digits, spaces, '-', '_' and '.', starting with a letter "
+                             "or digit (at most 100 characters)")
+    return name.replace(" ", "_").replace(".", "_")
+
+
+def dataset_under_root(data: DataRoot, source: str | os.PathLike, classes: list[str] | None,
+                       say: Callable[[str], None] = lambda line: None) -> list[Sample]:
+    """The samples of the dataset at `source` (under the data root), refused when one of its videos is outside the
+    root or is reached through a symbolic link (a manifest's row, a class folder that is a link)."""
+    samples = load_dataset(source, classes=classes, say=say)
+    data.check_samples(s.path for s in samples)
+    return samples

@@ -3,7 +3,11 @@
 An entry is keyed by the video's content (a sha256 over every byte of the file, or of every file of a folder of
 frames, so a copied dataset reuses its entries and a file damaged anywhere is a new one), the weights, the endpoint
 it was cut at, the sampling, the preprocessing and the engine's precision and backend, so any change to one of them
-is a new entry. Each entry is an
+is a new entry. A whole video's entry is named by its content key and the view (``KEY-0``, ``KEY-u1of2``); a clip of
+a range of a video (a sample ``VIDEO#t=A,B[&clip=KofN]``, see data.samples) by its content key and the clip's
+position: its first source frame and a digest of all its frames and its augmentation (``KEY-f1234-<digest>``), so
+relabelling a range, or adding one, computes only the clips that were not there before, and two ranges that cut the
+same clip share its entry. The clips of one video are decoded in one pass. Each entry is an
 ``.npz`` holding the activations and the sha256 of their values: it is written whole or not at all (a killed run
 leaves no partial entry and a rerun resumes where it stopped), and checked when read, so a truncated, garbled or
 overwritten entry is computed again (one warning line), never trusted. Extraction takes a work list and a (rank,
@@ -24,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.sampling import central_clip, random_clip, uniform_clips
+from ..data.samples import parse_address
+from ..data.sampling import ClipSpan, central_clip, random_clip, range_clip, uniform_clips
 from ..data.transforms import preprocess
-from ..data.video import probe, read_clips
+from ..data.video import VideoInfo, probe, read_clips
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..files import atomic_write
@@ -140,6 +145,17 @@ class ViewPlan:
     flip: bool
 
 
+@dataclass(frozen=True)
+class _Item:
+    """One (sample, view) to look up or compute: its entry's name, its source frames and its augmentation."""
+
+    address: str  # the sample's path: a video, or a range of one
+    view: View
+    name: str  # the entry's file name without the suffix
+    span: ClipSpan | None  # the source frames of a range's clip; None: a whole video's view, cut when decoded
+    plan: ViewPlan
+
+
 class FeatureCache:
     """Backbone activations at `endpoint`, one checksummed float16 entry per (video, view), under `root`."""
 
@@ -169,19 +185,26 @@ class FeatureCache:
         self._calls_before = self.engine.clips_run
 
     def path(self, video_key_: str, view: View) -> Path:
-        name = f"{video_key_}-{view}{ENTRY_SUFFIX}"
+        """Where the entry of a whole video's view lies."""
+        return self._entry(f"{video_key_}-{view}")
+
+    def _entry(self, name: str) -> Path:
+        name += ENTRY_SUFFIX
         return self.root / self.recipe_key / name[:2] / name
 
     def put(self, video_key_: str, view: View, array: np.ndarray) -> None:
+        self._put(f"{video_key_}-{view}", array)
+
+    def _put(self, name: str, array: np.ndarray) -> None:
         try:
-            write_entry(self.path(video_key_, view), array)
+            write_entry(self._entry(name), array)
         except OSError as err:
             raise ActionrecError(f"{self.root}: cannot write to the feature cache ({err.strerror or err}); free some "
                                  "space or pass --cache DIR on a writable disk") from None
 
-    def _cached(self, video: str, key: str, view: View) -> bool:
+    def _cached(self, video: str, name: str, view: View) -> bool:
         """Whether a whole, unaltered entry is on disk; a damaged one is said on one line and computed again."""
-        path = self.path(key, view)
+        path = self._entry(name)
         if not path.exists():
             return False
         try:
@@ -195,32 +218,94 @@ class FeatureCache:
             pass  # a read-only cache is still read
         return True
 
-    def plan(self, video_key_: str, view: View) -> ViewPlan:
+    def plan(self, video_key_: str, view: View, at: int = 0) -> ViewPlan:
+        """The augmentation of a view: none for the central and uniform views; seeded by the video's content, the view
+        and `at` (a range's first frame, so the clips of different ranges differ) for the others."""
         if view == 0 or _uniform_view(view):
             return ViewPlan(view, (0.0, 0.0), False)
-        rng = np.random.default_rng([self.sampling.seed, view, int(video_key_[:12], 16)])
+        seeds = [self.sampling.seed, view, int(video_key_[:12], 16)] + ([at] if at else [])
+        rng = np.random.default_rng(seeds)
         jitter = self.sampling.crop_jitter
         shift = (float(rng.uniform(-jitter, jitter)), float(rng.uniform(-jitter, jitter)))
         return ViewPlan(view, shift, bool(rng.random() < 0.5))
 
-    def _decode(self, video: str, key: str, views: Sequence[View]) -> Iterator[tuple[View, torch.Tensor]]:
+    def _whole_span(self, info: VideoInfo, key: str, view: View) -> ClipSpan:
+        """The source frames of a whole video's view."""
         spec, n = self.engine.info.spec, self.sampling.frames
-        info = probe(video)
-        spans = []
-        for view in views:
-            uniform = _uniform_view(view)
-            if uniform:
-                k, count = uniform
-                spans.append(uniform_clips(info.num_frames, info.fps, n=n, count=count, target_fps=spec.fps)[k])
-            elif view == 0:
-                spans.append(central_clip(info.num_frames, info.fps, n=n, target_fps=spec.fps))
-            else:
-                rng = np.random.default_rng([self.sampling.seed, view, int(key[:12], 16), 1])
-                spans.append(random_clip(info.num_frames, info.fps, n=n, rng=rng, target_fps=spec.fps))
-        clips = read_clips(video, spans, short_side=spec.resize)
-        for view, clip in zip(views, clips):
-            plan = self.plan(key, view)
-            yield view, preprocess(clip.frames, spec, crop_shift=plan.crop_shift, flip=plan.flip)
+        uniform = _uniform_view(view)
+        if uniform:
+            k, count = uniform
+            return uniform_clips(info.num_frames, info.fps, n=n, count=count, target_fps=spec.fps)[k]
+        if view == 0:
+            return central_clip(info.num_frames, info.fps, n=n, target_fps=spec.fps)
+        rng = np.random.default_rng([self.sampling.seed, view, int(key[:12], 16), 1])
+        return random_clip(info.num_frames, info.fps, n=n, rng=rng, target_fps=spec.fps)
+
+    def _item(self, address: str, key: str, view: View, info: Callable[[], VideoInfo]) -> _Item:
+        """What (address, view) is: a whole video's view, or a clip of a range placed by its frames (see the module
+        doc): view 0 and uniform views are the range's clip (the k-th of its n parts for ``&clip=kofn``, else the
+        central or uniform ones), augmented views start at a random frame of that part."""
+        _, start, end, clip = parse_address(address)
+        if start is None or end is None:
+            return _Item(address, view, f"{key}-{view}", None, self.plan(key, view))
+        video_info, spec = info(), self.engine.info.spec
+        part = clip or _uniform_view(view) or (0, 1)
+        at = int(round(start * 1000)) + 1
+        rng = None if view == 0 or _uniform_view(view) else np.random.default_rng(
+            [self.sampling.seed, view, int(key[:12], 16), at, part[0]])
+        span = range_clip(video_info.num_frames, video_info.fps, start, end, n=self.sampling.frames,
+                          target_fps=spec.fps, part=part, rng=rng)
+        plan = self.plan(key, view, at + part[0])
+        digest = hashlib.sha256(np.ascontiguousarray(span.frame_indices, dtype=np.int64).tobytes())
+        digest.update(f"|{plan.crop_shift[0]!r},{plan.crop_shift[1]!r},{plan.flip}".encode())
+        return _Item(address, view, f"{key}-f{int(span.frame_indices[0])}-{digest.hexdigest()[:12]}", span, plan)
+
+    def _decode(self, video: str, key: str, items: Sequence[_Item]) -> Iterator[tuple[_Item, torch.Tensor]]:
+        """The clips of one video's items, decoded in one pass and preprocessed."""
+        spec = self.engine.info.spec
+        info = probe(video) if any(item.span is None for item in items) else None
+        spans = [item.span or self._whole_span(info, key, item.view) for item in items]
+        for item, clip in zip(items, read_clips(video, spans, short_side=spec.resize)):
+            yield item, preprocess(clip.frames, spec, crop_shift=item.plan.crop_shift, flip=item.plan.flip)
+
+    def _plan_work(self, work: Sequence[str], views, on_error, progress, result: dict) -> dict[str, dict]:
+        """The entries already on disk go to `result`; returns the missing ones by video: {video: {"key", "items"
+        (by entry name, each computed once), "asked" [(address, view, name)]}}."""
+        keys: dict[str, str] = {}  # video -> content key, hashed once per call
+        infos: dict[str, VideoInfo] = {}  # video -> probed once per call (ranges only)
+        todo: dict[str, dict] = {}
+        for address in work:
+            video = parse_address(address)[0]
+            wanted = list(views(address) if callable(views) else views)
+
+            def info(video: str = video) -> VideoInfo:
+                if video not in infos:
+                    infos[video] = probe(video)
+                return infos[video]
+
+            try:
+                key = keys[video] = keys.get(video) or content_key(video)
+                items = [self._item(address, key, view, info) for view in wanted]
+            except ActionrecError as err:
+                if on_error is None:
+                    raise
+                on_error(address, str(err))
+                continue
+            missing = []
+            for item in items:
+                if self._cached(address, item.name, item.view):
+                    result[(address, item.view)] = self._entry(item.name)
+                else:
+                    missing.append(item)
+            if not missing:
+                if progress:
+                    progress(1)
+                continue
+            job = todo.setdefault(video, {"key": key, "items": {}, "asked": []})
+            for item in missing:
+                job["items"].setdefault(item.name, item)
+                job["asked"].append((address, item.view, item.name))
+        return todo
 
     def extract(
         self,
@@ -234,44 +319,36 @@ class FeatureCache:
     ) -> dict[tuple[str, View], Path]:
         """Cache the activations of each (video, view) not cached yet; return where each entry lies on disk.
 
-        `views` may depend on the video. Only this process's share of the work list (`videos[rank::world]`) is
-        handled. Unreadable videos go to `on_error(video, message)` and are skipped. Every entry found is checked
-        (read_entry); a damaged one is computed again. Nothing is kept in memory.
+        `videos` are samples' paths: videos, or ranges of videos (see the module doc). `views` may depend on the
+        video. Only this process's share of the work list (`videos[rank::world]`) is handled. Unreadable videos go
+        to `on_error(video, message)` and are skipped. Every entry found is checked (read_entry); a damaged one is
+        computed again. `progress(n)`: n more of `videos` done. Nothing is kept in memory.
         """
-        work = list(videos)[rank::world]
         result: dict[tuple[str, View], Path] = {}
-        todo: list[tuple[str, str, list[View]]] = []
-        for video in work:
-            wanted = list(views(video) if callable(views) else views)
-            try:
-                key = content_key(video)
-            except ActionrecError as err:
-                if on_error is None:
-                    raise
-                on_error(video, str(err))
-                continue
-            missing = []
-            for view in wanted:
-                if self._cached(video, key, view):
-                    result[(video, view)] = self.path(key, view)
-                else:
-                    missing.append(view)
-            if missing:
-                todo.append((video, key, missing))
-            elif progress:
-                progress(1)
-        for video, key, arrays in (self._compute(todo, batch_size, on_error, progress) if todo else ()):
-            for view, array in arrays.items():
-                self.put(key, view, array)
-                result[(video, view)] = self.path(key, view)
-        return result
+        todo = self._plan_work(list(videos)[rank::world], views, on_error, progress, result)
+        if not todo:
+            return result
 
-    def _compute(self, todo, batch_size, on_error, progress) -> Iterator[tuple[str, str, dict[View, np.ndarray]]]:
-        for result in self.engine.map(todo, lambda item: self._decode(*item), output=self.endpoint,
-                                      batch_size=batch_size, on_error=(lambda item, message: on_error(item[0], message)) if on_error else None,
-                                      progress=progress):
-            video, key, _ = result.job
-            yield video, key, {view: act.astype(np.float16) for view, act in zip(result.metas, result.outputs)}
+        def addresses(video: str) -> list[str]:
+            return list(dict.fromkeys(address for address, _, _ in todo[video]["asked"]))
+
+        def failed(job: tuple, message: str) -> None:
+            for address in addresses(job[0]):
+                on_error(address, message)
+            if progress:
+                progress(len(addresses(job[0])))
+
+        jobs = [(video, job["key"], list(job["items"].values())) for video, job in todo.items()]
+        for run in self.engine.map(jobs, lambda job: self._decode(*job), output=self.endpoint, batch_size=batch_size,
+                                   on_error=failed if on_error else None):
+            video = run.job[0]
+            for item, array in zip(run.metas, run.outputs):
+                self._put(item.name, array.astype(np.float16))
+            for address, view, name in todo[video]["asked"]:
+                result[(address, view)] = self._entry(name)
+            if progress:
+                progress(len(addresses(video)))
+        return result
 
     @property
     def backbone_calls(self) -> int:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ActionrecError
-from .runs import is_run_dir
+from ..models.runs import is_run_dir
 
 LOCK_NAME = ".lock"
 

@@ -36,7 +36,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -46,10 +45,8 @@ from torch.utils.data import DistributedSampler
 
 from ..distributed import SINGLE, Ranks, all_gather, all_sum, from_main
 from ..errors import ActionrecError
+from .config import TrainConfig
 from .features import DamagedEntry, read_entry
-
-if TYPE_CHECKING:
-    from .trainer import TrainConfig
 
 EVAL_BATCH = 64  # clips per forward when evaluating (no gradients: memory is not the limit)
 NO_SCORE = (float("nan"), float("nan"))  # (loss, accuracy) of an empty set
@@ -94,6 +91,20 @@ class Activations:
             idx = order[start : start + batch_size]
             x = torch.from_numpy(np.stack([self._load(i) for i in idx])).float()
             yield x, self.labels[idx]
+
+
+def entries_of(samples: Sequence, entries: dict, classes: list[str], views: Sequence) -> Activations:
+    """The cached entries of `samples` (the given views of each, those that were extracted), labelled by class index;
+    the clips of one video share its owner index (videos in the order of `samples`, those with an entry)."""
+    paths, labels, owners = [], [], []
+    for sample in samples:
+        found = [entries[(sample.path, view)] for view in views if (sample.path, view) in entries]
+        if found:
+            owner = owners[-1] + 1 if owners else 0
+            paths += found
+            labels += [classes.index(sample.label)] * len(found)
+            owners += [owner] * len(found)
+    return Activations(paths, labels, owners)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Evaluation metrics, plots, an HTML report per run and a side-by-side comparison of runs.
+"""The summary, the HTML report of a run and the side-by-side comparison of runs (metrics.py computes and reads the
+metrics, plots.py draws the PNGs; their public names are importable from here too).
 
 A training run writes RUN/metrics.json; everything here reads that file (or plain label arrays) and
 needs only numpy and matplotlib (imported lazily, Agg backend, never a display).
@@ -8,13 +9,10 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ import numpy as np
 
 from ..errors import ActionrecError
 from ..files import write_bytes, write_text
+from .metrics import METRICS_FILE, is_number as _is_num, load_metrics, macro_f1, per_class_metrics
+from .plots import _confusion_png, _curves_png, plot_confusion, plot_curves
 
 __all__ = [
     "compare_table",
@@ -34,7 +34,6 @@ __all__ = [
     "write_report",
 ]
 
-METRICS_FILE = "metrics.json"
 _TIMING_ORDER = ("decode", "features", "head", "finetune", "temporal", "evaluate", "total")
 _SPLIT_ORDER = ("train", "val", "test")
 
@@ -43,77 +42,8 @@ _SPLIT_ORDER = ("train", "val", "test")
 # metrics
 
 
-def _as_indices(y: Any, classes: list[str], what: str) -> np.ndarray:
-    """Labels given as class indices or class names -> int64 indices into `classes`."""
-    arr = np.asarray(y)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {arr.shape}")
-    if arr.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if arr.dtype.kind in "USO":
-        index = {name: i for i, name in enumerate(classes)}
-        try:
-            return np.array([index[v] if isinstance(v, str) else int(v) for v in arr.tolist()], dtype=np.int64)
-        except KeyError as e:
-            raise ValueError(f"{what} contains {e.args[0]!r}, which is not one of the classes") from None
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{what} must hold class indices (integers) or class names")
-    elif arr.dtype.kind not in "iub":
-        raise ValueError(f"{what} must hold class indices (integers) or class names, got dtype {arr.dtype}")
-    idx = arr.astype(np.int64)
-    bad = (idx < 0) | (idx >= len(classes))
-    if bad.any():
-        raise ValueError(f"{what} contains index {int(idx[bad][0])}, outside 0..{len(classes) - 1}")
-    return idx
-
-
-def per_class_metrics(y_true: Any, y_pred: Any, classes: Sequence[str]) -> tuple[dict[str, dict], list[list[int]]]:
-    """Per-class precision, recall, F1 and support, and the confusion matrix.
-
-    y_true / y_pred: class indices (ints) or class names, one per test item. Returns
-    ({class: {"precision", "recall", "f1", "support"}}, confusion) where confusion[i][j] counts items
-    of true class i predicted as class j, both in `classes` order. A ratio whose denominator is zero
-    (a class never predicted, or absent from y_true) is 0.0.
-    """
-    classes = [str(c) for c in classes]
-    if len(set(classes)) != len(classes):
-        raise ValueError("class names must be unique")
-    t = _as_indices(y_true, classes, "y_true")
-    p = _as_indices(y_pred, classes, "y_pred")
-    if t.shape != p.shape:
-        raise ValueError(f"y_true has {t.size} labels but y_pred has {p.size}")
-    n = len(classes)
-    cm = np.zeros((n, n), dtype=np.int64)
-    np.add.at(cm, (t, p), 1)
-    tp = np.diag(cm).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    support = cm.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
-    recall = np.divide(tp, support.astype(np.float64), out=np.zeros(n), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n), where=denom > 0)
-    per_class = {
-        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
-        for i, name in enumerate(classes)
-    }
-    return per_class, cm.tolist()
-
-
-def macro_f1(per_class: Mapping[str, Mapping[str, Any]]) -> float:
-    """Unweighted mean of the per-class F1 scores (0.0 for no classes)."""
-    scores = [float(v.get("f1") or 0.0) for v in per_class.values()]
-    return float(np.mean(scores)) if scores else 0.0
-
-
 # ----------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
 def _pct(x: Any) -> str:
@@ -189,181 +119,8 @@ def _split_totals(metrics: Mapping[str, Any]) -> dict[str, int]:
 # loading
 
 
-def load_metrics(run_dir: str | os.PathLike) -> dict:
-    """RUN/metrics.json as a dict (run_dir may also be the metrics.json file itself)."""
-    run_dir = Path(run_dir)
-    path = run_dir if run_dir.is_file() else run_dir / METRICS_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ActionrecError(f"{path}: not found; run `actionrec train` first (it writes metrics.json into the run directory)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ActionrecError(f"{path}: cannot read it ({e}); run `actionrec train` first to rewrite it") from None
-    try:
-        metrics = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ActionrecError(f"{path}: broken JSON ({e.msg} at line {e.lineno}); run `actionrec train` first to rewrite it") from None
-    if not isinstance(metrics, dict):
-        raise ActionrecError(f"{path}: expected a JSON object, got {type(metrics).__name__}; run `actionrec train` first to rewrite it")
-    return metrics
-
-
 # ----------------------------------------------------------------------------------------------
 # plots
-
-
-def _new_figure(figsize: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png_bytes(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    raw = buf.getvalue()
-    try:  # a 256-colour palette keeps plots (few colours) visually identical at a third of the size
-        from PIL import Image
-
-        with Image.open(io.BytesIO(raw)) as im:
-            no_dither = getattr(getattr(Image, "Dither", Image), "NONE", 0)
-            pal = im.convert("RGB").quantize(colors=256, dither=no_dither)
-            out = io.BytesIO()
-            pal.save(out, format="PNG", optimize=True)
-        small = out.getvalue()
-        return small if len(small) < len(raw) else raw
-    except Exception:  # Pillow missing or failing: the matplotlib PNG is still valid, only larger
-        return raw
-
-
-def _val(entry: Mapping[str, Any], key: str, scale: float = 1.0) -> float:
-    v = entry.get(key)
-    return float(v) * scale if _is_num(v) else float("nan")
-
-
-def _curves_png(history: Sequence[Mapping[str, Any]], best_epoch: Mapping[str, Any] | None = None) -> bytes:
-    history = [h for h in history if isinstance(h, Mapping)]
-    fig = _new_figure((10, 4))
-    ax_acc, ax_loss = fig.subplots(1, 2)
-    if not history:
-        for ax in (ax_acc, ax_loss):
-            ax.text(0.5, 0.5, "no training history recorded", ha="center", va="center", transform=ax.transAxes)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        return _png_bytes(fig)
-
-    epochs = [h.get("epoch") for h in history]
-    if all(_is_num(e) for e in epochs) and all(b > a for a, b in zip(epochs, epochs[1:])):
-        xs = [float(e) for e in epochs]
-    else:  # e.g. epochs numbered from 1 again in each phase: plot them one after another
-        xs = [float(i + 1) for i in range(len(history))]
-    phases = [str(h.get("phase") or "") for h in history]
-
-    if best_epoch is None:  # not given: the epoch of best val accuracy (lowest val loss on ties) per phase
-        best_epoch = {}
-        for phase in dict.fromkeys(phases):
-            rows = [h for h in history if str(h.get("phase") or "") == phase and _is_num(h.get("val_acc"))]
-            if rows:
-                best = max(rows, key=lambda h: (h["val_acc"], -_val(h, "val_loss") if _is_num(h.get("val_loss")) else 0.0))
-                best_epoch[phase] = best.get("epoch")
-
-    panels = ((ax_acc, "acc", 100.0, "accuracy (%)"), (ax_loss, "loss", 1.0, "loss"))
-    for ax, key, scale, ylabel in panels:
-        ax.plot(xs, [_val(h, f"train_{key}", scale) for h in history], "-", color="C0", label="train", linewidth=1.6)
-        ax.plot(xs, [_val(h, f"val_{key}", scale) for h in history], "--", color="C1", label="val", linewidth=1.6)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_title(ylabel.split(" ")[0])
-        ax.grid(True, alpha=0.3)
-
-    # where fine-tuning starts: the first change of phase (normally head -> finetune)
-    start = next((i for i in range(1, len(phases)) if phases[i] != phases[i - 1]), None)
-    if start is not None:
-        x0 = (xs[start - 1] + xs[start]) / 2
-        for ax, *_ in panels:
-            ax.axvline(x0, color="0.35", linestyle=":", linewidth=1.2, label="fine-tuning starts" if phases[start] == "finetune" else f"{phases[start] or 'next phase'} starts")
-            ax.axvspan(x0, xs[-1] + 0.5, color="0.5", alpha=0.07, linewidth=0)
-
-    markers = ("*", "D", "o", "s")
-    for k, (phase, ep) in enumerate((best_epoch or {}).items()):
-        idx = [i for i, h in enumerate(history) if h.get("epoch") == ep and phases[i] == str(phase)]
-        idx = idx or [i for i, h in enumerate(history) if h.get("epoch") == ep]
-        if not idx:
-            continue
-        i = idx[0]
-        for ax, key, scale, _ in panels:
-            y = _val(history[i], f"val_{key}", scale)
-            if math.isfinite(y):
-                ax.plot([xs[i]], [y], linestyle="none", marker=markers[k % len(markers)], markersize=11 if k == 0 else 8,
-                        color="C3", markeredgecolor="black", markeredgewidth=0.6, zorder=5,
-                        label=f"best {phase} (epoch {ep})")
-    for ax, *_ in panels:
-        ax.legend(fontsize=8, loc="best")
-    return _png_bytes(fig)
-
-
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike,
-                best_epoch: Mapping[str, Any] | None = None) -> Path:
-    """PNG of accuracy and loss per epoch (train solid, val dashed), a dotted line where fine-tuning starts
-    and the best epoch of each phase marked (from `best_epoch`, else the best val accuracy per phase)."""
-    path = Path(path)
-    write_bytes(path, _curves_png(history, best_epoch))
-    return path
-
-
-def _short(label: str, limit: int = 22) -> str:
-    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
-
-
-def _confusion_png(cm: Sequence[Sequence[Any]], classes: Sequence[str]) -> bytes:
-    m = np.asarray(cm, dtype=np.int64) if len(cm) else np.zeros((0, 0), dtype=np.int64)
-    n = len(classes)
-    if m.shape != (n, n):
-        raise ValueError(f"confusion matrix has shape {m.shape} but there are {n} classes")
-    labels = [_short(str(c)) for c in classes]
-    longest = max((len(s) for s in labels), default=0)
-    side = float(np.clip(2.2 + 0.36 * n + 0.06 * longest, 4.0, 9.0))
-    fig = _new_figure((side + 1.2, side))
-    ax = fig.subplots()
-    if n == 0:
-        ax.text(0.5, 0.5, "no classes", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return _png_bytes(fig)
-    vmax = max(int(m.max()), 1)
-    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest", aspect="equal")
-    cell_font = float(np.clip(150 / n, 5, 12))
-    if m.max() >= 1000:
-        cell_font = max(5.0, cell_font * 0.8)
-    for i in range(n):
-        for j in range(n):
-            v = int(m[i, j])
-            color = "white" if v > 0.55 * vmax else ("0.6" if v == 0 else "black")
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=cell_font, color=color)
-    tick_font = float(np.clip(170 / max(n, 1), 6, 10))
-    rotate = n > 4 or longest > 8
-    ax.set_xticks(range(n))
-    ax.set_xticklabels(labels, fontsize=tick_font, rotation=45 if rotate else 0, ha="right" if rotate else "center",
-                       rotation_mode="anchor")
-    ax.set_yticks(range(n))
-    ax.set_yticklabels(labels, fontsize=tick_font)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("confusion matrix (test set)")
-    ax.tick_params(length=0)
-    cb = fig.colorbar(im, ax=ax, shrink=0.8)
-    cb.set_label("videos")
-    return _png_bytes(fig)
-
-
-def plot_confusion(cm: Sequence[Sequence[Any]], classes: Sequence[str], path: str | os.PathLike) -> Path:
-    """PNG heat map of the confusion matrix (rows true, columns predicted) with the counts in the cells."""
-    path = Path(path)
-    write_bytes(path, _confusion_png(cm, classes))
-    return path
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,104 +23,27 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import distributed
+from ..console import Skipped, progress_bar, stderr_line
 from ..data.samples import Sample
 from ..data.splits import Splits
-from ..distributed import SINGLE, Ranks, all_gather, barrier, from_main
+from ..distributed import (SINGLE, Ranks, all_gather, barrier, from_main, main_decides, process_group, ranks_from_env,
+                           resolve_device, threads_per_rank)
 from ..errors import ActionrecError
 from ..files import write_json
-from .checks import MIN_FRAMES, number, option_name, whole
-from .console import Skipped, progress_bar, stderr_line
-from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
+from ..engine import Engine
+from ..models.runs import save_run
+from .config import AUTO_LR, BACKBONE_DEFAULTS, NO_WEIGHTS, TrainConfig  # TrainConfig: also importable from here
+from .features import FeatureCache, Sampling, cache_root as feature_cache_root, test_views as test_views_of
 from .outdir import claim_run_dir, writable_dir
-from .phases import Activations, Datasets, FinetunePhase, HeadPhase, History, evaluate, fit, probabilities, scores, sgd
-from .runs import load_run, run_test_views, save_run
-
-# Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
-BACKBONE_DEFAULTS = {
-    "i3d": {"weights": "i3d-kinetics400", "lr": 0.05, "finetune_lr": 0.005, "unfreeze": ("Mixed_5b", "Mixed_5c")},
-    # C3D's fc7 features are not normalised (squared norm ~1e3-1e4): the study's lr 0.1 diverges on them.
-    "c3d": {"weights": "c3d-sports1m", "lr": 1e-3, "finetune_lr": 1e-4, "unfreeze": ("fc6", "fc7")},
-}
-NO_WEIGHTS = "none"  # --weights none: the backbone from random initialisation (not transfer learning)
-HEADS = ("linear", "temporal")
-AUTO_LR = "auto"  # --lr auto: the head's learning rate from a range test on the cached features (lr_range.py)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of one training run; None means the backbone's default."""
-
-    backbone: str = "i3d"  # architecture: i3d or c3d
-    weights: str | None = None  # pretrained weights name (default: the backbone's; "none": random initialisation)
-    frames: int | None = None  # frames per clip (default: 16, the study's; 64 with the temporal head: 8 time steps)
-    head: str = "linear"  # "linear": softmax on pooled features (the study's); "temporal": over I3D's per-step features
-    views: int = 1  # clips per training video: 1 central + (views - 1) augmented (offset, flip, crop jitter)
-    epochs: int = 50  # head epochs (the study: 20); the epoch with the best validation loss is kept
-    lr: float | str | None = None  # head learning rate, SGD with momentum; "auto": chosen by a range test on the cache
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 1e-4  # L2 penalty
-    dropout: float = 0.5  # dropout before the head
-    batch_size: int = 32  # clips per step
-    patience: int = 0  # stop when the validation loss has not improved for this many epochs (0: never)
-    finetune_epochs: int = 5  # epochs of fine-tuning the unfrozen blocks and the head (0: none; the study: 5-10)
-    finetune_lr: float | None = None  # fine-tuning learning rate
-    unfreeze: tuple[str, ...] | None = None  # blocks tuned in fine-tuning, consecutive and ending at the top
-    test_views: int = 2  # clips spread over each test video, probabilities averaged (1: the central clip, the study's)
-    val_fraction: float = 0.2  # of training, for validation (the study: 20 %)
-    test_fraction: float = 0.2  # held out when the data names no test set
-    seed: int = 0  # splits, augmentation, initialisation and shuffling
-    device: str = "auto"  # auto|cpu|cuda[:N]; auto: CUDA when available (under torchrun: the GPU of LOCAL_RANK)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """One ActionrecError line for the first value out of range (the CLI and the Python API share this)."""
-        if self.backbone not in BACKBONE_DEFAULTS:
-            raise ActionrecError(f"unknown backbone {self.backbone!r}; choose one of: {', '.join(BACKBONE_DEFAULTS)}")
-        if self.frames is not None:
-            whole(self.frames, "--frames", MIN_FRAMES)
-        if self.backbone == "c3d" and self.frames not in (None, 16):
-            raise ActionrecError(f"--frames {self.frames}: C3D takes clips of exactly 16 frames (its fc6 is sized for them)")
-        if self.head not in HEADS:
-            raise ActionrecError(f"--head {self.head}: choose one of: {', '.join(HEADS)}")
-        if self.head == "temporal" and self.backbone != "i3d":
-            raise ActionrecError(f"--head temporal needs I3D's per-step features; {self.backbone} is not convolutional in "
-                                 "time (C3D's fc6 takes exactly 16 frames): use --head linear")
-        if self.head == "temporal" and self.frames is not None and self.frames < 16:
-            raise ActionrecError(f"--frames {self.frames}: --head temporal needs at least 2 time steps (one per 8 frames): "
-                                 "pass --frames 16 or more (default 64)")
-        for name, minimum in (("views", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("finetune_epochs", 0),
-                              ("test_views", 1), ("seed", 0)):
-            whole(getattr(self, name), option_name(name), minimum)
-        for name in ("lr", "finetune_lr"):
-            if getattr(self, name) is not None and not (name == "lr" and self.lr == AUTO_LR):
-                number(getattr(self, name), option_name(name), 0.0, low_open=True)
-        number(self.weight_decay, "--weight-decay", 0.0)
-        distributed.check_device(self.device)
-        for name in ("momentum", "dropout", "val_fraction", "test_fraction"):
-            number(getattr(self, name), option_name(name), 0.0, 1.0, high_open=True)
-
-    def resolved(self) -> TrainConfig:
-        """The backbone's defaults filled in for every None."""
-        d = BACKBONE_DEFAULTS[self.backbone]
-        return replace(
-            self,
-            weights=self.weights or d["weights"],
-            frames=self.frames or (64 if self.head == "temporal" else 16),
-            lr=self.lr if self.lr is not None else d["lr"],
-            finetune_lr=self.finetune_lr if self.finetune_lr is not None else d["finetune_lr"],
-            unfreeze=tuple(self.unfreeze) if self.unfreeze is not None else d["unfreeze"],
-        )
-
+from .metrics import per_class_metrics
+from .phases import Datasets, FinetunePhase, HeadPhase, History, entries_of, evaluate, fit, probabilities, scores, sgd
 
 def cut_endpoint(model: nn.Module, unfreeze: Sequence[str]) -> str:
     """The last frozen endpoint: features are cached there. `unfreeze` must be the consecutive top blocks."""
@@ -159,7 +82,7 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     warning when they cannot be had (C3D's Sports-1M weights are not downloadable everywhere)."""
     from dataclasses import replace as replace_spec
 
-    from ..models.pretrained import ModelInfo, build_model, get_spec, load_pretrained
+    from ..models.pretrained import RANDOM_WEIGHTS, ModelInfo, build_model, get_spec, load_pretrained
 
     if cfg.weights != NO_WEIGHTS:
         spec = get_spec(cfg.weights)
@@ -179,12 +102,12 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     torch.manual_seed(cfg.seed)
     name = f"{cfg.backbone}-random-seed{cfg.seed}"
     info = ModelInfo(name=name, spec=replace_spec(spec, name=name, url=""), categories=spec.categories,
-                     weights_sha256=f"random-seed{cfg.seed}", predict_frames=spec.predict_frames, identity="")
+                     weights_sha256=f"{RANDOM_WEIGHTS}-seed{cfg.seed}", predict_frames=spec.predict_frames, identity="")
     return build_model(info, None)
 
 
 def _versions() -> dict[str, str]:
-    from .. import __version__
+    from ..version import __version__
 
     return {"actionrec": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
@@ -195,20 +118,6 @@ def _recipe(cfg: TrainConfig, splits: Splits) -> str:
     data = {name: [[s.path, s.label] for s in getattr(splits, name)] for name in ("train", "val", "test")}
     config = {k: v for k, v in asdict(cfg).items() if k != "device"}
     return hashlib.sha256(json.dumps({"config": config, "data": data}, sort_keys=True).encode()).hexdigest()
-
-
-def _activations(samples, entries: dict, classes: list[str], views: Sequence[View]) -> Activations:
-    """The cached entries of `samples` (the given views of each, those that were extracted), labelled by class index;
-    the clips of one video share its owner index (videos in the order of `samples`, those with an entry)."""
-    paths, labels, owners = [], [], []
-    for sample in samples:
-        found = [entries[(sample.path, view)] for view in views if (sample.path, view) in entries]
-        if found:
-            owner = owners[-1] + 1 if owners else 0
-            paths += found
-            labels += [classes.index(sample.label)] * len(found)
-            owners += [owner] * len(found)
-    return Activations(paths, labels, owners)
 
 
 def _silent(message: str) -> None:
@@ -243,12 +152,10 @@ class _Training:
         self.t_start = time.perf_counter()
         torch.manual_seed(cfg.seed)
         self.model = self._backbone(config, say if main else _silent).to(self.device)
-        self.random_init = self.model.info.weights_sha256.startswith("random")
+        self.random_init = self.model.info.random_weights
         self.cut = cut_endpoint(self.model, cfg.unfreeze)  # also without fine-tuning, so head-only runs share the cache
-        from ..engine import Engine
-
-        threads = distributed.threads_per_rank(ranks) if ranks.distributed else None  # OpenVINO's; torch's: distributed.init
-        engine = Engine(self.model, device=self.device, threads=threads)
+        threads = threads_per_rank(ranks) if ranks.distributed else None  # OpenVINO's; torch's: distributed.init
+        engine = Engine(self.model, device=self.device, threads=threads, precision=cfg.precision, backend=cfg.backend)
         rank_warn = warn if main else (lambda m: warn(f"rank {ranks.rank}: {m}"))  # this rank's own cache findings
         self.cache = FeatureCache(engine, self.cut, Sampling(frames=cfg.frames, views=cfg.views, seed=cfg.seed),
                                   root=cache_root, say=rank_warn)
@@ -279,8 +186,8 @@ class _Training:
         keys = all_gather((self.cache.recipe_key, self.cache.engine.precision, self.cache.engine.backend), self.ranks)
         if len(set(keys)) > 1:
             seen = ", ".join(f"rank {r}: {p}/{b}" for r, (_, p, b) in enumerate(keys))
-            raise ActionrecError(f"the ranks would compute different features ({seen}); set ACTIONREC_PRECISION and "
-                                 "ACTIONREC_BACKEND to the same values on every machine")
+            raise ActionrecError(f"the ranks would compute different features ({seen}); pass the same --precision and "
+                                 "--backend (fp32 or bf16, openvino or torch) on every machine")
 
     def _extract(self, everything: list[str], views: Callable[[str], Sequence[int]]) -> tuple[dict, list[dict]]:
         """This rank's share of the clips (balanced by duration) through the cache; every rank's entries and skipped
@@ -331,7 +238,7 @@ class _Training:
             self.warn(f"warning: class {label} left out: none of its training clips could be read")
         self.say(readable.summary())
         self.classes = list(readable.classes)
-        data = Datasets(*(_activations(getattr(readable, name), entries, self.classes, views[name])
+        data = Datasets(*(entries_of(getattr(readable, name), entries, self.classes, views[name])
                           for name in ("train", "val", "test")))
         if len(data.train) == 0 or len({int(y) for y in data.train.labels}) < 2:
             raise ActionrecError(f"{self.out}: fewer than 2 classes have readable training videos; add videos or fix the skipped files")
@@ -405,13 +312,11 @@ class _Training:
     def test(self, data: Datasets, tested_videos: Sequence[Sample]) -> dict:
         """The held-out videos (`tested_videos`, those of `data.test` in order), once, with the final model, each from
         its test views; and the validation probabilities (they calibrate the timeline's per-class thresholds)."""
-        from . import report
-
         t0 = time.perf_counter()
         test_loss, test_acc, test_probs = scores(self.model, self.cut, data.test)
         val_probs = probabilities(self.model, self.cut, data.val)
         labels = data.test.video_labels.numpy()
-        per_class, confusion = report.per_class_metrics(labels, test_probs.argmax(1), self.classes)
+        per_class, confusion = per_class_metrics(labels, test_probs.argmax(1), self.classes)
         self.timing["evaluate"] = time.perf_counter() - t0
         self.timing["total"] = time.perf_counter() - self.t_start
         predictions = [{"video": s.path, "label": s.label, "probs": np.round(p, 5).tolist()}
@@ -512,7 +417,7 @@ class _Training:
         if finetuned is not None:
             best["finetune"] = finetuned
         # the temporal head (seconds on the CPU), the test and the run are rank 0's; its error stops every rank
-        return distributed.main_decides(self.ranks, lambda: self.finish(readable, data, best))
+        return main_decides(self.ranks, lambda: self.finish(readable, data, best))
 
     def finish(self, readable: Splits, data: Datasets, best: dict) -> dict:
         """The temporal head if any, the test, and the run directory written; the run's metrics."""
@@ -550,42 +455,13 @@ def train(
     the same test accuracy within one clip and the test loss within 1e-3 of one process.
     """
     cfg = config.resolved()
-    ranks = distributed.ranks_from_env() if ranks is None else ranks
-    device = distributed.resolve_device(cfg.device, ranks)
-    with distributed.process_group(ranks, device):
+    ranks = ranks_from_env() if ranks is None else ranks
+    device = resolve_device(cfg.device, ranks)
+    with process_group(ranks, device):
         features_root = writable_dir(feature_cache_root(cache_root), "feature cache folder", "pass --cache DIR on a writable disk")
         recipe = _recipe(cfg, splits)
-        job = distributed.from_main(hashlib.sha256(f"{recipe}|{os.path.abspath(out)}".encode()).hexdigest()[:16], ranks)
+        job = from_main(hashlib.sha256(f"{recipe}|{os.path.abspath(out)}".encode()).hexdigest()[:16], ranks)
         with contextlib.ExitStack() as held:  # rank 0 claims the run directory; its refusal stops every rank
-            out_dir = distributed.main_decides(ranks, lambda: held.enter_context(
+            out_dir = main_decides(ranks, lambda: held.enter_context(
                 claim_run_dir(out, recipe, force, say if ranks.is_main else _silent)))
             return _Training(config, out_dir, features_root, say, warn, progress, ranks, device, job).run(splits)
-
-
-def evaluate_run(run_dir: str | os.PathLike, samples: Sequence[Sample], cache_root: str | os.PathLike | None = None,
-                 progress: bool = True, warn: Callable[[str], None] = stderr_line, test_views: int | None = None) -> dict:
-    """Loss, accuracy, per-class metrics and confusion matrix of a trained run on labelled `samples`, each video scored
-    from `test_views` clips spread over it (default: the run's own, as its test phase did)."""
-    from . import report
-
-    model = load_run(run_dir)
-    run = model.info.run
-    count = run_test_views(model.info) if test_views is None else whole(test_views, "--test-views", 1)
-    views = test_views_of(count)
-    classes = list(model.info.categories)
-    unknown = sorted({s.label for s in samples} - set(classes))
-    if unknown:
-        raise ActionrecError(f"{run_dir}: was not trained on {', '.join(unknown)}; it knows {', '.join(classes)} (pass --classes to select)")
-    cut = run["cut_endpoint"]
-    cache = FeatureCache(model, cut, Sampling(frames=run["frames"], seed=run["train_config"]["seed"]), root=cache_root, say=warn)
-    skipped = Skipped(warn)
-    t0 = time.perf_counter()
-    bar = progress_bar("features", "video", progress, total=len(samples))
-    entries = cache.extract([s.path for s in samples], views=views, on_error=skipped, progress=bar.update)
-    bar.close()
-    data = _activations(samples, entries, classes, views)
-    loss, acc, pred = evaluate(model, cut, data)
-    per_class, confusion = report.per_class_metrics(data.video_labels.numpy(), pred, classes)
-    return {"run": str(run_dir), "classes": classes, "videos": data.videos, "test_views": count, "test_loss": loss,
-            "test_accuracy": acc, "per_class": per_class, "confusion_matrix": confusion, "skipped": skipped.files,
-            "timing": {"total": time.perf_counter() - t0}, "backbone_clips": cache.backbone_calls}

@@ -9,7 +9,7 @@ const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2
 const NONE_COLOUR = "#c9c9c9";
 
 const state = {
-  jobs: new Map(), mine: new Set(), shown: null, windows: null, flags: [], uploads: [], uploading: 0,
+  jobs: new Map(), mine: new Map(), opened: new Set(), shown: null, windows: null, flags: [], uploads: [], uploading: 0,
   pickerPath: "", info: null, pollTimer: null,
 };
 
@@ -116,11 +116,19 @@ function upload(file) {
 
 async function createJob(source) {
   const job = await post("/jobs", { ...source, ...jobOptions() });
-  state.mine.add(job.id);
+  state.mine.set(job.id, Date.now());
   state.jobs.set(job.id, job);
   renderJobs();
   schedulePoll();
   return job;
+}
+
+// A job made in this page opens once, when it is first seen done, after a minute or at once (a cached result),
+// unless the person opened another job by hand after making it.
+function openMine(job) {
+  if (job.status !== "done" || !state.mine.has(job.id) || state.opened.has(job.id)) return;
+  state.opened.add(job.id);
+  if (!state.shown || state.shown.auto || state.mine.get(job.id) >= state.shown.at) openJob(job.id, true);
 }
 
 async function refreshJobs() {
@@ -130,9 +138,8 @@ async function refreshJobs() {
   renderJobs();
   for (const job of jobs) {
     const old = before.get(job.id);
-    const justDone = old && old.status !== "done" && job.status === "done";
-    if (justDone && state.mine.has(job.id) && (!state.shown || state.shown.auto)) openJob(job.id, true);
-    if (justDone && state.shown && job.parent === state.shown.id) showCensored(job);
+    openMine(job);
+    if (job.status === "done" && old && old.status !== "done" && state.shown && job.parent === state.shown.id) showCensored(job);
   }
   return jobs.some((j) => j.status === "queued" || j.status === "running");
 }
@@ -187,7 +194,7 @@ async function removeJob(id) {
 
 async function openJob(id, auto) {
   const job = await api(`/jobs/${id}`);
-  state.shown = { id, auto, job };
+  state.shown = { id, auto, job, at: Date.now() };
   $("result").hidden = false;
   $("result-title").textContent = job.name;
   $("result-note").textContent = job.kind === "analyse" ? `${job.model}` : "";
@@ -428,6 +435,8 @@ async function start() {
   wire();
   try {
     state.info = await api("/info");
+    $("train-epochs").value = state.info.train_defaults.epochs;
+    $("train-finetune").value = state.info.train_defaults.finetune_epochs;
     $("browse").hidden = !state.info.data_root;
     $("train").disabled = !state.info.data_root;
     if (!state.info.data_root) $("train-note").textContent = "Training needs the server started with --data-root (the folder of datasets).";

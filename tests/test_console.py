@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actionrec.training.console import Skipped, progress_bar, progress_callback
+from actionrec.console import Skipped, progress_bar, progress_callback
 
 
 def test_a_skipped_line_is_not_glued_to_the_progress_bar(capsys):
