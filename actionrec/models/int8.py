@@ -20,8 +20,11 @@ NNCF is an optional extra (``pip install "actionrec[int8]"``); :func:`available`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -30,10 +33,10 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import ActionrecError
-from ..files import write_json
+from ..files import home_dir, write_json
 
 RANGES_FORMAT = 1
-Ranges = dict[str, list[float]]  # quantizer name -> [input_low, input_high, output_low, output_high]
+Ranges = dict[str, list]  # quantizer name -> [input_low, input_high, output_low, output_high] (scalars or per channel)
 
 
 def available() -> bool:
@@ -56,8 +59,11 @@ def _quantized(model, inputs: list[np.ndarray]):
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
-    return nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), preset=nncf.QuantizationPreset.PERFORMANCE,
-                         advanced_parameters=AdvancedQuantizationParameters(disable_bias_correction=True))
+    nncf.set_log_level(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+        return nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs),
+                             preset=nncf.QuantizationPreset.PERFORMANCE,
+                             advanced_parameters=AdvancedQuantizationParameters(disable_bias_correction=True))
 
 
 def _quantizers(model) -> dict:
@@ -74,7 +80,7 @@ def measure_ranges(model, clips: Iterable[np.ndarray]) -> Ranges:
     if not inputs:
         raise ActionrecError("int8 calibration needs at least one clip")
     quantized = _quantized(model, inputs)
-    return {name: [float(np.asarray(op.input_value(i).get_node().get_data()).reshape(-1)[0]) for i in range(1, 5)]
+    return {name: [np.asarray(op.input_value(i).get_node().get_data(), np.float32).tolist() for i in range(1, 5)]
             for name, op in _quantizers(quantized).items()}
 
 
@@ -113,17 +119,32 @@ def load_ranges(path: str | os.PathLike) -> Ranges:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         ranges = doc["ranges"]
         ok = doc.get("format") == RANGES_FORMAT and all(
-            isinstance(v, list) and len(v) == 4 and all(isinstance(x, (int, float)) and np.isfinite(x) for x in v)
+            isinstance(v, list) and len(v) == 4 and all(np.isfinite(np.asarray(x, np.float64)).all() for x in v)
             for v in ranges.values())
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ActionrecError(f"{path}: not int8 ranges ({type(e).__name__}): measure them again "
                              "(tools/make_int8_ranges.py for pretrained weights)") from None
     if not ok:
         raise ActionrecError(f"{path}: int8 ranges of another format or with non-finite values: measure them again")
-    return {str(k): [float(x) for x in v] for k, v in ranges.items()}
+    return {str(k): list(v) for k, v in ranges.items()}
 
 
-def shipped_ranges(weights_name: str) -> Ranges | None:
-    """The ranges shipped for pretrained weights `weights_name` (assets/int8/<name>.json), or None."""
-    path = resources.files("actionrec") / "assets" / "int8" / f"{weights_name}.json"
-    return load_ranges(path) if path.is_file() else None
+def measured_path(weights_name: str) -> Path:
+    """Where ranges measured on this machine for weights `weights_name` are kept: $ACTIONREC_HOME/int8/<name>.json."""
+    return home_dir() / "int8" / f"{weights_name}.json"
+
+
+def ranges_for(info) -> Ranges:
+    """The activation ranges for a model's frozen backbone (`info`: its ModelInfo; a run's frozen part is its
+    pretrained backbone): measured on this machine ($ACTIONREC_HOME/int8), else shipped with the package
+    (assets/int8). Ranges measured on other weights than the model's, or none at all, are refused in one line."""
+    name = info.spec.name
+    for path in (measured_path(name), resources.files("actionrec") / "assets" / "int8" / f"{name}.json"):
+        if path.is_file():
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if doc.get("weights_sha256") not in (None, info.weights_sha256):
+                raise ActionrecError(f"{path}: int8 ranges of other {name} weights: measure them again for yours "
+                                     f"(actionrec weights calibrate {name} VIDEO...)")
+            return load_ranges(path)
+    raise ActionrecError(f"no int8 ranges for {name}: measure them on a few of your videos with "
+                         f"`actionrec weights calibrate {name} VIDEO...` (or use --precision auto)")
