@@ -187,6 +187,13 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights_calibrate(args: argparse.Namespace) -> int:
+    from .apps.quantize import calibrate_int8
+
+    print(calibrate_int8(args.name, args.videos, out=args.out))
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from .apps.windows import default_cache_root
     from .training import caches
@@ -392,7 +399,8 @@ def _engine_parent() -> argparse.ArgumentParser:
 
     p = _parent()
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32 (default: %(default)s)")
+                   help="auto: bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32; int8: OpenVINO with "
+                        "NNCF-quantized convolutions (pip install nncf) (default: %(default)s)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: OpenVINO on the CPU when installed, else PyTorch (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]; auto: CUDA when available (default: %(default)s)")
@@ -606,7 +614,7 @@ def _add_watch(sub, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _add_weights_cache(sub) -> None:
-    w = sub.add_parser("weights", help="list or fetch pretrained weights")
+    w = sub.add_parser("weights", help="list, fetch or calibrate (int8) pretrained weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)
     wl = wsub.add_parser("list", help="what exists and what is cached")
     wl.set_defaults(func=cmd_weights_list)
@@ -615,6 +623,14 @@ def _add_weights_cache(sub) -> None:
     wf.add_argument("--from", dest="source", default=None, help="a local file or URL instead of the published download")
     wf.add_argument("--force", action="store_true", help="convert again even if cached")
     wf.set_defaults(func=cmd_weights_fetch)
+    wc = wsub.add_parser("calibrate", help="measure int8 activation ranges on your videos (for --precision int8)",
+                         description="Runs the weights on central clips of up to 48 of VIDEO... and keeps each "
+                                     "activation's range, so --precision int8 can quantize them (pip install nncf). "
+                                     "i3d-kinetics400 ships its ranges; C3D and your own weights need this once.")
+    wc.add_argument("name", help="weights name, e.g. c3d-sports1m")
+    wc.add_argument("videos", nargs="+", metavar="VIDEO", help="real videos of the kind you will run it on")
+    wc.add_argument("--out", default=None, help="where to write the ranges (default: the cache, where int8 finds them)")
+    wc.set_defaults(func=cmd_weights_calibrate)
 
     c = sub.add_parser("cache", help="size of the feature and timeline caches; prune them by age or use",
                        description="Shows what the feature cache and the timeline cache hold; --older-than and --unused "

@@ -86,11 +86,22 @@ class Engine:
         self.requested = (precision, backend)
         self.precision = resolve_precision("fp32" if not fast and precision == "auto" else precision, device=self.device.type)
         self.backend = resolve_backend(backend, model, self.device) if fast else "torch"
+        if self.precision == "int8":
+            self._check_int8()
         self.threads = threads
         self.clips_run = 0  # clips through the network so far (tests check cache reuse with it)
         self._net: nn.Module | None = None
         self._openvino: OpenVINONet | None = None
         self._lock = threading.Lock()
+
+    def _check_int8(self) -> None:
+        """int8 runs on OpenVINO from the backbone's activation ranges: refuse, in one line, what cannot."""
+        from .models import int8
+
+        if self.backend != "openvino":
+            raise ActionrecError(f"--precision int8 runs on the OpenVINO backend, not {self.backend}: "
+                                 "use --backend auto or openvino (pip install openvino)")
+        int8.ranges_for(self.info)
 
     def describe(self) -> dict:
         """Backend, precision, CPU and its flags, threads, versions: what runs cache keys and `doctor` record."""

@@ -3,8 +3,9 @@
     python bench/bench_i3d.py [--model i3d|c3d] [--quick] [--compile] [--busy 60]
 
 Rows: eager PyTorch; the engine's PyTorch path (oneDNN-packed convolutions + channels_last, models/accel.py "auto");
-PyTorch bf16 autocast (channels_last); OpenVINO's CPU plugin in f32 and bf16 (through the engine: torch.export ->
-OpenVINO IR); ONNX Runtime fp32 (torch.onnx.export dynamo=True, dynamic batch); torch.compile with inductor freezing
+PyTorch bf16 autocast (channels_last); OpenVINO's CPU plugin in f32, bf16 and int8 (through the engine: torch.export ->
+OpenVINO IR; int8: NNCF-quantized from the shipped activation ranges, or ranges measured on the real clips for a
+network without them); ONNX Runtime fp32 (torch.onnx.export dynamo=True, dynamic batch); torch.compile with inductor freezing
 (--compile: minutes of compile time). bf16 rows run only where the CPU has native bf16 (elsewhere it is emulated and
 100-300x slower). The row the engine takes by default is marked.
 
@@ -96,6 +97,28 @@ def engine_row(label: str, model: nn.Module, x: torch.Tensor, home: Path, **opti
     return Row(label, lambda b: engine.forward(b, "logits"), cold, warm, note)
 
 
+def int8_row(model: nn.Module, x: torch.Tensor, home: Path) -> Row | None:
+    """OpenVINO int8 (NNCF) through the engine, from the shipped ranges; a network with none (C3D here, random
+    weights) gets ranges measured on the real clips first, as `actionrec weights calibrate` would."""
+    from actionrec.models import int8
+
+    if not int8.available():
+        return None
+    os.environ["ACTIONREC_HOME"] = str(home)
+    try:
+        int8.ranges_for(model.info)
+    except actionrec.ActionrecError:
+        from actionrec.apps.quantize import calibration_clips
+        from actionrec.models.backends import HEAD, OpenVINONet
+        import openvino
+
+        clips = calibration_clips(model, sorted(p for p in CLIPS.iterdir() if p.suffix in (".avi", ".mp4")))
+        ir = openvino.Core().read_model(OpenVINONet(model, "fp32").ir_path(HEAD, tuple(clips[0].shape[1:])))
+        ir.reshape([1, *clips[0].shape[1:]])
+        int8.save_ranges(int8.measured_path(model.info.spec.name), int8.measure_ranges(ir, clips))
+    return engine_row("OpenVINO int8 (NNCF)", model, x, home, backend="openvino", precision="int8")
+
+
 def onnxruntime_row(model: nn.Module, x: torch.Tensor, threads: int | None = None) -> Row | None:
     try:
         import onnxruntime as ort
@@ -137,6 +160,8 @@ def build_rows(model: nn.Module, x: torch.Tensor, args, home: Path) -> list[Row]
     rows.append(engine_row("OpenVINO f32", model, x, home / "ov-f32", backend="openvino", precision="fp32"))
     if bf16:
         rows.append(engine_row("OpenVINO bf16", model, x, home / "ov-bf16", backend="openvino", precision="bf16"))
+    int8 = int8_row(model, x, home / "ov-int8")
+    rows += [int8] if int8 else []
     ort_row = None if args.quick else onnxruntime_row(model, x)
     rows += [ort_row] if ort_row else []
     if args.compile:

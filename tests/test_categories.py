@@ -149,3 +149,15 @@ def test_apply_groups_window_probabilities_before_the_timeline_smooths():
     assert groups.apply(prediction).top(2)[0] == ("dancing", pytest.approx(0.8, abs=1e-5))
     with pytest.raises(ActionrecError, match="made for other classes"):
         make_groups({"x": ["a"]}, ("a", "b"), "test").apply(prediction)
+
+
+def test_timeline_by_published_category(i3d_kinetics, realclips):
+    """timeline(groups=...) reports parents: the archery clip's time is "athletics - throwing + launching"."""
+    from actionrec.apps.categories import load_groups
+    from actionrec.apps.timeline import timeline
+
+    groups = load_groups(i3d_kinetics.info.categories, "category")
+    tl = timeline(realclips / "archery.avi", i3d_kinetics, groups=groups, cache=False)
+    assert set(tl.totals) <= set(groups.names) | {"none"}
+    assert max(tl.totals, key=tl.totals.get) == "athletics - throwing + launching"
+    assert "default" in tl.threshold_source  # per-class calibration does not carry over to groups

@@ -33,6 +33,7 @@ from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..models.pretrained import check_classifier
 from .calibration import DEFAULT_THRESHOLD, resolve_labels, thresholds_for
+from .categories import Groups
 from .windows import WindowProbs, window_probabilities
 
 NONE = "none"
@@ -397,22 +398,26 @@ def timeline(
     batch_size: int | None = None,
     cache: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], None] | None = None,
+    groups: Groups | None = None,
 ) -> Timeline:
     """The labelled timeline of a whole video: the one composition of `actionrec timeline`, the page and Python (labels
     resolved, thresholds calibrated or given, per-window probabilities in one streaming pass or from the cache, then
     :func:`build_timeline`). `model` is a loaded model, a weights name or a run directory; `cache` as in
     :func:`~actionrec.apps.windows.window_probabilities`. The result keeps the probabilities of every class
-    (`Timeline.windows`), which the page stores to relabel."""
+    (`Timeline.windows`), which the page stores to relabel. `groups` (:func:`~actionrec.apps.categories.load_groups`)
+    sums each window's probabilities per group before smoothing, and `labels` then name groups; thresholds calibrated
+    per class do not carry over to groups, so a group takes `threshold` or the default."""
     if not isinstance(model, (nn.Module, Engine)):
         from ..engine import load_model
 
         model = load_model(model)
     engine = engine_for(model)
     check_classifier(engine.info)
-    chosen = resolve_labels(labels, engine.info.categories)
-    thresholds, source = thresholds_for(engine.info, chosen, threshold)
+    chosen = resolve_labels(labels, groups.names if groups else engine.info.categories)
+    thresholds, source = thresholds_for(None if groups else engine.info, chosen, threshold)
     wp = window_probabilities(video, engine, window, stride, batch_size=batch_size, cache=cache, progress=progress)
-    return build_timeline(wp, chosen, thresholds, source, smooth=smooth, min_segment=min_segment)
+    return build_timeline(groups.apply(wp) if groups else wp, chosen, thresholds, source, smooth=smooth,
+                          min_segment=min_segment)
 
 
 def cross_point(x0: float, x1: float, f0: float, f1: float) -> float:

@@ -44,11 +44,12 @@ from .network import EndpointNetwork, forward_output
 from ..files import home_dir
 from .weights import tensors_sha256
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 BACKENDS = ("auto", "openvino", "torch")
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}  # int8: quantized operations in int8, the rest as "auto" picks
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot products in one instruction
 PRECISION_ENV, BACKEND_ENV = "ACTIONREC_PRECISION", "ACTIONREC_BACKEND"  # what "auto" means when set
 BATCH_DIM_MAX = 4096  # the exported graphs take any batch up to this
 
@@ -101,18 +102,28 @@ def native_bf16(flags: frozenset[str] | None = None) -> bool:
     return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
 
 
+def float_precision(flags: frozenset[str] | None = None, device: str = "cpu") -> str:
+    """The best float precision here: bf16 where the CPU has native bf16, fp32 elsewhere and off the CPU."""
+    return "bf16" if native_bf16(flags) and device == "cpu" else "fp32"
+
+
 def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = None, device: str = "cpu") -> str:
-    """"fp32" or "bf16": "auto" is $ACTIONREC_PRECISION if set, else bf16 where the CPU has native bf16 (see the
-    module doc), fp32 elsewhere and off the CPU. A forced "bf16" on a CPU that emulates it is honoured, with a
-    warning."""
+    """"fp32", "bf16" or "int8": "auto" is $ACTIONREC_PRECISION if set, else bf16 where the CPU has native bf16 (see
+    the module doc), fp32 elsewhere and off the CPU. A forced "bf16" on a CPU that emulates it is honoured, with a
+    warning; "int8" (OpenVINO on the CPU, NNCF installed: :mod:`actionrec.models.int8`) is only ever asked for."""
     if precision == "auto":
         precision = os.environ.get(PRECISION_ENV) or "auto"
     if precision not in PRECISIONS:
         raise ActionrecError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    native = native_bf16(flags)
     if precision == "auto":
-        return "bf16" if native and device == "cpu" else "fp32"
-    if precision == "bf16" and device == "cpu" and not native:
+        return float_precision(flags, device)
+    if precision == "int8":
+        if device != "cpu":
+            raise ActionrecError(f"--precision int8 runs on the CPU (OpenVINO), not {device}: use --device cpu")
+        from .int8 import require
+
+        require()
+    if precision == "bf16" and device == "cpu" and not native_bf16(flags):
         warn_once("bf16 was asked for, but this CPU has no native bf16 (avx512_bf16 / amx_bf16): it is emulated "
                   "and far slower than fp32 (use --precision auto or fp32)")
     return precision
@@ -263,7 +274,8 @@ class OpenVINONet:
         self.seconds_preparing = 0.0  # export, conversion and compiles so far (the bench reports it)
 
     def config(self) -> dict[str, str]:
-        cfg = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[self.precision], "PERFORMANCE_HINT": "LATENCY"}
+        hint = OPENVINO_PRECISION[float_precision() if self.precision == "int8" else self.precision]
+        cfg = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
         if self.threads:
             cfg["INFERENCE_NUM_THREADS"] = str(self.threads)
         return cfg
@@ -280,13 +292,13 @@ class OpenVINONet:
         key = (graph, shape)
         if key not in self._compiled:
             start = time.perf_counter()
-            model = self._core.read_model(self._ir(graph, shape))
+            model = self._core.read_model(self.ir_path(graph, shape))
             model.reshape([-1, *shape])
             self._compiled[key] = self._core.compile_model(model, "CPU", self.config())
             self.seconds_preparing += time.perf_counter() - start
         return self._compiled[key]
 
-    def _ir(self, graph: str, shape: tuple[int, ...]) -> Path:
+    def ir_path(self, graph: str, shape: tuple[int, ...]) -> Path:
         """The saved IR (model.xml) of `graph` for the shape class of `shape`, exported and converted if absent."""
         if self._digest is None:
             self._digest = network_digest(self.model)
@@ -294,7 +306,17 @@ class OpenVINONet:
         folder = compiled_dir() / "ir" / key
         if not (folder / "model.xml").is_file():
             self._export(graph, shape, folder)
-        return folder / "model.xml"
+        if self.precision != "int8":
+            return folder / "model.xml"
+        from . import int8
+
+        ranges = int8.ranges_for(self.model.info)
+        quantized = compiled_dir() / "ir" / f"{key}-int8-{int8.ranges_digest(ranges)}"
+        if not (quantized / "model.xml").is_file():
+            float_ir = self._core.read_model(folder / "model.xml")
+            float_ir.reshape([-1, *shape])
+            _save_ir(int8.quantize(float_ir, ranges, shape), quantized)
+        return quantized / "model.xml"
 
     def _export(self, graph: str, shape: tuple[int, ...], folder: Path) -> None:
         import openvino
@@ -305,13 +327,20 @@ class OpenVINONet:
             warnings.simplefilter("ignore")
             program = torch.export.export(_Graph(self.model, graph).eval(), (example,), dynamic_shapes=({0: batch},))
             converted = openvino.convert_model(program)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            openvino.save_model(converted, tmp / "model.xml", compress_to_fp16=False)  # fp16 weights would change outputs
-            os.replace(tmp, folder)  # atomic; another process may have put the same IR there first
-        except OSError:
-            if not (folder / "model.xml").is_file():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _save_ir(converted, folder)
+
+
+def _save_ir(model, folder: Path) -> None:
+    """Save an openvino.Model as folder/model.xml (+ .bin), atomically: the folder appears whole or not at all."""
+    import openvino
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        openvino.save_model(model, tmp / "model.xml", compress_to_fp16=False)  # fp16 weights would change outputs
+        os.replace(tmp, folder)  # atomic; another process may have put the same IR there first
+    except OSError:
+        if not (folder / "model.xml").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
