@@ -39,7 +39,8 @@ def default_of(owner: object, name: str) -> object:
 
 
 def _archive(source: str, out: str, process, args: argparse.Namespace) -> int:
-    """A folder or list of videos: one JSON per video under `out`, an index, a summary (see apps.archive)."""
+    """A folder or list of videos: one JSON per video under `out`, an index, a summary (see apps.archive);
+    `process` is the archive's one stream over its videos (apps.archive.Stream)."""
     from .apps.archive import process_archive, summary_table
 
     summary = process_archive(source, out, process, on_error=lambda video, message: say_error(message),
@@ -70,7 +71,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if len(args.videos) == 1 and is_archive(args.videos[0]):
         options = dict(frames=frames, test_views=views, batch_size=args.batch_size)
         out = args.out or f"{Path(args.videos[0]).stem}_predictions"
-        return _archive(args.videos[0], out, lambda v: next(predict_iter([v], model, **options)).to_dict(args.top), args)
+        return _archive(args.videos[0], out, lambda videos, on_error: ((p.video, p.to_dict(args.top)) for p in
+                        predict_iter(videos, model, on_error=on_error, **options)), args)
     for pred in predict_iter(args.videos, model, frames=frames, test_views=views, batch_size=args.batch_size, on_error=on_error):
         if pred.warning:
             print(f"actionrec: warning: {pred.warning}", file=sys.stderr)
@@ -230,7 +232,7 @@ def _classifier(name: str, args: argparse.Namespace):
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from .apps.archive import is_archive
+    from .apps.archive import is_archive, one_at_a_time
     from .apps.calibration import resolve_labels
     from .apps.timeline import timeline
     from .console import progress_callback
@@ -244,7 +246,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
                         cache=False if args.no_cache else args.cache, progress=progress)
 
     if is_archive(args.video):
-        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines", lambda v: one(v).to_dict(), args)
+        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines",
+                        one_at_a_time(lambda v: one(v).to_dict()), args)
     update, close = progress_callback("timeline", "window", not args.quiet)
     try:
         tl = one(args.video, update)
