@@ -491,7 +491,7 @@ def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def _add_evaluate_compare_demo(sub, parents: list[argparse.ArgumentParser]) -> None:
+def _add_evaluate_demo(sub, parents: list[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("evaluate", parents=parents)
     e.add_argument("run", help="run directory")
     _dataset_args(e)
@@ -499,16 +499,18 @@ def _add_evaluate_compare_demo(sub, parents: list[argparse.ArgumentParser]) -> N
     _test_views_arg(e, "the run's own, as its test phase")
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("compare")
-    c.add_argument("runs", nargs="+", help="run directories")
-    c.add_argument("--markdown", action="store_true", help="a Markdown table")
-    c.set_defaults(func=cmd_compare)
-
     d = sub.add_parser("demo", parents=parents)
     d.add_argument("--out", default=DEFAULT_DEMO_OUT, help="run directory, replaced if it exists (default: %(default)s)")
     d.add_argument("--data", default=None, help="where to write the demo videos (default: $ACTIONREC_HOME/demo-data)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+
+def _add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="runs side by side (accuracy, loss, time, per-class F1, size)")
+    c.add_argument("runs", nargs="+", help="run directories")
+    c.add_argument("--markdown", action="store_true", help="a Markdown table")
+    c.set_defaults(func=cmd_compare)
 
 
 def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
@@ -635,10 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
     model, windows, engine = functools.cache(_model_parent), functools.cache(_window_parent), functools.cache(_engine_parent)
     sub.add_lazy({"predict": "per-class probabilities for videos"}, lambda: _add_predict(sub, [model(), engine()]))
     sub.add_lazy({"train": "train a classifier on your classes"}, lambda: _add_train(sub, [engine()]))
-    sub.add_lazy({"evaluate": "score a trained run on labelled videos",
-                  "compare": "runs side by side (accuracy, loss, time, per-class F1, size)",
-                  "demo": "the whole workflow on a built-in synthetic dataset, in minutes"},
-                 lambda: _add_evaluate_compare_demo(sub, [engine()]))
+    evaluate_demo = lambda: _add_evaluate_demo(sub, [engine()])  # noqa: E731
+    sub.add_lazy({"evaluate": "score a trained run on labelled videos"}, evaluate_demo)
+    _add_compare(sub)
+    sub.add_lazy({"demo": "the whole workflow on a built-in synthetic dataset, in minutes"}, evaluate_demo)
     sub.add_lazy({"timeline": "label a long video over time: segments, minutes per class, CSV/JSON/SRT/PNG",
                   "flag": "time ranges showing given actions, and optionally a censored copy"},
                  lambda: _add_timeline_flag(sub, [model(), windows(), _long_video_parent(), engine()]))

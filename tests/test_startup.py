@@ -35,7 +35,7 @@ def imported_after(argv: list[str]) -> tuple[list[str], str]:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["weights", "--help"], ["weights", "list", "--help"], ["cache", "--help"],
-                                  ["serve", "--help"]])
+                                  ["compare", "--help"], ["serve", "--help"]])
 def test_help_imports_no_network_library(argv):
     heavy, text = imported_after(argv)
     assert heavy == [] and "usage: actionrec" in text
