@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import sys
@@ -39,7 +40,8 @@ def default_of(owner: object, name: str) -> object:
 
 
 def _archive(source: str, out: str, process, args: argparse.Namespace) -> int:
-    """A folder or list of videos: one JSON per video under `out`, an index, a summary (see apps.archive)."""
+    """A folder or list of videos: one JSON per video under `out`, an index, a summary (see apps.archive);
+    `process` is the archive's one stream over its videos (apps.archive.Stream)."""
     from .apps.archive import process_archive, summary_table
 
     summary = process_archive(source, out, process, on_error=lambda video, message: say_error(message),
@@ -70,7 +72,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if len(args.videos) == 1 and is_archive(args.videos[0]):
         options = dict(frames=frames, test_views=views, batch_size=args.batch_size)
         out = args.out or f"{Path(args.videos[0]).stem}_predictions"
-        return _archive(args.videos[0], out, lambda v: next(predict_iter([v], model, **options)).to_dict(args.top), args)
+        return _archive(args.videos[0], out, lambda videos, on_error: ((p.video, p.to_dict(args.top)) for p in
+                        predict_iter(videos, model, on_error=on_error, **options)), args)
     for pred in predict_iter(args.videos, model, frames=frames, test_views=views, batch_size=args.batch_size, on_error=on_error):
         if pred.warning:
             print(f"actionrec: warning: {pred.warning}", file=sys.stderr)
@@ -237,7 +240,7 @@ def _classifier(name: str, args: argparse.Namespace):
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from .apps.archive import is_archive
+    from .apps.archive import is_archive, one_at_a_time
     from .apps.calibration import resolve_labels
     from .apps.timeline import timeline
     from .console import progress_callback
@@ -251,7 +254,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
                         cache=False if args.no_cache else args.cache, progress=progress)
 
     if is_archive(args.video):
-        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines", lambda v: one(v).to_dict(), args)
+        return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines",
+                        one_at_a_time(lambda v: one(v).to_dict()), args)
     update, close = progress_callback("timeline", "window", not args.quiet)
     try:
         tl = one(args.video, update)
@@ -465,7 +469,7 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 def _add_predict(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .apps.predict import Prediction, predict_iter
 
-    p = sub.add_parser("predict", parents=parents, help="per-class probabilities for videos", description="Top-K actions of each video.")
+    p = sub.add_parser("predict", parents=parents, description="Top-K actions of each video.")
     p.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, webm, mov, gif) or folders of frames; or ONE "
                    "folder of videos or .txt list of videos (an archive: one JSON per video under --out, resumable)")
     p.add_argument("--out", default=None, help="archive mode: folder for the per-video JSON, index.jsonl and summary.json "
@@ -512,7 +516,7 @@ def _per_backbone(key: str) -> str:
 def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .training.config import BACKBONE_DEFAULTS, HEADS, TrainConfig as C
 
-    t = sub.add_parser("train", parents=parents, help="train a classifier on your classes", description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
+    t = sub.add_parser("train", parents=parents, description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
     _dataset_args(t)
     t.add_argument("--test", default=None, help="a folder of test videos (one sub-folder per class) instead of a held-out fraction")
     t.add_argument("--out", default=DEFAULT_TRAIN_OUT, help="run directory to write (default: %(default)s)")
@@ -541,31 +545,33 @@ def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def _add_evaluate_compare_demo(sub, parents: list[argparse.ArgumentParser]) -> None:
-    e = sub.add_parser("evaluate", parents=parents, help="score a trained run on labelled videos")
+def _add_evaluate_demo(sub, parents: list[argparse.ArgumentParser]) -> None:
+    e = sub.add_parser("evaluate", parents=parents)
     e.add_argument("run", help="run directory")
     _dataset_args(e)
     e.add_argument("--json", action="store_true", help="metrics as one JSON object")
     _test_views_arg(e, "the run's own, as its test phase")
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("compare", help="runs side by side (accuracy, loss, time, per-class F1, size)")
-    c.add_argument("runs", nargs="+", help="run directories")
-    c.add_argument("--markdown", action="store_true", help="a Markdown table")
-    c.set_defaults(func=cmd_compare)
-
-    d = sub.add_parser("demo", parents=parents, help="the whole workflow on a built-in synthetic dataset, in minutes")
+    d = sub.add_parser("demo", parents=parents)
     d.add_argument("--out", default=DEFAULT_DEMO_OUT, help="run directory, replaced if it exists (default: %(default)s)")
     d.add_argument("--data", default=None, help="where to write the demo videos (default: $ACTIONREC_HOME/demo-data)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
 
+def _add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="runs side by side (accuracy, loss, time, per-class F1, size)")
+    c.add_argument("runs", nargs="+", help="run directories")
+    c.add_argument("--markdown", action="store_true", help="a Markdown table")
+    c.set_defaults(func=cmd_compare)
+
+
 def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .apps.flag import censor_video, flag_ranges
     from .apps.timeline import DEFAULT_SMOOTH
 
-    tl = sub.add_parser("timeline", parents=parents, help="label a long video over time: segments, minutes per class, CSV/JSON/SRT/PNG",
+    tl = sub.add_parser("timeline", parents=parents,
                         description="Sliding windows over the whole video in one streaming pass, smoothed, with 'none' "
                                     "where no class is confident; merged segments and the time per class.")
     tl.add_argument("--labels", default=None, help="comma-separated classes to report (e.g. Kinetics-400 'playing tennis,skiing'); others count as none")
@@ -575,7 +581,7 @@ def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
                     "an archive: ./<name>_timelines)")
     tl.set_defaults(func=cmd_timeline)
 
-    fl = sub.add_parser("flag", parents=parents, help="time ranges showing given actions, and optionally a censored copy",
+    fl = sub.add_parser("flag", parents=parents,
                         description="The time ranges where any of --labels reaches its threshold; --censor writes a copy "
                                     "with them blacked out or blurred (audio copied, duration unchanged; needs PyAV).")
     fl.add_argument("--labels", required=True, help="comma-separated classes to flag")
@@ -592,7 +598,7 @@ def _add_watch(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .apps.watch import WatchOptions as W
     from .data.video import DEFAULT_FPS
 
-    wa = sub.add_parser("watch", parents=parents, help="live alerts on a camera, a stream or a file",
+    wa = sub.add_parser("watch", parents=parents,
                         description="Classify windows as the frames arrive and raise debounced alerts; ends at the end "
                                     "of the stream or on Ctrl-C.")
     wa.add_argument("source", help="camera index (0), stream URL (rtsp://, http://...) or video file")
@@ -665,19 +671,69 @@ def _add_suggest(sub, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_suggest)
 
 
+class _Parsers(dict):
+    """Command name -> parser, where looking a lazy command up builds its parser first (see _Commands)."""
+
+    def __init__(self, build: Callable[[str], None]):
+        super().__init__()
+        self._build = build
+
+    def __getitem__(self, name: str) -> argparse.ArgumentParser:
+        self._build(name)
+        return super().__getitem__(name)
+
+
+class _Commands(argparse._SubParsersAction):
+    """The subcommands. A lazy one (:meth:`add_lazy`) is listed by `actionrec --help` from its one-line help alone;
+    its parser is built when it is chosen, because its options' defaults are declared in modules that import PyTorch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, tuple[str, Callable[[], None]]] = {}  # name -> (one-line help, what adds its parser)
+        self._name_parser_map = self.choices = _Parsers(self.build)
+
+    def add_lazy(self, helps: dict[str, str], build: Callable[[], None]) -> None:
+        """Commands (name: one-line help) whose parsers `build()` adds with add_parser, once one of them is chosen."""
+        for name, text in helps.items():
+            super().add_parser(name, help=text)  # a stand-in: listed, and a valid choice
+            self._lazy[name] = (text, build)
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        if name in self._lazy:  # the real parser of a lazy command replaces its stand-in (and is listed already)
+            text, _ = self._lazy.pop(name)
+            del self._name_parser_map[name]
+            kwargs.pop("help", None)
+            kwargs.setdefault("description", text[:1].upper() + text[1:] + ".")
+        return super().add_parser(name, **kwargs)
+
+    def build(self, name: str) -> None:
+        """Build the parser of `name` if it is a lazy command not built yet."""
+        if name in self._lazy:
+            self._lazy[name][1]()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. The commands whose defaults import PyTorch are built when chosen (see _Commands), so
+    that `actionrec --help` and the other commands' help start at once."""
     parser = argparse.ArgumentParser(prog="actionrec", description="Recognise human actions in videos with pretrained 3D CNNs.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    model, windows, engine = _model_parent(), _window_parent(), _engine_parent()
-    _add_predict(sub, [model, engine])
-    _add_train(sub, [engine])
-    _add_evaluate_compare_demo(sub, [engine])
-    _add_timeline_flag(sub, [model, windows, _long_video_parent(), engine])
-    _add_watch(sub, [model, windows, engine])
-    _add_suggest(sub, [model, windows, engine])
+    sub = parser.add_subparsers(dest="command", required=True, action=_Commands)
+    model, windows, engine = functools.cache(_model_parent), functools.cache(_window_parent), functools.cache(_engine_parent)
+    sub.add_lazy({"predict": "per-class probabilities for videos"}, lambda: _add_predict(sub, [model(), engine()]))
+    sub.add_lazy({"train": "train a classifier on your classes"}, lambda: _add_train(sub, [engine()]))
+    evaluate_demo = lambda: _add_evaluate_demo(sub, [engine()])  # noqa: E731
+    sub.add_lazy({"evaluate": "score a trained run on labelled videos"}, evaluate_demo)
+    _add_compare(sub)
+    sub.add_lazy({"demo": "the whole workflow on a built-in synthetic dataset, in minutes"}, evaluate_demo)
+    sub.add_lazy({"timeline": "label a long video over time: segments, minutes per class, CSV/JSON/SRT/PNG",
+                  "flag": "time ranges showing given actions, and optionally a censored copy"},
+                 lambda: _add_timeline_flag(sub, [model(), windows(), _long_video_parent(), engine()]))
+    sub.add_lazy({"watch": "live alerts on a camera, a stream or a file"}, lambda: _add_watch(sub, [model(), windows(), engine()]))
+    sub.add_lazy({"suggest": "what to review next: where a model disagrees with your labels or is least sure"},
+                 lambda: _add_suggest(sub, [model(), windows(), engine()]))
     _add_weights_cache(sub)
-    _add_doctor(sub)
-    _add_export(sub)
+    sub.add_lazy({"doctor": "the CPU, its flags, and the backend and precision the engine picks"}, lambda: _add_doctor(sub))
+    sub.add_lazy({"export": "export a model or run to ONNX or OpenVINO IR, with PATH.json saying how to feed it"},
+                 lambda: _add_export(sub))
     from .serve.cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
@@ -701,7 +757,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _add_doctor(sub) -> None:
-    d = sub.add_parser("doctor", parents=[_engine_parent()], help="the CPU, its flags, and the backend and precision the engine picks")
+    d = sub.add_parser("doctor", parents=[_engine_parent()])
     d.add_argument("--json", action="store_true", help="one JSON object")
     d.set_defaults(func=cmd_doctor)
 
@@ -722,7 +778,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _add_export(sub) -> None:
     from .apps.export import FORMATS
 
-    e = sub.add_parser("export", help="export a model or run to ONNX or OpenVINO IR, with PATH.json saying how to feed it")
+    e = sub.add_parser("export")
     e.add_argument("model", metavar="MODEL_OR_RUN", help="pretrained weights name (e.g. i3d-kinetics400) or a run directory")
     e.add_argument("--format", required=True, choices=FORMATS, help="onnx: one .onnx file; openvino: an IR .xml + .bin")
     e.add_argument("--out", required=True, metavar="PATH", help="the exported file; its description goes to PATH.json")

@@ -10,7 +10,8 @@ import pytest
 
 from test_timeline import ColourModel, colour_frames, write_av_video
 
-from actionrec.apps.archive import list_archive, run_archive, summarize, summary_table
+from actionrec.apps.archive import list_archive, one_at_a_time, run_archive, summarize, summary_table
+from actionrec.apps.predict import predict_iter
 from actionrec.apps.timeline import timeline
 from actionrec.distributed import Ranks, balanced_shards, ranks_from_env, threads_per_rank
 from actionrec.errors import ActionrecError
@@ -43,8 +44,7 @@ def test_timeline_archive_resumes_and_reports_the_bad_file_once(archive, tmp_pat
     out = tmp_path / "out"
     errors = []
 
-    def process(video):
-        return timeline(video, model, stride=0.5, cache=False).to_dict()
+    process = one_at_a_time(lambda video: timeline(video, model, stride=0.5, cache=False).to_dict())
 
     items = list_archive(archive)
     first = run_archive(items, out, process, content_key, on_error=lambda v, m: errors.append(v))
@@ -64,6 +64,57 @@ def test_timeline_archive_resumes_and_reports_the_bad_file_once(archive, tmp_pat
     assert abs(summary["totals"]["Green"] - 3.5) < 0.6
     text = summary_table(summary)
     assert "3 of 4 videos done, 1 failed" in text and "broken.mp4" in text
+
+
+class BatchRecordingModel(ColourModel):
+    """The colour model, recording the size of each batch it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return super().forward(x)
+
+
+def test_predict_archive_is_one_stream_whose_batches_cross_videos_and_resumes(archive, tmp_path):
+    model = BatchRecordingModel()
+    out = tmp_path / "out"
+    errors = []
+
+    def stream(videos, on_error):
+        return ((p.video, p.to_dict()) for p in predict_iter(videos, model, batch_size=4, on_error=on_error))
+
+    items = list_archive(archive)
+    entries = list(run_archive(items, out, stream, content_key, on_error=lambda v, m: errors.append(v)))
+    assert [(e["relative"], e["status"]) for e in entries] == [
+        ("broken.mp4", "error"), ("c.mp4", "ok"), ("season/b.mp4", "ok"), ("season/week1/a.mp4", "ok")]
+    assert model.batches == [3]  # one clip per readable video, all three in one batch
+    assert errors == [str(archive / "broken.mp4")]
+    assert json.loads((out / "season" / "b.mp4.json").read_text())["top"][0]["label"] == "Blue"
+    assert json.loads((out / "c.mp4.json").read_text())["top"][0]["label"] == "Green"
+
+    # killed after two results: the rerun does only the rest, in one stream again
+    (out / "index.jsonl").unlink()
+    first = run_archive(items, out, stream, content_key)
+    assert [next(first)["relative"], next(first)["relative"]] == ["broken.mp4", "c.mp4"]
+    first.close()
+    model.batches.clear()
+    entries = list(run_archive(items, out, stream, content_key))
+    assert [e["relative"] for e in entries] == ["season/b.mp4", "season/week1/a.mp4"] and model.batches == [2]
+    assert summarize(out)["done"] == 3
+
+
+def test_a_video_that_cannot_be_hashed_is_reported_once_and_the_others_go_on(archive, tmp_path):
+    out = tmp_path / "out"
+    errors = []
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{archive / 'c.mp4'}\n{tmp_path / 'gone.mp4'}\n{archive / 'season' / 'b.mp4'}\n")
+    stream = one_at_a_time(lambda video: {"video": video})
+    entries = list(run_archive(list_archive(listing), out, stream, content_key, on_error=lambda v, m: errors.append(m)))
+    assert [e["status"] for e in entries] == ["ok", "error", "ok"]
+    assert len(errors) == 1 and "gone.mp4" in errors[0] and "gone.mp4" in entries[1]["error"]
 
 
 def test_shards_are_balanced_by_duration_and_cover_every_item_once():

@@ -145,6 +145,24 @@ def test_an_entry_damaged_during_training_stops_it_in_one_line(videos, tmp_path)
     assert "\n" not in str(err.value)
 
 
+def test_each_entry_is_read_and_checked_once_per_run_within_the_memory_bound(videos, tmp_path, monkeypatch):
+    from actionrec.training import phases
+
+    entries = cache_for(tmp_path / "features").extract(videos)
+    reads = []
+    monkeypatch.setattr(phases, "read_entry", lambda path: reads.append(path) or read_entry(path))
+    data = phases.Activations([entries[(v, 0)] for v in videos], [0, 1, 0])
+    epochs = [torch.cat([x for x, _ in data.batches(2, order)]) for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0])]
+    assert len(reads) == 3  # three epochs, each clip read once
+    assert torch.equal(epochs[1], epochs[0][[2, 0, 1]]) and torch.equal(epochs[2], epochs[0][[1, 2, 0]])
+    monkeypatch.setattr(phases, "KEEP_BYTES", 0)  # nothing fits: every batch reads from disk again
+    data = phases.Activations([entries[(v, 0)] for v in videos], [0, 1, 0])
+    reads.clear()
+    for _ in range(2):
+        list(data.batches(2))
+    assert len(reads) == 6
+
+
 def test_an_unwritable_cache_is_refused_in_one_line(videos, tmp_path):
     from actionrec.errors import ActionrecError
 

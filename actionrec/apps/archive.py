@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,44 +110,102 @@ def _append(out: Path, entry: dict) -> None:
         os.close(fd)
 
 
+Stream = Callable[[Iterable[str], Callable[[str, str], None]], Iterable[tuple[str, dict]]]
+"""``process(videos, on_error)``: one pass over the videos (an iterable it pulls lazily), yielding ``(video, result)``
+for each readable one and calling ``on_error(video, message)`` for each other, in the order of ``videos``: e.g. one
+``Engine.map`` whose batches and decode-ahead cross video boundaries (:func:`actionrec.apps.predict.predict_iter`)."""
+
+
+def one_at_a_time(process: Callable[[str], dict]) -> Stream:
+    """A :data:`Stream` of a function of one video (a video whose processing raises ActionrecError goes to on_error)."""
+
+    def stream(videos: Iterable[str], on_error: Callable[[str, str], None]) -> Iterator[tuple[str, dict]]:
+        for video in videos:
+            try:
+                result = process(video)
+            except ActionrecError as err:
+                on_error(video, str(err))
+                continue
+            yield video, result
+
+    return stream
+
+
 def run_archive(
     items: list[Item],
     out: str | os.PathLike,
-    process: Callable[[str], dict],
+    process: Stream,
     key: Callable[[str], str],
     ranks: Ranks = Ranks(),
     on_error: Callable[[str, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
-    """Process this rank's share of `items` not yet in the index; yield each new index entry.
+    """Process this rank's share of `items` not yet in the index, in one pass of ``process`` (a :data:`Stream`);
+    yield each new index entry as its video completes (its result written to OUT/<relative>.json first).
 
-    ``process(video) -> dict`` is the result written to OUT/<relative>.json; ``key(video)`` identifies its content.
-    A video whose processing raises ActionrecError is recorded as failed and reported to ``on_error``.
+    ``key(video)`` identifies a video's content; it is computed as the stream pulls the video (in the stream's decode
+    thread), so the first results do not wait for every file to be hashed. A video that cannot be read (by ``key`` or
+    by ``process``) is recorded as failed and reported once to ``on_error``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_index(out)
     shard = my_shard(items, _duration, ranks) if ranks.distributed else items
-    for item in shard:
-        entry = {"video": item.video, "relative": item.relative}
-        try:
-            entry["key"] = key(item.video)
+    pending: deque[dict] = deque()  # entries of the videos handed to `process`, in its order
+    skipped = [0, 0]  # videos found done (counted by `todo` on the stream's thread), and of those told to `progress`
+
+    def todo() -> Iterator[str]:
+        for item in shard:
+            entry = {"video": item.video, "relative": item.relative}
+            try:
+                entry["key"] = key(item.video)
+            except ActionrecError as err:
+                entry["error"] = str(err)  # recorded in its turn, whatever `process` makes of the file
             previous = done.get(item.relative)
-            if previous is not None and previous.get("key") == entry["key"]:
-                if progress:
-                    progress(1)
+            if "key" in entry and previous is not None and previous.get("key") == entry["key"]:
+                skipped[0] += 1
                 continue
-            result = process(item.video)
-            write_json(out / f"{item.relative}.json", result)
-            entry.update(status="ok", result=f"{item.relative}.json")
-        except ActionrecError as err:
-            entry.update(status="error", error=str(err))
-            if on_error is not None:
-                on_error(item.video, str(err))
-        _append(out, entry)
-        if progress:
-            progress(1)
-        yield entry
+            pending.append(entry)
+            yield item.video
+
+    def advance(n: int) -> None:
+        found = skipped[0]
+        n, skipped[1] = n + found - skipped[1], found
+        if progress and n:
+            progress(n)
+
+    def failed(video: str, message: str) -> None:
+        finished.append((video, None, message))
+
+    def record_finished() -> Iterator[dict]:
+        while finished:
+            yield _record(out, pending, *finished.popleft(), on_error)
+            advance(1)
+
+    finished: deque[tuple[str, dict | None, str | None]] = deque()  # what `process` said, not yet recorded
+    for video, result in process(todo(), failed):
+        finished.append((video, result, None))
+        yield from record_finished()
+    yield from record_finished()
+    advance(0)
+
+
+def _record(out: Path, pending: deque, video: str, result: dict | None, error: str | None,
+            on_error: Callable[[str, str], None] | None) -> dict:
+    """The index entry of the next pending video (`video`): its result written, or its error reported."""
+    entry = pending.popleft()
+    if entry["video"] != video:  # a stream that skips or reorders videos would misfile results: refuse it
+        raise RuntimeError(f"archive stream out of order: got {video!r}, expected {entry['video']!r}")
+    error = entry.pop("error", None) or error
+    if error is None:
+        write_json(out / f"{entry['relative']}.json", result)
+        entry.update(status="ok", result=f"{entry['relative']}.json")
+    else:
+        entry.update(status="error", error=error)
+        if on_error is not None:
+            on_error(video, error)
+    _append(out, entry)
+    return entry
 
 
 def summarize(out: str | os.PathLike) -> dict:
@@ -187,7 +246,7 @@ def summary_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def process_archive(source: str | os.PathLike, out: str | os.PathLike, process: Callable[[str], dict],
+def process_archive(source: str | os.PathLike, out: str | os.PathLike, process: Stream,
                     on_error: Callable[[str, str], None] | None = None, show_progress: bool = True) -> dict | None:
     """The whole archive job: list the videos, take this rank's share (torchrun), process what is not done, wait for
     the other ranks, and on rank 0 write OUT/summary.json and return the summary (other ranks return None). One
@@ -202,8 +261,8 @@ def process_archive(source: str | os.PathLike, out: str | os.PathLike, process: 
     out = Path(out)
     bar = progress_bar("videos", "video", show_progress and ranks.is_main, total=len(items))
 
-    def advance(_: int) -> None:
-        bar.n = len(read_index(out)) if ranks.distributed else bar.n + 1
+    def advance(n: int) -> None:
+        bar.n = len(read_index(out)) if ranks.distributed else bar.n + n
         bar.refresh()
 
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +53,7 @@ def _clips(video: str, info: ModelInfo, frames: int, views: int, chunk: int) -> 
 
 
 def predict_iter(
-    videos: Sequence[str | os.PathLike],
+    videos: Iterable[str | os.PathLike],
     model: nn.Module | Engine,
     *,
     frames: int | None = None,
@@ -63,14 +63,15 @@ def predict_iter(
 ) -> Iterator[Prediction]:
     """Yield a Prediction per readable video, in order: the mean probabilities of `test_views` clips of `frames` frames
     spread over it (defaults: the model's; a trained run's are those of its test phase). A video that cannot be read
-    goes to `on_error(video, message)` (or raises when `on_error` is None). Decoding runs ahead of the model."""
+    goes to `on_error(video, message)` (or raises when `on_error` is None). One engine stream over all of them: decoding
+    runs ahead of the model and batches cross video boundaries; `videos` is pulled lazily (by the decode thread)."""
     check_predict_options(frames=frames, test_views=test_views, batch_size=batch_size)
     engine = engine_for(model)
     info = engine.info
     frames = info.predict_frames if frames is None else frames
     views = info.test_views if test_views is None else test_views
     check_classifier(info)
-    for result in engine.map([os.fspath(v) for v in videos], lambda v: _clips(v, info, frames, views, batch_size),
+    for result in engine.map((os.fspath(v) for v in videos), lambda v: _clips(v, info, frames, views, batch_size),
                              batch_size=batch_size, on_error=on_error):
         decoded = result.metas[-1][1]
         yield Prediction(result.job, info.name, tuple(info.categories), result.outputs.mean(0), len(result.outputs),

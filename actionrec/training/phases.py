@@ -50,10 +50,12 @@ from .features import DamagedEntry, read_entry
 
 EVAL_BATCH = 64  # clips per forward when evaluating (no gradients: memory is not the limit)
 NO_SCORE = (float("nan"), float("nan"))  # (loss, accuracy) of an empty set
+KEEP_BYTES = 1 << 30  # cached activations kept in memory per set of clips once read (the study's: ~0.2 GiB at float16)
 
 
 class Activations:
-    """Cached activations of a list of clips, read from disk batch by batch (memory stays flat).
+    """Cached activations of a list of clips, read from disk batch by batch, each once: up to KEEP_BYTES of them are
+    kept in memory once read, the rest read again when needed (memory stays bounded).
 
     `owners[i]` is the index of the video clip i was cut from (default: a video per clip); a video scored from several
     clips (test-time views) gets the mean of their probabilities (:func:`scores`)."""
@@ -63,6 +65,8 @@ class Activations:
         self.owners = torch.arange(len(self.paths)) if owners is None else torch.tensor(list(owners), dtype=torch.long)
         if len(self.owners) != len(self.paths) or len(self.labels) != len(self.paths):
             raise ActionrecError(f"{len(self.paths)} cached clips but {len(self.labels)} labels and {len(self.owners)} owners")
+        self._kept: dict[int, np.ndarray] = {}  # clip index -> its activation, once read (see _load)
+        self._kept_bytes = 0
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -80,10 +84,18 @@ class Activations:
         return out
 
     def _load(self, i: int) -> np.ndarray:
+        """Clip i's activation: read from disk and checked once, then kept while the kept ones take at most
+        KEEP_BYTES (so the epochs of a phase, and the phases after it, do not read and checksum it again)."""
+        if i in self._kept:
+            return self._kept[i]
         try:
-            return read_entry(self.paths[i])
+            array = read_entry(self.paths[i])
         except DamagedEntry as err:  # checked when extracted: it changed during the run
             raise ActionrecError(f"{err} while training; run the command again (the entry will be computed again)") from None
+        if self._kept_bytes + array.nbytes <= KEEP_BYTES:
+            self._kept[i] = array
+            self._kept_bytes += array.nbytes
+        return array
 
     def batches(self, batch_size: int, order: Sequence[int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = list(range(len(self)) if order is None else order)
