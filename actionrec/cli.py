@@ -60,6 +60,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     check_predict_options(frames=args.frames, test_views=args.test_views, batch_size=args.batch_size, top=args.top)
     model = load_model(args.model, device=_device(args), **_engine_options(args))
+    groups = _groups(args, model)
+    regroup = groups.apply if groups else (lambda p: p)
     failed = 0
 
     def on_error(video: str, message: str) -> None:
@@ -72,9 +74,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if len(args.videos) == 1 and is_archive(args.videos[0]):
         options = dict(frames=frames, test_views=views, batch_size=args.batch_size)
         out = args.out or f"{Path(args.videos[0]).stem}_predictions"
-        return _archive(args.videos[0], out, lambda videos, on_error: ((p.video, p.to_dict(args.top)) for p in
+        return _archive(args.videos[0], out, lambda videos, on_error: ((p.video, regroup(p).to_dict(args.top)) for p in
                         predict_iter(videos, model, on_error=on_error, **options)), args)
-    for pred in predict_iter(args.videos, model, frames=frames, test_views=views, batch_size=args.batch_size, on_error=on_error):
+    for pred in map(regroup, predict_iter(args.videos, model, frames=frames, test_views=views, batch_size=args.batch_size,
+                                          on_error=on_error)):
         if pred.warning:
             print(f"actionrec: warning: {pred.warning}", file=sys.stderr)
         if args.json:
@@ -246,12 +249,13 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     from .console import progress_callback
 
     model = _classifier(args.model, args)
-    resolve_labels(args.labels, model.info.categories)  # a wrong name is said before any video is read
+    groups = _groups(args, model)
+    resolve_labels(args.labels, groups.names if groups else model.info.categories)  # said before any video is read
 
     def one(video: str, progress=None):
         return timeline(video, model, window=args.window, stride=args.stride, labels=args.labels, threshold=args.threshold,
                         smooth=args.smooth, min_segment=args.min_segment, batch_size=args.batch_size,
-                        cache=False if args.no_cache else args.cache, progress=progress)
+                        cache=False if args.no_cache else args.cache, progress=progress, groups=groups)
 
     if is_archive(args.video):
         return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines",
@@ -482,6 +486,7 @@ def _add_predict(sub, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--single-clip", action="store_true", help="the study's way: one central clip of the model's training length (16)")
     p.add_argument("--batch-size", type=int, default=default_of(predict_iter, "batch_size"),
                    help="clips per forward pass (default: %(default)s)")
+    _add_group_options(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -567,6 +572,22 @@ def _add_compare(sub) -> None:
     c.set_defaults(func=cmd_compare)
 
 
+def _add_group_options(p: argparse.ArgumentParser) -> None:
+    """--group-by / --group: report groups of classes (predict, timeline)."""
+    p.add_argument("--group-by", default=None, metavar="category|FILE",
+                   help="report groups of classes: 'category' (Kinetics-400's 38 published parent categories) or a "
+                        "groups file (lines 'name: label, label'); probabilities are summed per group")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=LABEL,LABEL",
+                   help="a group of your own (repeatable; adds to a groups file)")
+
+
+def _groups(args: argparse.Namespace, model):
+    """The Groups asked for by --group-by/--group for `model`'s classes, or None."""
+    from .apps.categories import load_groups
+
+    return load_groups(model.info.categories, args.group_by, args.group)
+
+
 def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .apps.flag import censor_video, flag_ranges
     from .apps.timeline import DEFAULT_SMOOTH
@@ -579,6 +600,7 @@ def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
     tl.add_argument("--min-segment", type=float, default=None, help="shorter segments go to their neighbours (default: 1.5 strides)")
     tl.add_argument("--out", default=None, help="folder for the CSV, JSON, SRT and PNG files (default: ./<video name>_timeline; "
                     "an archive: ./<name>_timelines)")
+    _add_group_options(tl)
     tl.set_defaults(func=cmd_timeline)
 
     fl = sub.add_parser("flag", parents=parents,

@@ -161,3 +161,20 @@ def test_timeline_by_published_category(i3d_kinetics, realclips):
     assert set(tl.totals) <= set(groups.names) | {"none"}
     assert max(tl.totals, key=tl.totals.get) == "athletics - throwing + launching"
     assert "default" in tl.threshold_source  # per-class calibration does not carry over to groups
+
+
+def test_cli_predict_and_timeline_report_groups(realclips, tmp_path, capsys):
+    """--group-by category on predict, --group on timeline: the same library path, the groups' names in the output."""
+    import json
+
+    from actionrec.cli import main
+
+    assert main(["predict", str(realclips / "arm_wrestling.mp4"), "--group-by", "category", "--json", "--top", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["top"][0]["label"] == "martial arts"
+    out = tmp_path / "tl"
+    assert main(["timeline", str(realclips / "archery.avi"), "--group", "sport=archery,playing cricket", "--no-cache",
+                 "--out", str(out), "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["totals"]["sport"] > 4.0 and set(result["totals"]) == {"sport", "other", "none"}
+    assert main(["timeline", str(realclips / "archery.avi"), "--group", "sport=archery,no such class", "--quiet"]) == 2
+    assert "no such class" in capsys.readouterr().err
