@@ -13,7 +13,8 @@ Two measurements, both through the CLI (`python -m actionrec`, one process per c
    4 clips per class each, training groups 8-25, with real footage of other actions from ../shared/realclips as
    background gaps) labels a third (test groups 1-7, other background); its time per class is compared with the
    truth. Settings: (a) the training videos marked fully labelled (`path,none` rows: their gaps become clips of the
-   class `none`), (b) no background, only the calibrated thresholds say `none`. The timeline defaults and a few
+   class `none`), (b) no background, only the run's thresholds say `none` (calibrated when the run recorded
+   validation probabilities; the table says which). The timeline defaults and a few
    variants (smoothing, minimum segment) are scored from the same per-window probabilities (no second pass).
 
 Run:  python bench/bench_label.py [--work DIR] [--minutes 5] [--labelled-seconds 90] [--skip-speed] [--skip-experiment]
@@ -172,7 +173,7 @@ def totals_of(truth: list[tuple[str, float, float]]) -> dict[str, float]:
 
 def experiment(work: Path) -> dict:
     from actionrec.apps.timeline import build_timeline
-    from actionrec.apps.windows import load_window_probs, window_probabilities
+    from actionrec.apps.windows import window_probabilities
     from actionrec.engine import load_model
     from actionrec.apps.calibration import thresholds_for
 
@@ -183,7 +184,7 @@ def experiment(work: Path) -> dict:
     base.mkdir(exist_ok=True)
     manifest = base / "labels.csv"
     results = {"truth": {k: round(v, 2) for k, v in truth.items()}, "settings": {}}
-    for setting, fully in (("a: background as none clips", True), ("b: no background, calibrated none", False)):
+    for setting, fully in (("a: background as none clips", True), ("b: no background, the run's thresholds", False)):
         rows = []
         for name in ("train_a", "train_b"):
             path, t = videos[name]
@@ -238,6 +239,8 @@ def experiment_table(e: dict) -> str:
         for variant, v in r["variants"].items():
             cells = " | ".join(f"{v['totals'][c]:.1f} ({v['errors'][c]:+.1f})" for c in classes)
             lines.append(f"| {setting} | {variant} | {cells} | {v['worst_class_error']:.1f} | {'yes' if v['within_3s'] else 'no'} |")
+    for setting, r in e["settings"].items():
+        lines.append(f"\n{setting}: head {r['head']}, thresholds {r['threshold_source']}, train {r['train_seconds']} s")
     return "\n".join(lines)
 
 
