@@ -49,7 +49,8 @@ from .config import AUTO_LR, BACKBONE_DEFAULTS, NO_WEIGHTS, TrainConfig  # Train
 from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
 from .outdir import claim_run_dir, writable_dir
 from .metrics import per_class_metrics
-from .phases import Datasets, FinetunePhase, HeadPhase, History, entries_of, evaluate, fit, probabilities, scores, sgd
+from .phases import (Datasets, FinetunePhase, HeadPhase, History, entries_of, evaluate, fit, pooled_by_all, probabilities,
+                     scores, sgd)
 
 def cut_endpoint(model: nn.Module, unfreeze: Sequence[str]) -> str:
     """The last frozen endpoint: features are cached there. `unfreeze` must be the consecutive top blocks."""
@@ -344,7 +345,7 @@ class _Training:
         result = fewshot.fit_head(x, labels, train_set.groups, len(classes), class_names=classes)
         fewshot.load_into(model.head, result)
         fewest = fewshot.fewest_examples(labels, train_set.groups, len(classes))
-        clips = round(len(train_set) / max(len(set(train_set.groups)), 1))
+        clips = round(len(train_set) / max(train_set.videos, 1))
         reason = fewshot.reason(result, fewest, clips, forced=self.choice.forced)
         self.head_fit, self.out_of_fold = {**result.describe(), "reason": reason}, result.oof_probs
         self.say(f"head: {reason}")
