@@ -344,6 +344,7 @@ def test_the_few_shot_run_predicts_its_own_test_numbers_and_reports_why(fewshot_
         np.testing.assert_allclose(p.probs, t["probs"], atol=2e-5)  # an ordinary linear head: the engine runs it
     page = (fewshot_run / "report.html").read_text()
     assert "<h2>Head</h2>" in page and "logistic head: 2 video(s) or source(s) per class" in page
+    assert "No epochs" in page and page.count("data:image/png;base64,") == 1  # no curves: no epochs
     assert main(["compare", str(run), str(fewshot_run)]) == 0
     table = capsys.readouterr().out
     line = next(row for row in table.splitlines() if row.startswith("head fit  "))

@@ -463,7 +463,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         "<h2>Training time</h2>", _section_timing(m),
         "<h2>Data splits</h2>", _section_splits(m, classes),
         _section_head_fit(m),
-        "<h2>Training curves</h2>", _img(curves, "accuracy and loss per epoch"), _section_lr_range(m),
+        "<h2>Training curves</h2>", _img(curves, "accuracy and loss per epoch") if history else
+        '<p class="muted">No epochs: the head was fitted in closed form (see Head above).</p>', _section_lr_range(m),
         "<h2>Per-class precision, recall and F1 (test set)</h2>", _section_per_class(m, classes),
         "<h2>Confusion matrix (test set; rows true, columns predicted)</h2>", cm_section, _section_gallery(m),
         "<h2>Model</h2>", _kv_table(model_rows),
