@@ -352,13 +352,12 @@ def test_the_few_shot_run_predicts_its_own_test_numbers_and_reports_why(fewshot_
     assert "softmax head: --head-fit softmax" in table and "penalty" in table
 
 
-def test_the_cached_clips_serve_both_heads(run, fewshot_run):
-    """The few-shot run computed only its training videos' two extra clips: their central ones and every test clip
-    were in the cache the softmax run left."""
-    softmax = json.loads((run / "metrics.json").read_text())
-    few = json.loads((fewshot_run / "metrics.json").read_text())
-    assert softmax["head_fit"]["head"] == "softmax" and softmax["splits"]["counts"]["Spinning"]["val"] > 0
-    assert few["feature_cache"]["backbone_clips"] == 2 * 24
+def test_the_forced_softmax_run_keeps_validation_and_says_why(run):
+    metrics = json.loads((run / "metrics.json").read_text())  # demo_run: --head-fit softmax on 2 sources per class
+    assert metrics["head_fit"] == {"head": "softmax", "reason": "softmax head: --head-fit softmax (2 group(s) in the "
+                                   "smallest class), SGD with validation"}
+    assert all(c["val"] > 0 for c in metrics["splits"]["counts"].values()) and "few-shot" not in metrics["splits"]["policy"]
+    assert json.loads((run / "config.json").read_text())["train_config"]["train_views"] == [0]
 
 
 def test_head_fit_flag_and_its_choice():
