@@ -29,7 +29,9 @@ def i3d_kinetics():
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, i3d_kinetics) -> tuple[Path, Path, Path]:
     """A run trained once per session on a small demo set (4 classes x 9 clips of 24 frames, 2 fine-tuning epochs),
-    for every test module that needs a trained run. Returns (run directory, data folder, feature cache folder).
+    for every test module that needs a trained run. Its softmax head is forced (``--head-fit softmax``: 2 sources per
+    class would get the few-shot head), so the epochs, validation and fine-tuning are there to test; the few-shot
+    head's run is tests/test_train.py's `fewshot_run`. Returns (run directory, data folder, feature cache folder).
     Tests must not change them (train into their own --out; the cache may be read and reused)."""
     from actionrec.cli import main
     from actionrec.data.demo import write_demo_dataset
@@ -37,7 +39,8 @@ def demo_run(tmp_path_factory, i3d_kinetics) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.mktemp("demo-run")
     data = write_demo_dataset(base / "demo", clips_per_class=9, frames=24)
     run, cache = base / "run", base / "cache"
-    args = ["train", str(data), "--out", str(run), "--cache", str(cache), "--finetune-epochs", "2", "--quiet"]
+    args = ["train", str(data), "--out", str(run), "--cache", str(cache), "--finetune-epochs", "2", "--head-fit", "softmax",
+            "--quiet"]
     assert main(args) == 0
     return run, data, cache
 

@@ -114,7 +114,7 @@ def test_choose_head_follows_the_measured_threshold():
     fit = fit_head(x, y, g, K)
     assert fit.head == "logistic"
     line = fewshot.reason(fit, 3, 3)
-    assert "logistic head: 3 video(s) per class" in line and "penalty" in line and "\n" not in line
+    assert "logistic head: 3 video(s) or source(s) per class" in line and "penalty" in line and "\n" not in line
 
 
 def test_refusals_are_one_line():

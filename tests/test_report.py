@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -224,3 +225,21 @@ def test_the_report_inlines_the_packaged_style_sheet(tmp_path):
     assert "font-family" in css and "table.cm td.diag" in css
     text = write_report(make_run(tmp_path, "styled")).read_text(encoding="utf-8")
     assert f"<style>\n{css}</style>" in text
+
+
+def test_a_few_shot_run_says_which_head_fit_and_why(tmp_path):
+    reason = "logistic head: 2 video(s) or source(s) per class (<= 10), 3 clip(s) per video, penalty 1e-05"
+    few = {**fake_metrics(head_acc=None), "history": [], "best_epoch": {},
+           "head_fit": {"head": "logistic", "penalty": 1e-05, "chosen_by": "cross-validation over 8 groups in 8 folds",
+                        "cv_log_loss": 0.97, "reason": reason}}
+    run = tmp_path / "few"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps(few))
+    page = write_report(run).read_text(encoding="utf-8")
+    assert "<h2>Head</h2>" in page and html.escape(reason) in page and "cross-validation over 8 groups" in page
+    assert "No epochs: the head was fitted in closed form" in page
+    assert page.count("data:image/png;base64,") == 1  # the confusion matrix; no curves without epochs
+    assert reason in summary_text(few).splitlines()[2]
+    table = compare_table([make_run(tmp_path, "old"), run])  # a run from before head_fit: "-"
+    rows = {line.split("  ")[0]: line for line in table.splitlines()}
+    assert rows["head fit"].split()[2:] == ["-", "logistic"] and reason in rows["head fit: why"]

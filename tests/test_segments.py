@@ -321,9 +321,11 @@ def test_train_from_segments_of_one_long_stitched_real_video(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["classes"] == ["ApplyEyeMakeup", "BabyCrawling"]
     assert "one source video: test and val drawn by whole segments" in metrics["splits"]["policy"]
+    # 2 training segments per class: the few-shot head, its validation segment moved into training
+    assert metrics["head_fit"]["head"] == "logistic" and "no validation hold-out" in metrics["splits"]["policy"]
     counts = metrics["splits"]["counts"]
     for c in metrics["classes"]:
-        assert counts[c]["test"] == 1 and counts[c]["val"] >= 1 and counts[c]["train"] >= 1
+        assert counts[c]["test"] == 1 and counts[c]["val"] == 0 and counts[c]["train"] >= 2
     assert metrics["splits"]["clips"]["test"] == 2 * 2  # two test segments, scored from 2 views each
     assert all("#t=" in p["video"] for p in metrics["test_predictions"])
     assert metrics["test_accuracy"] >= 0.5

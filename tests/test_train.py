@@ -79,7 +79,8 @@ def test_test_videos_are_scored_from_two_views_and_every_miss_is_in_the_gallery(
 
 def test_second_run_reuses_the_cache_and_is_reproducible(run, demo_data, cache_dir, tmp_path):
     out = tmp_path / "second"
-    args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "2", "--quiet"]
+    args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "2",
+            "--head-fit", "softmax", "--quiet"]
     assert main(args) == 0
     first = json.loads((run / "metrics.json").read_text())
     second = json.loads((out / "metrics.json").read_text())
@@ -170,7 +171,8 @@ def test_unreadable_video_is_skipped_and_reported(run, demo_data, cache_dir, tmp
         shutil.copytree(demo_data / cls, data / cls)
     (data / "Sliding" / "Sliding_s99_c01.mp4").write_bytes(b"\0" * 4096)
     out = tmp_path / "run"
-    assert main(["train", str(data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "0", "--epochs", "3", "--quiet"]) == 0
+    assert main(["train", str(data), "--out", str(out), "--cache", str(cache_dir), "--finetune-epochs", "0", "--epochs", "3",
+                 "--head-fit", "softmax", "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["video"] for s in metrics["skipped"]] == [str(data / "Sliding" / "Sliding_s99_c01.mp4")]
     assert metrics["head_test_accuracy"] is None and all(r["phase"] == "head" for r in metrics["history"])
@@ -226,7 +228,7 @@ def test_lr_auto_shows_its_range_test_and_fine_tuning_never_ends_worse_on_valida
     out = tmp_path / "auto"
     # a fine-tuning rate far too high: its epochs lose to the head's state on the validation loss, which is kept
     args = ["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--lr", "auto", "--epochs", "5",
-            "--finetune-epochs", "2", "--finetune-lr", "50", "--quiet"]
+            "--finetune-epochs", "2", "--finetune-lr", "50", "--head-fit", "softmax", "--quiet"]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     r = metrics["lr_range"]
@@ -299,3 +301,124 @@ def test_a_video_scored_from_several_clips_gets_the_mean_of_their_probabilities(
     got = video_log_probs(log_probs, owners, 4)
     assert torch.allclose(got.double().exp(), mean, atol=1e-7) and torch.isfinite(got).all()
     assert torch.equal(got[1], log_probs[3])  # one clip: its own
+
+
+# ----------------------------------------------------------------------------------------------- few examples
+
+
+@pytest.fixture(scope="module")
+def fewshot_run(demo_data, cache_dir, tmp_path_factory) -> Path:
+    """`actionrec train` with its defaults on the demo set: 2 sources per class for training, so the few-shot head."""
+    out = tmp_path_factory.mktemp("fewshot") / "run"
+    assert main(["train", str(demo_data), "--out", str(out), "--cache", str(cache_dir), "--quiet"]) == 0
+    return out
+
+
+def test_few_sources_per_class_train_the_few_shot_head_without_validation(fewshot_run):
+    metrics = json.loads((fewshot_run / "metrics.json").read_text())
+    fit, splits = metrics["head_fit"], metrics["splits"]
+    assert fit["head"] == "logistic" and fit["penalty"] > 0 and "cross-validation over 8 groups" in fit["chosen_by"]
+    assert "2 video(s) or source(s) per class (<= 10), 3 clip(s) per video" in fit["reason"]
+    assert "few-shot head (2 group(s) in the smallest class): no validation hold-out" in splits["policy"]
+    trained = sum(c["train"] for c in splits["counts"].values())
+    assert all(c["val"] == 0 for c in splits["counts"].values()) and trained == 24  # validation moved into training
+    assert splits["clips"] == {"train": 3 * trained, "val": 0, "test": 2 * 12}  # three clips per training video
+    assert metrics["history"] == [] and metrics["best_epoch"] == {} and "finetune" not in metrics["timing"]
+    assert metrics["head_test_accuracy"] is None and metrics["test_accuracy"] >= 0.6
+    # the timeline calibrates on probabilities no fold trained on: each training video's, from the fold holding it out
+    probs, labels = np.array(metrics["val_probs"]), metrics["val_labels"]
+    assert probs.shape == (trained, 4) and len(labels) == trained and sorted(set(labels)) == [0, 1, 2, 3]
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
+    config = json.loads((fewshot_run / "config.json").read_text())
+    assert config["train_config"]["head_fit"] == "logistic" and config["train_config"]["finetune_epochs"] == 0
+    assert config["train_config"]["train_views"] == [0, "u0of2", "u1of2"] and config["trained_modules"] == ["head"]
+
+
+def test_the_few_shot_run_predicts_its_own_test_numbers_and_reports_why(fewshot_run, run, demo_data, capsys):
+    import actionrec
+
+    metrics = json.loads((fewshot_run / "metrics.json").read_text())
+    tested = metrics["test_predictions"][:3]
+    predicted = actionrec.predict([p["video"] for p in tested], model=str(fewshot_run))
+    for p, t in zip(predicted, tested):
+        np.testing.assert_allclose(p.probs, t["probs"], atol=2e-5)  # an ordinary linear head: the engine runs it
+    page = (fewshot_run / "report.html").read_text()
+    assert "<h2>Head</h2>" in page and "logistic head: 2 video(s) or source(s) per class" in page
+    assert "No epochs" in page and page.count("data:image/png;base64,") == 1  # no curves: no epochs
+    assert main(["compare", str(run), str(fewshot_run)]) == 0
+    table = capsys.readouterr().out
+    line = next(row for row in table.splitlines() if row.startswith("head fit  "))
+    assert line.split()[2:] == ["softmax", "logistic"]
+    assert "softmax head: --head-fit softmax" in table and "penalty" in table
+
+
+def test_the_forced_softmax_run_keeps_validation_and_says_why(run):
+    metrics = json.loads((run / "metrics.json").read_text())  # demo_run: --head-fit softmax on 2 sources per class
+    assert metrics["head_fit"] == {"head": "softmax", "reason": "softmax head: --head-fit softmax (2 group(s) in the "
+                                   "smallest class), SGD with validation"}
+    assert all(c["val"] > 0 for c in metrics["splits"]["counts"].values()) and "few-shot" not in metrics["splits"]["policy"]
+    assert json.loads((run / "config.json").read_text())["train_config"]["train_views"] == [0]
+
+
+def test_head_fit_flag_and_its_choice():
+    from dataclasses import replace
+
+    from actionrec.data.samples import Sample
+    from actionrec.data.splits import Splits
+    from actionrec.errors import ActionrecError
+    from actionrec.training.config import TrainConfig
+    from actionrec.training.fewshot import FEWSHOT_UP_TO
+    from actionrec.training.trainer import HeadChoice, choose_head_fit
+
+    def splits(groups: int) -> Splits:
+        train = [Sample(f"/v/{c}{g}.mp4", c, f"{c}{g}") for c in "ab" for g in range(groups)]
+        return Splits(train[1:], train[:1], [], ["a", "b"], "policy")
+
+    few, many = splits(3), splits(FEWSHOT_UP_TO + 1)
+    moved, cfg, choice = choose_head_fit(few, TrainConfig())
+    assert (choice.fit, choice.fewest, choice.forced, cfg.head_fit, cfg.finetune_epochs) == ("logistic", 3, False, "logistic", 0)
+    assert moved.val == [] and sorted(s.path for s in moved.train) == sorted(s.path for s in few.train + few.val)
+    assert moved.policy.startswith("policy; few-shot head (3 group(s) in the smallest class)")
+    same, cfg, choice = choose_head_fit(many, TrainConfig())
+    assert same is many and (cfg.head_fit, cfg.finetune_epochs, choice.forced) == ("softmax", 5, False)
+    assert "(> 10)" in choice.reason(cfg.resolved())
+    assert choose_head_fit(many, TrainConfig(head_fit="logistic"))[2] == HeadChoice("logistic", FEWSHOT_UP_TO + 1, True)
+    assert choose_head_fit(few, TrainConfig(head_fit="softmax"))[0] is few
+    assert choose_head_fit(few, TrainConfig(head="temporal"))[1].head_fit == "softmax"  # trains on validation
+    with pytest.raises(ActionrecError, match="--head-fit bayes: choose one of: auto, logistic, softmax"):
+        TrainConfig(head_fit="bayes")
+    with pytest.raises(ActionrecError, match="with --head temporal use --head-fit auto or softmax"):
+        replace(TrainConfig(), head="temporal", head_fit="logistic")
+
+
+def test_head_fit_flag_refusal_is_one_line(capsys):
+    assert main(["train", "nowhere", "--head", "temporal", "--head-fit", "logistic"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--head-fit logistic" in err[0]
+
+
+def test_ranks_weigh_a_range_by_its_length_per_clip(demo_data, tmp_path):
+    from actionrec.data.video import probe
+    from actionrec.training.trainer import _duration
+
+    video = str(sorted((demo_data / "Spinning").glob("*.mp4"))[0])
+    assert _duration(video) == pytest.approx(probe(video).duration) and _duration(video) > 0
+    assert _duration(f"{video}#t=2,6") == pytest.approx(4.0)
+    assert _duration(f"{video}#t=2,6&clip=1of4") == pytest.approx(1.0)
+    assert _duration(str(tmp_path / "missing.mp4")) == 0.0
+
+
+def test_the_gallery_strip_of_a_segment_shows_frames_from_inside_its_range(tmp_path):
+    from PIL import Image
+
+    from actionrec.training.gallery import STRIP_FRAMES, THUMB_HEIGHT, thumbnail_strip
+    from videos import coded_frames, decode_index, write_video
+
+    video = write_video(tmp_path / "long.mp4", coded_frames(250, height=48, width=64), 25.0)  # frame t shows t
+    for address, (low, high) in ((f"{video}#t=4,6", (100, 150)), (f"{video}#t=4,6&clip=1of2", (125, 150)),
+                                 (str(video), (0, 250))):
+        strip = np.asarray(Image.open(__import__("io").BytesIO(thumbnail_strip(address))).convert("RGB"))
+        assert strip.shape[0] == THUMB_HEIGHT
+        shown = [decode_index(part) for part in np.array_split(strip, STRIP_FRAMES, axis=1)]
+        assert all(low <= t < high for t in shown), (address, shown)
+        assert shown == sorted(shown) and shown[-1] - shown[0] >= (high - low) // 2

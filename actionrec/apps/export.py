@@ -77,7 +77,6 @@ def frames_rule(model: nn.Module) -> dict[str, int] | None:
 
 def feeding(model: nn.Module) -> dict[str, Any]:
     """Everything needed to feed the exported network, derived from `model.info` (see the module doc)."""
-    from ..training.runs import run_test_views
 
     info, spec = model.info, model.info.spec
     rule = frames_rule(model)
@@ -88,7 +87,7 @@ def feeding(model: nn.Module) -> dict[str, Any]:
         "output": {"name": OUTPUT, "shape": ["batch", len(info.categories)],
                    "meaning": "class logits in the order of `classes`; softmax over them gives probabilities"},
         "sampling": {
-            "frames": info.predict_frames, "fps": spec.fps, "views": run_test_views(info),
+            "frames": info.predict_frames, "fps": spec.fps, "views": info.test_views,
             "rule": ("decode every frame (OpenCV); frame j of a clip is source frame floor(j * video_fps / fps + "
                      f"{SAMPLING_EPS}) after its start (fps null: consecutive frames); footprint = that offset for "
                      "the last frame + 1; view k of V starts at floor((k + 0.5) * num_frames / V - footprint / 2 + "

@@ -19,6 +19,7 @@ BACKBONE_DEFAULTS = {
 }
 NO_WEIGHTS = "none"  # --weights none: the backbone from random initialisation (not transfer learning)
 HEADS = ("linear", "temporal")
+HEAD_FITS = ("auto", "logistic", "softmax")  # how the linear head is fitted (see TrainConfig.head_fit)
 AUTO_LR = "auto"  # --lr auto: the head's learning rate from a range test on the cached features (lr_range.py)
 
 
@@ -30,6 +31,10 @@ class TrainConfig:
     weights: str | None = None  # pretrained weights name (default: the backbone's; "none": random initialisation)
     frames: int | None = None  # frames per clip (default: 16, the study's; 64 with the temporal head: 8 time steps)
     head: str = "linear"  # "linear": softmax on pooled features (the study's); "temporal": over I3D's per-step features
+    # "logistic": the few-shot head (training/fewshot.py: no validation hold-out, its penalty by cross-validation over
+    # whole groups, no fine-tuning); "softmax": SGD with validation, then fine-tuning; "auto": logistic when the class
+    # with the fewest groups (videos, sources) in training has at most fewshot.FEWSHOT_UP_TO (measured), else softmax
+    head_fit: str = "auto"
     views: int = 1  # clips per training video: 1 central + (views - 1) augmented (offset, flip, crop jitter)
     epochs: int = 50  # head epochs (the study: 20); the epoch with the best validation loss is kept
     lr: float | str | None = None  # head learning rate, SGD with momentum; "auto": chosen by a range test on the cache
@@ -65,6 +70,11 @@ class TrainConfig:
         if self.head == "temporal" and self.backbone != "i3d":
             raise ActionrecError(f"--head temporal needs I3D's per-step features; {self.backbone} is not convolutional in "
                                  "time (C3D's fc6 takes exactly 16 frames): use --head linear")
+        if self.head_fit not in HEAD_FITS:
+            raise ActionrecError(f"--head-fit {self.head_fit}: choose one of: {', '.join(HEAD_FITS)}")
+        if self.head == "temporal" and self.head_fit == "logistic":
+            raise ActionrecError("--head-fit logistic fits the linear head: with --head temporal use --head-fit auto or "
+                                 "softmax")
         if self.head == "temporal" and self.frames is not None and self.frames < 16:
             raise ActionrecError(f"--frames {self.frames}: --head temporal needs at least 2 time steps (one per 8 frames): "
                                  "pass --frames 16 or more (default 64)")

@@ -31,16 +31,14 @@ from torch import nn
 from ..data.samples import parse_address
 from ..data.sampling import ClipSpan, central_clip, random_clip, range_clip, uniform_clips
 from ..data.transforms import preprocess
-from ..data.video import VideoInfo, probe, read_clips
+from ..console import stderr_line
+from ..data.video import VideoInfo, content_key, probe, read_clips  # content_key: also importable from here
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
-from ..files import atomic_write
-from ..models.weights import home_dir
-from .console import stderr_line
+from ..files import atomic_write, home_dir
 
 CACHE_VERSION = 2  # bump when the meaning of a cached entry changes (2: whole-content keys, checksummed .npz)
 ENTRY_SUFFIX = ".npz"
-_BLOCK = 1 << 20  # files are hashed 1 MiB at a time
 
 
 @dataclass(frozen=True)
@@ -56,39 +54,6 @@ class Sampling:
 def cache_root(root: str | os.PathLike | None = None) -> Path:
     """The feature cache folder: `root`, or $ACTIONREC_HOME/features."""
     return Path(root) if root is not None else home_dir() / "features"
-
-
-def _file_digest(path: str | os.PathLike, digest) -> None:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            digest.update(block)
-
-
-def video_key(path: str | os.PathLike) -> str:
-    """The content key of a file: a sha256 over all of its bytes (its name and times do not count)."""
-    digest = hashlib.sha256()
-    _file_digest(path, digest)
-    return digest.hexdigest()[:32]
-
-
-def _folder_key(path: str) -> str:
-    """A folder of frames: a sha256 over its sorted file names and every file's content."""
-    digest = hashlib.sha256(b"folder;")
-    for name in sorted(os.listdir(path)):
-        full = os.path.join(path, name)
-        digest.update(f"{name}:".encode())
-        if os.path.isfile(full):
-            _file_digest(full, digest)
-        digest.update(b";")
-    return digest.hexdigest()[:32]
-
-
-def content_key(path: str) -> str:
-    """What a cached result of `path` is keyed by: its content (see video_key), read in 1 MiB blocks."""
-    try:
-        return _folder_key(path) if os.path.isdir(path) else video_key(path)
-    except OSError as err:
-        raise ActionrecError(f"{path}: cannot be read ({err.strerror}); check the path") from None
 
 
 class DamagedEntry(ActionrecError):

@@ -88,11 +88,13 @@ def training_views() -> list[View]:
     return [0, *test_views(2)]
 
 
-def reason(fit: HeadFit, examples_per_class: int, clips_per_video: int) -> str:
-    """One line for the report: which head, for how many examples, how its setting was chosen, and why."""
+def reason(fit: HeadFit, examples_per_class: int, clips_per_video: int, forced: bool = False) -> str:
+    """One line for the report: which head, for how many examples, how its setting was chosen, and why (`forced`:
+    the user asked for it, ``--head-fit``, whatever the number of examples)."""
     setting = f"temperature {fit.setting:g}" if fit.head == "prototype" else f"penalty {fit.setting:g}"
-    return (f"{fit.head} head: {examples_per_class} video(s) per class (<= {FEWSHOT_UP_TO}), {clips_per_video} clips "
-            f"each, no validation hold-out, {setting} by {fit.chosen_by}; on real UCF101 it beat the softmax head with "
+    why = "--head-fit logistic" if forced else f"<= {FEWSHOT_UP_TO}"
+    return (f"{fit.head} head: {examples_per_class} video(s) or source(s) per class ({why}), {clips_per_video} "
+            f"clip(s) per video, no validation hold-out, {setting} by {fit.chosen_by}; on real UCF101 it beat the softmax head with "
             "20 % validation at 1-5 videos per class and tied at 10 (README: few examples per class)")
 
 

@@ -1,6 +1,6 @@
 """The error gallery of report.html: every misclassified test clip, with frames from it, so a user sees why it failed.
 
-Each entry shows a strip of frames spread over the whole video (decoded by the project's own decoder and inlined as
+Each entry shows a strip of frames spread over the whole video, or over the labelled range of a segment (decoded by the project's own decoder and inlined as
 one base64 JPEG, so the report stays a single file), the true and the predicted class, and the probability of every
 class. Entries are ordered by how sure the model was of its wrong answer: a clip it was very sure about is often
 mislabelled. A clip that cannot be decoded any more keeps its entry, with one line saying why.
@@ -63,15 +63,25 @@ def misclassified(videos: Sequence[str], labels: Sequence[int], probs: np.ndarra
 
 
 def thumbnail_strip(video: str | os.PathLike, frames: int = STRIP_FRAMES, height: int = THUMB_HEIGHT) -> bytes:
-    """A JPEG of `frames` frames side by side, one from the middle of each equal part of the video, `height` high."""
+    """A JPEG of `frames` frames side by side, one from the middle of each equal part of the video, `height` high.
+    A sample's address ``VIDEO#t=START,END[&clip=KofN]`` (data.segments) gives frames from inside its range (the
+    k-th of its N equal parts for a clip)."""
     from PIL import Image
 
-    from ..data.sampling import uniform_clips
+    from ..data.samples import parse_address
+    from ..data.sampling import range_clip, uniform_clips
     from ..data.video import probe, read_clips
 
-    info = probe(video)
-    spans = uniform_clips(info.num_frames, info.fps, n=1, count=frames)
-    images = [clip.frames[0] for clip in read_clips(video, spans, short_side=height)]
+    path, start, end, clip = parse_address(os.fspath(video))
+    info = probe(path)
+    if start is None or end is None:
+        spans = uniform_clips(info.num_frames, info.fps, n=1, count=frames)
+    else:
+        if clip is not None:
+            part = (end - start) / clip[1]
+            start, end = start + clip[0] * part, start + (clip[0] + 1) * part
+        spans = [range_clip(info.num_frames, info.fps, start, end, n=1, part=(k, frames)) for k in range(frames)]
+    images = [c.frames[0] for c in read_clips(path, spans, short_side=height)]
     strip = np.concatenate(images, axis=1)
     buf = io.BytesIO()
     Image.fromarray(strip).save(buf, format="JPEG", quality=JPEG_QUALITY)
@@ -110,7 +120,7 @@ def gallery_section(misses: Sequence[Miss], total: int | None = None, max_shown:
         out.append(f"<p>None: every test video{of} was classified correctly.</p></section>")
         return "".join(out)
     out.append(f"<p>{len(misses)} video(s){of} misclassified, the most confident mistakes first (a very confident one "
-               "is worth checking for a wrong label). Frames are spread over the whole video.</p>")
+               "is worth checking for a wrong label). Frames are spread over the whole video (a segment: over its range).</p>")
     out += [_entry(m, i < max_shown) for i, m in enumerate(misses)]
     if len(misses) > max_shown:
         out.append(f'<p class="muted">{len(misses) - max_shown} more shown without frames (the report stays small).</p>')

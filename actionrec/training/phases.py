@@ -58,13 +58,17 @@ class Activations:
     kept in memory once read, the rest read again when needed (memory stays bounded).
 
     `owners[i]` is the index of the video clip i was cut from (default: a video per clip); a video scored from several
-    clips (test-time views) gets the mean of their probabilities (:func:`scores`)."""
+    clips (test-time views) gets the mean of their probabilities (:func:`scores`). `groups[i]` is the group of that
+    video (its source: the few-shot head's cross-validation holds whole groups out; default: the owner)."""
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int], owners: Sequence[int] | None = None):
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], owners: Sequence[int] | None = None,
+                 groups: Sequence[str] | None = None):
         self.paths, self.labels = list(paths), torch.tensor(list(labels), dtype=torch.long)
         self.owners = torch.arange(len(self.paths)) if owners is None else torch.tensor(list(owners), dtype=torch.long)
-        if len(self.owners) != len(self.paths) or len(self.labels) != len(self.paths):
-            raise ActionrecError(f"{len(self.paths)} cached clips but {len(self.labels)} labels and {len(self.owners)} owners")
+        self.groups = np.array([str(o) for o in self.owners.tolist()] if groups is None else list(groups), dtype=str)
+        if not len(self.owners) == len(self.labels) == len(self.groups) == len(self.paths):
+            raise ActionrecError(f"{len(self.paths)} cached clips but {len(self.labels)} labels, {len(self.owners)} owners "
+                                 f"and {len(self.groups)} groups")
         self._kept: dict[int, np.ndarray] = {}  # clip index -> its activation, once read (see _load)
         self._kept_bytes = 0
 
@@ -107,8 +111,9 @@ class Activations:
 
 def entries_of(samples: Sequence, entries: dict, classes: list[str], views: Sequence) -> Activations:
     """The cached entries of `samples` (the given views of each, those that were extracted), labelled by class index;
-    the clips of one video share its owner index (videos in the order of `samples`, those with an entry)."""
-    paths, labels, owners = [], [], []
+    the clips of one video share its owner index (videos in the order of `samples`, those with an entry) and its
+    sample's group."""
+    paths, labels, owners, groups = [], [], [], []
     for sample in samples:
         found = [entries[(sample.path, view)] for view in views if (sample.path, view) in entries]
         if found:
@@ -116,7 +121,8 @@ def entries_of(samples: Sequence, entries: dict, classes: list[str], views: Sequ
             paths += found
             labels += [classes.index(sample.label)] * len(found)
             owners += [owner] * len(found)
-    return Activations(paths, labels, owners)
+            groups += [sample.group] * len(found)
+    return Activations(paths, labels, owners, groups)
 
 
 @dataclass

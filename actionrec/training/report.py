@@ -135,6 +135,9 @@ def summary_text(metrics: Mapping[str, Any]) -> str:
     views = metrics.get("test_views")
     scored = f" ({int(views)} clips per video)" if _is_num(views) and views > 1 else ""
     lines.append(f"  test accuracy {_pct(metrics.get('test_accuracy'))}{scored}, test loss {_dec(metrics.get('test_loss'))}")
+    fit = metrics.get("head_fit")
+    if isinstance(fit, Mapping) and fit.get("reason"):
+        lines.append(f"  {fit['reason']}")
     if _is_num(metrics.get("linear_test_accuracy")):
         lines.append(f"  temporal head {_pct(metrics.get('test_accuracy'))} vs linear head {_pct(metrics['linear_test_accuracy'])} on the same clips")
     before, after = metrics.get("head_test_accuracy"), metrics.get("test_accuracy")
@@ -199,6 +202,8 @@ def compare_table(run_dirs: Sequence[str | os.PathLike], markdown: bool = False)
         ("test accuracy", [_pct(m.get("test_accuracy")) for _, m in runs]),
         ("test loss", [_dec(m.get("test_loss")) for _, m in runs]),
         ("accuracy before fine-tuning", [_pct(m.get("head_test_accuracy")) for _, m in runs]),
+        ("head fit", [_text((m.get("head_fit") or {}).get("head") or "-") for _, m in runs]),
+        ("head fit: why", [_text((m.get("head_fit") or {}).get("reason") or "-") for _, m in runs]),
         ("head (linear head on the same clips)", [f"{_text(m.get('head') or 'linear')}" + (
             f" ({_pct(m['linear_test_accuracy'])})" if _is_num(m.get("linear_test_accuracy")) else "") for _, m in runs]),
         ("test views", [_text(m.get("test_views", 1)) for _, m in runs]),
@@ -277,6 +282,15 @@ def _section_headline(m: Mapping[str, Any]) -> str:
     parts = [f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
              for k, v in cards]
     return '<div class="cards">' + "".join(parts) + "</div>"
+
+
+def _section_head_fit(m: Mapping[str, Any]) -> str:
+    """How the head was fitted and why (metrics.json's head_fit); nothing for runs from before it."""
+    fit = m.get("head_fit")
+    if not isinstance(fit, Mapping) or not fit:
+        return ""
+    details = {k: v for k, v in fit.items() if k != "reason"}
+    return f"<h2>Head</h2><p>{_e(fit.get('reason') or '')}</p>" + _kv_table(details)
 
 
 def _section_lr_range(m: Mapping[str, Any]) -> str:
@@ -448,7 +462,9 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         "<h2>Test results</h2>", _section_headline(m),
         "<h2>Training time</h2>", _section_timing(m),
         "<h2>Data splits</h2>", _section_splits(m, classes),
-        "<h2>Training curves</h2>", _img(curves, "accuracy and loss per epoch"), _section_lr_range(m),
+        _section_head_fit(m),
+        "<h2>Training curves</h2>", _img(curves, "accuracy and loss per epoch") if history else
+        '<p class="muted">No epochs: the head was fitted in closed form (see Head above).</p>', _section_lr_range(m),
         "<h2>Per-class precision, recall and F1 (test set)</h2>", _section_per_class(m, classes),
         "<h2>Confusion matrix (test set; rows true, columns predicted)</h2>", cm_section, _section_gallery(m),
         "<h2>Model</h2>", _kv_table(model_rows),

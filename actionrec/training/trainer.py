@@ -1,5 +1,10 @@
 """Transfer learning on the user's classes: cached backbone features, a softmax head, then fine-tuning of the top.
 
+With few examples (at most fewshot.FEWSHOT_UP_TO groups in some class, or ``--head-fit logistic``) the head is the
+few-shot one instead (training/fewshot.py): three clips per training video, no validation hold-out, logistic
+regression whose penalty is chosen by cross-validation over whole groups, no fine-tuning; it is saved as the same
+linear layer, so everything that loads a run is unchanged (:func:`choose_head_fit`).
+
 The study's recipe is the starting point: frozen backbone, softmax head, SGD, 20 epochs, 20 % of training for
 validation, then fine-tuning of the last layers. The frozen part of the backbone runs once per clip and view (the
 feature cache), so every epoch costs milliseconds for the head and seconds for fine-tuning.
@@ -23,7 +28,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +44,13 @@ from ..errors import ActionrecError
 from ..files import write_json
 from ..engine import Engine
 from ..models.runs import save_run
+from . import fewshot
 from .config import AUTO_LR, BACKBONE_DEFAULTS, NO_WEIGHTS, TrainConfig  # TrainConfig: also importable from here
-from .features import FeatureCache, Sampling, cache_root as feature_cache_root, test_views as test_views_of
+from .features import FeatureCache, Sampling, View, cache_root as feature_cache_root, test_views as test_views_of
 from .outdir import claim_run_dir, writable_dir
 from .metrics import per_class_metrics
-from .phases import Datasets, FinetunePhase, HeadPhase, History, entries_of, evaluate, fit, probabilities, scores, sgd
+from .phases import (Datasets, FinetunePhase, HeadPhase, History, entries_of, evaluate, fit, pooled_by_all, probabilities,
+                     scores, sgd)
 
 def cut_endpoint(model: nn.Module, unfreeze: Sequence[str]) -> str:
     """The last frozen endpoint: features are cached there. `unfreeze` must be the consecutive top blocks."""
@@ -124,14 +131,61 @@ def _silent(message: str) -> None:
     pass
 
 
-def _duration(video: str) -> float:
-    """Seconds of video, read from the container (0 for one that cannot be read: it costs nothing, and is skipped)."""
+def _duration(address: str) -> float:
+    """The seconds of video a sample's work covers, its weight when the work is shared by ranks: a whole video's
+    duration, read from the container (0 for one that cannot be read: it costs nothing, and is skipped); a range's
+    length, divided by N for a clip ``&clip=KofN`` of it (see data.segments), read from the address alone."""
+    from ..data.samples import parse_address
     from ..data.video import probe
 
+    video, start, end, clip = parse_address(address)
+    if start is not None and end is not None:
+        return (end - start) / (clip[1] if clip else 1)
     try:
         return probe(video).duration
     except ActionrecError:
         return 0.0
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """How the linear head is fitted ("logistic" or "softmax"), for how few groups (videos, sources) in the smallest
+    class, and whether the user forced it (``--head-fit``) or `auto` chose it."""
+
+    fit: str
+    fewest: int
+    forced: bool
+
+    def reason(self, cfg: TrainConfig) -> str:
+        """Why the softmax head (the logistic head's reason names its fitted setting: fewshot.reason)."""
+        if self.forced:
+            return f"softmax head: --head-fit softmax ({self.fewest} group(s) in the smallest class), SGD with validation"
+        if cfg.head != "linear":
+            return "softmax head: --head temporal trains on the linear head's validation"
+        return (f"softmax head: {self.fewest} groups in the smallest class (> {fewshot.FEWSHOT_UP_TO}), SGD with "
+                f"{100 * cfg.val_fraction:g} % validation, then fine-tuning (README: few examples per class)")
+
+
+def choose_head_fit(splits: Splits, config: TrainConfig) -> tuple[Splits, TrainConfig, HeadChoice]:
+    """The head fit for these splits (`config.head_fit`; auto: fewshot.choose_head of the fewest distinct groups of any
+    class in training and validation, the softmax head with --head temporal), and the splits and configuration it
+    trains with: the few-shot head holds nothing out for validation (it moves into training) and is not fine-tuned
+    (no validation set would keep fine-tuning honest)."""
+    samples = splits.train + splits.val
+    groups: dict[str, set[str]] = {c: set() for c in splits.classes}
+    for s in samples:
+        groups.setdefault(s.label, set()).add(s.group)
+    fewest = min((len(g) for g in groups.values()), default=0)
+    fit = config.head_fit
+    if fit == "auto":
+        fit = fewshot.choose_head(fewest) if config.head == "linear" else fewshot.SOFTMAX
+    choice = HeadChoice(fit, fewest, forced=config.head_fit != "auto")
+    if fit != "logistic":
+        return splits, replace(config, head_fit=fit), choice
+    policy = (f"{splits.policy}; few-shot head ({fewest} group(s) in the smallest class): no validation hold-out "
+              "(validation moved into training), settings by cross-validation over whole groups, no fine-tuning")
+    return (replace(splits, train=samples, val=[], policy=policy), replace(config, head_fit=fit, finetune_epochs=0),
+            choice)
 
 
 class _Training:
@@ -142,8 +196,10 @@ class _Training:
 
     def __init__(self, config: TrainConfig, out: Path, cache_root: Path, say: Callable[[str], None],
                  warn: Callable[[str], None], progress: bool, ranks: Ranks = SINGLE,
-                 device: torch.device | None = None, job: str = ""):
+                 device: torch.device | None = None, job: str = "", choice: HeadChoice | None = None):
         self.cfg = cfg = config.resolved()
+        self.choice = choice or HeadChoice(cfg.head_fit, 0, forced=True)
+        self.fewshot = cfg.head_fit == "logistic"
         self.ranks, self.device, self.job = ranks, device or torch.device("cpu"), job
         main = ranks.is_main
         self.out, self.progress = out, progress and main
@@ -168,6 +224,8 @@ class _Training:
         self.rank_stats: list[dict] = []  # what each rank extracted, set by `features`
         self.lr_range = None  # the range test of --lr auto (an LRRange), set by `head`
         self.linear_test = (float("nan"), float("nan"))  # --head temporal: the linear head's test loss and accuracy
+        self.head_fit: dict = {}  # how the head was fitted and why (metrics.json), set by `head`
+        self.out_of_fold: np.ndarray | None = None  # the few-shot head's out-of-fold probabilities per training clip
 
     def _backbone(self, config: TrainConfig, say: Callable[[str], None]) -> nn.Module:
         """The backbone; under torchrun the first local rank of each machine loads (and if need be fetches) the weights
@@ -221,13 +279,23 @@ class _Training:
         order = {v: i for i, v in enumerate(everything)}
         return entries, sorted(failed.values(), key=lambda f: order.get(f["video"], len(order)))
 
+    def train_views(self) -> list[View]:
+        """The clips of each training video: the few-shot head's (fewshot.training_views: the central one and those of
+        the default test views) or the central one, then the augmented ones of --views."""
+        return [*(fewshot.training_views() if self.fewshot else [0]), *range(1, self.cfg.views)]
+
     def features(self, splits: Splits) -> tuple[Splits, Datasets]:
-        """The frozen part runs once per clip and view (training videos get the augmented views too); unreadable clips
+        """The frozen part runs once per clip and view (training videos get the training views); unreadable clips
         are left out of the splits, and with them a class none of whose training clips could be read."""
         t0 = time.perf_counter()
         everything = [s.path for s in splits.train + splits.val + splits.test]
-        views = {"train": list(range(self.cfg.views)), "val": [0], "test": test_views_of(self.cfg.test_views)}
-        views_of = {s.path: views[name] for name in ("train", "val", "test") for s in getattr(splits, name)}
+        views = {"train": self.train_views(), "val": [0], "test": test_views_of(self.cfg.test_views)}
+
+        def views_for(name: str, sample: Sample) -> list[View]:
+            # a segment's clip is one place in its range: its uniform views would be that clip again
+            return [v for v in views[name] if isinstance(v, int)] if sample.clip is not None else views[name]
+
+        views_of = {s.path: views_for(name, s) for name in ("train", "val", "test") for s in getattr(splits, name)}
         entries, failed = self._extract(everything, views_of.__getitem__)
         if self.ranks.distributed:  # said live in one process; here once, by rank 0, for every rank
             for f in failed:
@@ -244,23 +312,47 @@ class _Training:
             raise ActionrecError(f"{self.out}: fewer than 2 classes have readable training videos; add videos or fix the skipped files")
         return readable, data
 
-    def head(self, data: Datasets) -> int:
-        """The head on pooled features of the frozen backbone (computed once from the cache); its best epoch. The
-        test loss and accuracy of the head alone are kept (`head_test`)."""
+    def head(self, data: Datasets) -> int | None:
+        """The head on pooled features of the frozen backbone (computed once from the cache): the few-shot head in
+        closed form, or the softmax head by SGD (its best epoch is returned; None for the few-shot head). The test
+        loss and accuracy of the head alone are kept (`head_test`)."""
         model = self.model
         model.reset_classifier(len(self.classes))
         model.drop.p = self.cfg.dropout
         for p in model.parameters():
             p.requires_grad_(False)
         t0 = time.perf_counter()
-        phase = HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs, self.ranks)  # pooled once, shared
-        if self.cfg.lr == AUTO_LR:
-            phase.lr = self._lr_by_range_test(phase)
-        best = fit(phase, self.cfg, self.history, self.say, self.ranks)
+        if self.fewshot:
+            best = self._fewshot_head(data)
+        else:
+            phase = HeadPhase(model, self.cut, data, self.cfg.lr, self.cfg.epochs, self.ranks)  # pooled once, shared
+            if self.cfg.lr == AUTO_LR:
+                phase.lr = self._lr_by_range_test(phase)
+            best = fit(phase, self.cfg, self.history, self.say, self.ranks)
+            self.head_fit = {"head": "softmax", "reason": self.choice.reason(self.cfg)}
         self.timing["head"] = time.perf_counter() - t0
         if self.ranks.is_main:  # the test is rank 0's
             self.head_test = evaluate(model, self.cut, data.test)[:2]
         return best
+
+    def _fewshot_head(self, data: Datasets) -> None:
+        """The few-shot head (fewshot.fit_head: logistic regression on the pooled training clips, its penalty chosen
+        by cross-validation over whole groups) loaded into the model's linear head; the same on every rank."""
+        model, train_set, classes = self.model, data.train, self.classes
+        model.eval()
+        x = pooled_by_all(model, self.cut, train_set, self.ranks).float().cpu().numpy()
+        labels = train_set.labels.numpy()
+        result = fewshot.fit_head(x, labels, train_set.groups, len(classes), class_names=classes)
+        fewshot.load_into(model.head, result)
+        fewest = fewshot.fewest_examples(labels, train_set.groups, len(classes))
+        clips = round(len(train_set) / max(train_set.videos, 1))
+        reason = fewshot.reason(result, fewest, clips, forced=self.choice.forced)
+        self.head_fit, self.out_of_fold = {**result.describe(), "reason": reason}, result.oof_probs
+        self.say(f"head: {reason}")
+        if result.oof_probs is None:
+            self.say("head: no validation probabilities (one group per class: no fold held out), so the timeline's "
+                     "thresholds are not calibrated")
+        return None
 
     def _lr_by_range_test(self, phase: HeadPhase) -> float:
         """--lr auto: a learning-rate range test of the head on the pooled training features (rank 0's choice on every
@@ -314,7 +406,7 @@ class _Training:
         its test views; and the validation probabilities (they calibrate the timeline's per-class thresholds)."""
         t0 = time.perf_counter()
         test_loss, test_acc, test_probs = scores(self.model, self.cut, data.test)
-        val_probs = probabilities(self.model, self.cut, data.val)
+        val_probs, val_labels = self.validation_probs(data)
         labels = data.test.video_labels.numpy()
         per_class, confusion = per_class_metrics(labels, test_probs.argmax(1), self.classes)
         self.timing["evaluate"] = time.perf_counter() - t0
@@ -322,7 +414,21 @@ class _Training:
         predictions = [{"video": s.path, "label": s.label, "probs": np.round(p, 5).tolist()}
                        for s, p in zip(tested_videos, test_probs)]
         return {"test_loss": test_loss, "test_accuracy": test_acc, "per_class": per_class, "confusion_matrix": confusion,
-                "val_probs": val_probs, "test_predictions": predictions}
+                "val_probs": val_probs, "val_labels": val_labels, "test_predictions": predictions}
+
+    def validation_probs(self, data: Datasets) -> tuple[np.ndarray, list[int]]:
+        """Probabilities of videos the head did not train on, and their labels (the timeline calibrates its thresholds
+        on them): the validation videos'; with the few-shot head (no validation set), each training video's mean
+        out-of-fold probability over its clips, from the cross-validation folds that held it out (none without
+        folds: one group per class)."""
+        if not self.fewshot:
+            return probabilities(self.model, self.cut, data.val), data.val.labels.tolist()
+        if self.out_of_fold is None:
+            return np.zeros((0, len(self.classes)), np.float32), []
+        owners, video_labels = data.train.owners.numpy(), data.train.video_labels.tolist()
+        probs = [self.out_of_fold[owners == v].mean(0) for v in range(data.train.videos)]
+        held = [v for v, p in enumerate(probs) if not np.isnan(p).any()]
+        return np.array([probs[v] for v in held], np.float32).reshape(-1, len(self.classes)), [video_labels[v] for v in held]
 
     def run_config(self) -> dict:
         """config.json: what the run is (classes, backbone, weights, cut, preprocessing, options, versions)."""
@@ -338,7 +444,7 @@ class _Training:
             "temporal_head": self._temporal_architecture(),
             "preprocessing": {"fps": spec.fps, "resize": spec.resize, "crop": spec.crop,
                               "mean": spec.mean, "std": spec.std, "value_range": spec.value_range},
-            "train_config": asdict(cfg),
+            "train_config": {**asdict(cfg), "train_views": self.train_views()},
             # what computed the cached features: runs on machines of another precision or backend differ slightly
             "engine": {"backend": self.cache.engine.backend, "precision": self.cache.engine.precision},
             "versions": _versions(),
@@ -370,6 +476,7 @@ class _Training:
             "head_test_loss": head_test[0] if cfg.finetune_epochs else None,
             "head_test_accuracy": head_test[1] if cfg.finetune_epochs and cfg.unfreeze else None,
             "head": cfg.head,
+            "head_fit": self.head_fit,
             "linear_test_loss": self.linear_test[0] if cfg.head == "temporal" else None,
             "linear_test_accuracy": self.linear_test[1] if cfg.head == "temporal" else None,
             "test_views": cfg.test_views,
@@ -380,7 +487,7 @@ class _Training:
             "splits": {"policy": splits.policy, "counts": splits.counts(), "clips": data.sizes()},
             "skipped": self.skipped.files,
             "val_probs": np.round(tested["val_probs"], 6).tolist(),
-            "val_labels": data.val.labels.tolist(),
+            "val_labels": tested["val_labels"],
             "timing": self.timing,
             "model": {"parameters": sum(p.numel() for p in model.parameters()), "trainable_parameters": trainable,
                       "input": f"3x{cfg.frames}x{spec.crop}x{spec.crop}",
@@ -412,7 +519,8 @@ class _Training:
     def run(self, splits: Splits) -> dict:
         """Every phase in turn; the run's metrics (on every rank: rank 0 tests and writes, the others wait for it)."""
         readable, data = self.features(splits)
-        best = {"head": self.head(data)}
+        head_epoch = self.head(data)
+        best = {} if head_epoch is None else {"head": head_epoch}
         finetuned = self.finetune(data)
         if finetuned is not None:
             best["finetune"] = finetuned
@@ -447,6 +555,7 @@ def train(
     files, classes left out, damaged cache entries). A finished run in `out` is replaced only with `force`; an
     unfinished one left by the same command is taken over. The output and cache folders are checked writable, and
     `out` locked, before any work. `config.device` says where it runs (auto: CUDA when available).
+    `config.head_fit` picks the head's fit (:func:`choose_head_fit`; auto: the few-shot head for few groups per class).
 
     Under torchrun (`ranks`, default: read from the environment) every rank calls this with the same arguments; the
     work is shared (see the module doc) and every rank returns the same metrics. Each step of N ranks takes the clips
@@ -459,9 +568,10 @@ def train(
     device = resolve_device(cfg.device, ranks)
     with process_group(ranks, device):
         features_root = writable_dir(feature_cache_root(cache_root), "feature cache folder", "pass --cache DIR on a writable disk")
-        recipe = _recipe(cfg, splits)
+        splits, config, choice = choose_head_fit(splits, config)
+        recipe = _recipe(config.resolved(), splits)
         job = from_main(hashlib.sha256(f"{recipe}|{os.path.abspath(out)}".encode()).hexdigest()[:16], ranks)
         with contextlib.ExitStack() as held:  # rank 0 claims the run directory; its refusal stops every rank
             out_dir = main_decides(ranks, lambda: held.enter_context(
                 claim_run_dir(out, recipe, force, say if ranks.is_main else _silent)))
-            return _Training(config, out_dir, features_root, say, warn, progress, ranks, device, job).run(splits)
+            return _Training(config, out_dir, features_root, say, warn, progress, ranks, device, job, choice).run(splits)
