@@ -51,9 +51,13 @@ def test_margins_are_the_closer_of_the_runner_up_and_the_threshold():
 
 
 def test_unsure_stretches_without_labels_are_suggested_and_confident_ones_are_not():
-    got = suggestions_of(made_up_timeline(P_A), [])
+    every = suggestions_of(made_up_timeline(P_A), [])
+    got = [s for s in every if s.kind != "unlabelled"]
     assert [(s.kind, s.label) for s in got] == [("uncertain", "A"), ("uncertain", "B")]
     (a, b) = got
+    unlabelled = [s for s in every if s.kind == "unlabelled"]  # the confident stretches: the model's labels to accept
+    assert [s.label for s in unlabelled] == ["A", "B", "A"] and all(s.score < 0 < a.score and s.current is None and s.confidence > 0.5 for s in unlabelled)
+    assert not any(min(s.end, u.end) - max(s.start, u.start) > 0.5 * u.duration for s in got for u in unlabelled)
     assert a.start == pytest.approx(8.0, abs=0.5) and a.end == pytest.approx(11.0, abs=0.5)
     assert b.start == pytest.approx(15.0, abs=0.5) and b.end == pytest.approx(18.0, abs=0.5)
     assert a.confidence == pytest.approx(0.55, abs=0.01) and 0.8 < a.score < 1.0
@@ -79,10 +83,10 @@ def test_stretches_labelled_as_the_model_says_are_skipped_and_a_short_overlap_is
 
 def test_an_unsure_stretch_labelled_otherwise_names_the_current_label():
     got = suggestions_of(made_up_timeline(P_A), [(15.0, 18.0, "A")])
-    (s,) = [s for s in got if s.start > 14]
+    (s,) = [s for s in got if s.start > 14 and s.kind != "unlabelled"]
     assert s.kind == "disagrees" and (s.label, s.current) == ("B", "A")  # B at 0.55 is over the threshold: a class
     got = suggestions_of(made_up_timeline(P_A, threshold=0.6), [(15.0, 18.0, "A")])
-    (s,) = [s for s in got if s.start > 14]
+    (s,) = [s for s in got if s.start > 14 and s.kind != "unlabelled"]
     assert s.kind == "uncertain" and (s.label, s.current) == ("none", "A")  # under its threshold: not a disagreement
 
 
@@ -175,8 +179,8 @@ def test_suggestions_rank_over_videos_and_top_n_are_the_first(stitched_run, tmp_
     scores = [s.score for s in every]
     assert scores == sorted(scores, reverse=True)
     kinds = [s.kind for s in every]
-    assert kinds[0] == "disagrees" and kinds == sorted(kinds)  # every disagreement before every uncertain stretch
-    assert {s.video for s in every if s.kind == "uncertain"} >= {str(copy)}  # the unlabelled copy has its own
+    assert kinds[0] == "disagrees" and kinds == sorted(kinds)  # disagreements, then uncertain, then unlabelled stretches
+    assert {s.video for s in every if s.kind in ("uncertain", "unlabelled")} >= {str(copy)}  # the copy has its own
     assert not any(s.kind == "disagrees" and s.video == str(copy) for s in every)
     assert suggest(stitched_run["run"], [stitched_run["video"], copy], segments, top=2,
                    cache=stitched_run["timelines"]) == every[:2]

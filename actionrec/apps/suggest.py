@@ -16,6 +16,9 @@ video, :func:`~actionrec.apps.timeline.timeline` gives the smoothed per-window p
   two decided labels, so the window or two at a cut between two confident actions is not suggested. Score: the
   stretch's mean ``1 - margin`` (below 1). Stretches mostly covered by a labelled segment
   with the model's label, or by a disagreement, are skipped: they are labelled already ("label these next").
+* **unlabelled**: the model's confident segments (a class, not ``none``) over time no labelled segment covers, at least
+  :data:`MIN_STRETCH` seconds, and not already an uncertain stretch: the model's own labels, which one key accepts.
+  Score ``confidence - 1``: they rank after the other two kinds, the most confident first.
 
 Suggestions of all the videos are ranked together; the top N come back.
 """
@@ -35,7 +38,7 @@ from ..models.pretrained import check_classifier
 from .calibration import resolve_labels, thresholds_for
 from .timeline import NONE, Timeline, timeline
 
-KINDS = ("disagrees", "uncertain")
+KINDS = ("disagrees", "uncertain", "unlabelled")
 MIN_STRETCH = 1.0  # seconds: shorter stretches (a window or two at a cut between actions) are not suggested
 UNSURE_MARGIN = 0.3  # a window whose decision margin is under this is uncertain
 DEFAULT_TOP = 10
@@ -48,10 +51,10 @@ class Suggestion:
     video: str
     start: float  # seconds
     end: float
-    kind: str  # "disagrees" | "uncertain"
+    kind: str  # "disagrees" | "uncertain" | "unlabelled"
     label: str  # the model's label for the stretch ("none" under its threshold)
     confidence: float  # mean probability of that label over the stretch's windows
-    score: float  # ranking key: higher first (disagreements > 1 > uncertain stretches)
+    score: float  # ranking key: higher first (disagreements > 1 > uncertain stretches > 0 > unlabelled ones)
     current: str | None  # the label of the labelled segment it overlaps most, if any
 
     @property
@@ -121,7 +124,9 @@ def suggestions_of(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestio
     disagreements = _disagreements(tl, labelled)
     uncertain = [s for s in _uncertain(tl, labelled) if not any(_overlap(s.start, s.end, d.start, d.end) * 2 > s.duration
                                                                  for d in disagreements)]
-    return disagreements + uncertain
+    unlabelled = [s for s in _unlabelled(tl, labelled) if not any(_overlap(s.start, s.end, u.start, u.end) * 2 > s.duration
+                                                                  for u in uncertain)]
+    return disagreements + uncertain + unlabelled
 
 
 def labelled_by_video(segments: Iterable[object]) -> dict[str, list[Labelled]]:
@@ -138,7 +143,7 @@ def labelled_by_video(segments: Iterable[object]) -> dict[str, list[Labelled]]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------- the two kinds
+# ----------------------------------------------------------------------------------------------- the three kinds
 
 
 def _disagreements(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
@@ -171,6 +176,33 @@ def _uncertain(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
         score = float(np.mean(1.0 - margin[ks]))
         out.append(Suggestion(tl.video, start, end, "uncertain", label, confidence, score, current and current[2]))
     return out
+
+
+def _unlabelled(tl: Timeline, labelled: Sequence[Labelled]) -> list[Suggestion]:
+    """The parts of the model's confident segments that no labelled segment covers."""
+    out = []
+    for seg in tl.segments:
+        if seg.label == NONE:
+            continue
+        for start, end in _uncovered(seg.start, seg.end, labelled):
+            if end - start < MIN_STRETCH:
+                continue
+            label, confidence, confident = _stretch_label(tl, _windows_in(tl, start, end))
+            if confident and label != NONE:
+                out.append(Suggestion(tl.video, start, end, "unlabelled", label, confidence, confidence - 1.0, None))
+    return out
+
+
+def _uncovered(start: float, end: float, labelled: Sequence[Labelled]) -> list[tuple[float, float]]:
+    """[start, end) less every labelled segment, as ranges in order."""
+    parts, at = [], start
+    for a, b, _ in sorted(labelled):
+        if b <= at or a >= end:
+            continue
+        if a > at:
+            parts.append((at, a))
+        at = max(at, b)
+    return parts + ([(at, end)] if at < end else [])
 
 
 def decision_margins(tl: Timeline) -> np.ndarray:
