@@ -96,10 +96,14 @@ def test_evaluate_predict_and_compare_a_trained_run(run, demo_data, cache_dir, c
     run_metrics = json.loads((run / "metrics.json").read_text())
     tested = sum(c["test"] for c in run_metrics["splits"]["counts"].values())
     assert metrics["videos"] == 36 and metrics["test_views"] == 2 and metrics["test_accuracy"] >= 0.6
-    assert metrics["backbone_clips"] == 2 * (36 - tested)  # the test videos' two views came from the run's cache
+    # the test videos' two views came from the run's cache (the session's cache is shared: other modules' runs may
+    # have cached more of the demo set's views, never fewer)
+    assert metrics["backbone_clips"] <= 2 * (36 - tested)
+    assert main(["evaluate", str(run), str(demo_data), "--cache", str(cache_dir), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["backbone_clips"] == 0  # now every view is cached
     assert main(["evaluate", str(run), str(demo_data), "--cache", str(cache_dir), "--json", "--quiet", "--test-views", "1"]) == 0
     central = json.loads(capsys.readouterr().out)
-    assert central["test_views"] == 1 and central["backbone_clips"] == 36 - 24  # the test videos' central clips are new
+    assert central["test_views"] == 1 and central["backbone_clips"] <= 36 - 24  # the training videos' central clips are cached
 
     video = sorted((demo_data / "Spinning").glob("*.mp4"))[0]
     assert main(["predict", str(video), "--run", str(run), "--json", "--top", "4"]) == 0
