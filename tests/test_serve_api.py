@@ -526,3 +526,55 @@ def test_a_windows_file_of_an_older_server_is_read_once_and_rewritten(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
     with pytest.raises(ActionrecError, match="analyse the video again"):
         load_windows(tmp_path / "broken.npz")
+
+
+# ----------------------------------------------------------------------------------------------- groups of classes
+
+
+def test_jobs_report_by_group_and_grouped_results_are_their_own(i3d_kinetics, demo_run, realclips, tmp_path):
+    """`group_by: "category"` through the real I3D on a real clip: its top 5 and its timeline name the published
+    parents ("martial arts" for arm_wrestling.mp4), the stored windows are the groups' (the slider and the downloads
+    relabel groups), and the ungrouped job of the same video keeps its classes (the raw probabilities' cache is
+    shared, the results are not). "category" for a trained run's classes, and a bad group, are refused at creation."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(demo_run[0], runs / "demo")
+    server = start_server(settings_for(tmp_path), {"i3d-kinetics400": i3d_kinetics})
+    clip = realclips / "arm_wrestling.mp4"
+    try:
+        assert server.call("GET", "/api/models/i3d-kinetics400/classes")[1]["categories"][:2] == ["arts and crafts",
+                                                                                                  "athletics - jumping"]
+        assert server.call("GET", "/api/models/run:demo/classes")[1]["categories"] is None  # the page offers no choice
+        status, body = server.upload(clip)
+        refused = [server.call("POST", "/api/jobs", {"upload": body["upload"], **fields})
+                   for fields in ({"model": "run:demo", "group_by": "category"},
+                                  {"group_by": "category", "groups": ["fights=arm wrestling"]},
+                                  {"groups": ["fights=arm wrestlin"]}, {"groups": ["no equals sign"]},
+                                  {"group_by": "category", "labels": ["arm wrestling"]}, {"group_by": "sport"},
+                                  {"groups": []})]
+        assert [r[0] for r in refused] == [400, 400, 400, 400, 400, 422, 422]
+        assert "group the 400 Kinetics-400 classes; this model has 4 other classes" in refused[0][1]["error"]
+        assert "did you mean 'arm wrestling'" in refused[2][1]["error"]
+        assert len(server.server.store.jobs) == 0  # no job for a refused request
+
+        top = server.wait(server.analyse(clip, group_by="category", mode="clip")["id"], timeout=300)
+        assert top["status"] == "done", top
+        assert top["result"]["top"][0]["label"] == "martial arts" and top["params"]["group_by"] == "category"
+        plain, grouped = (server.wait(server.analyse(clip, mode="timeline", **fields)["id"], timeout=300)
+                          for fields in ({}, {"group_by": "category", "labels": ["martial arts", "dancing"]}))
+        assert plain["status"] == grouped["status"] == "done", (plain, grouped)
+        assert plain["top"][0]["label"] == "arm wrestling" and grouped["top"][0]["label"] == "martial arts"
+        assert set(grouped["result"]["totals"]) == {"martial arts", "dancing", "none"}
+        assert grouped["result"]["totals"] != plain["result"]["totals"]
+        windows = server.call("GET", f"/api/jobs/{grouped['id']}/windows")[1]
+        assert windows["labels"] == ["martial arts"] and windows["threshold_source"] != plain["params"]["threshold_source"]
+        relabelled = server.call("GET", f"/api/jobs/{grouped['id']}/timeline?threshold=0.05")[1]
+        assert relabelled["totals"]["martial arts"] >= grouped["result"]["totals"]["martial arts"] > 0
+        csv = server.call("GET", f"/api/jobs/{grouped['id']}/download/csv")[1]
+        assert b"martial arts" in csv and b"arm wrestling" not in csv
+        own = server.wait(server.analyse(clip, mode="clip", groups=["fights=arm wrestling,punching person (boxing)",
+                                                                      "fights=wrestling"])["id"], timeout=300)
+        assert own["status"] == "done" and [t["label"] for t in own["result"]["top"]][:1] == ["fights"]
+    finally:
+        server.stop()

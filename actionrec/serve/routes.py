@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..apps.calibration import resolve_labels
+from ..apps.categories import CATEGORY, load_groups
 from ..data.video import VideoError, probe, thumbnail_jpeg
 from ..errors import ActionrecError
 from ..training.report import compare_table, load_metrics, macro_f1
@@ -40,6 +41,7 @@ MAX_ITEMS = 1000  # the most labels or classes one request may name (Kinetics ha
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 PathText = Annotated[str, StringConstraints(max_length=1000)]
 Names = Annotated[list[Name], Field(min_length=1, max_length=MAX_ITEMS)]
+GroupText = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]  # all 400 Kinetics classes fit
 log = logging.getLogger("actionrec.serve")
 
 
@@ -51,6 +53,10 @@ class JobRequest(BaseModel):
     model: Name | None = Field(None, description="a name from GET /api/models (default: the first)")
     labels: Names | None = Field(None, description="classes to report (default: all of the model's)")
     mode: Literal["auto", "clip", "timeline"] = "auto"
+    group_by: Literal["category"] | None = Field(None, description="report groups of classes: 'category' (the "
+                                                 "published Kinetics-400 parent categories; Kinetics-400 models only)")
+    groups: Annotated[list[GroupText], Field(min_length=1, max_length=MAX_ITEMS)] | None = Field(
+        None, description="groups of your own, each 'NAME=label,label' (as `--group`); `labels` then name groups")
 
 
 class FlagRequest(BaseModel):
@@ -105,9 +111,10 @@ def _general(api: APIRouter, server: Server) -> None:
     def models() -> dict:
         return {"models": server.models.choices()}
 
-    @api.get("/models/{name}/classes", summary="A model's classes (loads it once)")
+    @api.get("/models/{name}/classes", summary="A model's classes and, for Kinetics-400, its published categories")
     def classes(name: str) -> dict:
-        return {"classes": list(server.models.get(name).info.categories)}
+        categories = server.models.get(name).info.categories
+        return {"classes": list(categories), "categories": category_names(categories)}
 
     @api.get("/files", summary="Folders and videos under the data root")
     def files(path: str = "") -> dict:
@@ -141,15 +148,18 @@ def _jobs(api: APIRouter, server: Server) -> None:
             raise HTTPException(422, "give either upload (an id from POST /api/uploads) or path (under the data root)")
         source = server.uploads.find(req.upload) if req.upload else server.data.video(req.path or "")
         model = req.model or server.models.choices()[0]["name"]
-        labels = await anyio.to_thread.run_sync(checked_labels, model, req.labels)
+        grouping = {"group_by": req.group_by, "groups": req.groups} if req.group_by or req.groups else {}
+        labels = await anyio.to_thread.run_sync(checked_labels, model, req.labels, grouping)
         job = server.start("analyse", source.name, model=model, labels=labels, mode=req.mode, source=str(source),
-                           upload=req.upload)
+                           upload=req.upload, params=grouping)
         return job.public()
 
-    def checked_labels(model: str, labels: list[str] | None) -> list[str] | None:
-        """The model's spelling of `labels` (None: all); a 404 for an unknown model, a 400 for an unknown label."""
+    def checked_labels(model: str, labels: list[str] | None, grouping: dict) -> list[str] | None:
+        """The model's (or its groups') spelling of `labels` (None: all); a 404 for an unknown model, a 400 for an
+        unknown label or groups the model's classes do not allow (:func:`load_groups`, as the job will call it)."""
         categories = server.models.get(model).info.categories
-        return None if labels is None else list(resolve_labels(labels, categories))
+        groups = load_groups(categories, grouping.get("group_by"), grouping.get("groups") or ())
+        return None if labels is None else list(resolve_labels(labels, groups.names if groups else categories))
 
     @api.get("/jobs", summary="All jobs, newest first")
     def listing() -> dict:
@@ -269,6 +279,15 @@ def _job_views(api: APIRouter, server: Server) -> None:
     def thumbnail(job_id: str, t: float = Query(0.0, ge=0)) -> Response:
         job = _job(server, job_id)
         return Response(_frame_jpeg(job.source, t), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+def category_names(classes: tuple[str, ...]) -> list[str] | None:
+    """The names `group_by: "category"` reports for a model with these classes (the page's "group by" choice), or
+    None where the published categories do not apply (a model whose classes are not Kinetics-400's)."""
+    try:
+        return list(load_groups(classes, CATEGORY).names)
+    except ActionrecError:
+        return None
 
 
 def video_type(name: str) -> str:

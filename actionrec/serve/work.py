@@ -2,7 +2,8 @@
 
 * ``analyse``: a short clip gets the top 5 (``actionrec predict --json``); a long one (at least
   :data:`LONG_VIDEO_WINDOWS` of the model's windows) gets the timeline (``actionrec timeline --json``), its
-  per-window probabilities kept for relabelling, and its downloads;
+  per-window probabilities kept for relabelling, and its downloads; by group when the job's ``params`` name
+  ``group_by``/``groups`` (``--group-by``/``--group``, through :func:`~actionrec.apps.categories.load_groups`);
 * ``censor``: the ranges ``actionrec flag`` finds in an analysed job, blacked out in a copy;
 * ``train``: ``actionrec train`` on a dataset folder under the data root, into a run under ``--runs``; every video
   the dataset names must lie under the data root and reach it through no symbolic link (:func:`dataset_under_root`).
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..apps.calibration import resolve_labels
+from ..apps.categories import Groups, load_groups
 from ..apps.flag import censor_video, flag_ranges
 from ..apps.predict import predict_iter
 from ..apps.suggest import suggest
@@ -75,24 +77,25 @@ class Workshop:
         ctx.progress(0.0, f"loading {job.model}")
         model = self.models.get(job.model)
         info = model.info
-        labels = list(resolve_labels(job.labels, info.categories))
+        groups = load_groups(info.categories, job.params.get("group_by"), job.params.get("groups") or ())
+        labels = list(resolve_labels(job.labels, groups.names if groups else info.categories))
         ctx.progress(0.0, "reading the video")
         meta = probe(job.source)
         window, _ = window_frames(info, None, meta.fps)
         long = meta.num_frames / meta.fps >= LONG_VIDEO_WINDOWS * window
         job.view = "timeline" if job.mode == "timeline" or (job.mode == "auto" and long) else "clip"
         if job.view == "clip":
-            self._clip(job, ctx, model, labels)
+            self._clip(job, ctx, model, labels, groups)
         else:
-            self._timeline(job, ctx, model, labels)
+            self._timeline(job, ctx, model, labels, groups)
 
-    def _clip(self, job: Job, ctx: Context, model, labels: list[str]) -> None:
+    def _clip(self, job: Job, ctx: Context, model, labels: list[str], groups: Groups | None) -> None:
         ctx.progress(0.1, "classifying")
         errors: list[str] = []
         preds = list(predict_iter([job.source], model, on_error=lambda video, message: errors.append(message)))
         if errors:
             raise ActionrecError(errors[0].replace(job.source, job.name))
-        pred = preds[0]
+        pred = groups.apply(preds[0]) if groups else preds[0]
         result = pred.to_dict(TOP)
         result["video"] = job.name
         if job.labels is not None:  # the classes asked for, ranked among themselves
@@ -102,8 +105,10 @@ class Workshop:
         job.top = result["top"]
         write_json(ctx.folder / "result.json", result)
 
-    def _timeline(self, job: Job, ctx: Context, model, labels: list[str]) -> None:
-        timeline = timeline_of(job.source, model, labels=labels, cache=self.cache,
+    def _timeline(self, job: Job, ctx: Context, model, labels: list[str], groups: Groups | None) -> None:
+        """The timeline (by group with `groups`: its stored windows are then the groups' probabilities, so the page's
+        slider, flagging and downloads relabel groups; the cache keeps the model's own, shared by every grouping)."""
+        timeline = timeline_of(job.source, model, labels=labels, cache=self.cache, groups=groups,
                                progress=lambda done, total: ctx.progress(done / max(total, 1), f"window {done} of {total}"))
         ctx.progress(1.0, "writing the timeline")
         wp = timeline.windows

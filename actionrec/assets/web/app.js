@@ -10,7 +10,7 @@ const NONE_COLOUR = "#c9c9c9";
 
 const state = {
   jobs: new Map(), mine: new Map(), opened: new Set(), shown: null, windows: null, flags: [], uploads: [], uploading: 0,
-  pickerPath: "", info: null, pollTimer: null,
+  pickerPath: "", info: null, pollTimer: null, classes: [], categories: null,
 };
 
 // ---------------------------------------------------------------------------------------------- helpers
@@ -71,8 +71,12 @@ function chosenLabels() {
   return names.length ? names : null;
 }
 
+function groupBy() {
+  return $("group-by-field").hidden ? null : $("group-by").value || null;
+}
+
 function jobOptions() {
-  return { model: $("model").value || null, labels: chosenLabels(), mode: $("mode").value };
+  return { model: $("model").value || null, labels: chosenLabels(), mode: $("mode").value, group_by: groupBy() };
 }
 
 function addFiles(files) {
@@ -197,7 +201,8 @@ async function openJob(id, auto) {
   state.shown = { id, auto, job, at: Date.now() };
   $("result").hidden = false;
   $("result-title").textContent = job.name;
-  $("result-note").textContent = job.kind === "analyse" ? `${job.model}` : "";
+  const by = job.params && job.params.group_by ? ", by Kinetics-400 category" : job.params && job.params.groups ? ", by group" : "";
+  $("result-note").textContent = job.kind === "analyse" ? `${job.model}${by}` : "";
   for (const v of ["clip-view", "timeline-view", "other-view"]) $(v).hidden = true;
   if (job.view === "clip") {
     $("clip-view").hidden = false;
@@ -405,9 +410,17 @@ function showTab(name) {
 
 async function loadClasses() {
   try {
-    const { classes } = await api(`/models/${encodeURIComponent($("model").value)}/classes`);
-    $("label-list").replaceChildren(...classes.map((c) => el("option", { value: c })));
+    const { classes, categories } = await api(`/models/${encodeURIComponent($("model").value)}/classes`);
+    Object.assign(state, { classes, categories });
+    $("group-by-field").hidden = !categories;  // the published categories group Kinetics-400's classes only
+    listLabels();
   } catch (err) { say(err.message); }
+}
+
+// The names the Classes field may take: the model's classes, or its categories when the results are grouped.
+function listLabels() {
+  const names = groupBy() ? state.categories : state.classes;
+  $("label-list").replaceChildren(...names.map((c) => el("option", { value: c })));
 }
 
 function wire() {
@@ -417,6 +430,7 @@ function wire() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); addFiles(e.dataTransfer.files); });
   $("file-input").addEventListener("change", (e) => { addFiles(e.target.files); e.target.value = ""; });
   $("model").addEventListener("change", loadClasses);
+  $("group-by").addEventListener("change", listLabels);
   $("threshold").addEventListener("input", () => {
     $("threshold").dataset.moved = "1";
     const t = Number($("threshold").value);
