@@ -14,6 +14,7 @@ import pytest
 from actionrec.data import demo
 from actionrec.data.demo import DEMO_CLASSES, write_demo_dataset
 from actionrec.errors import ActionrecError
+from videos import read_all_frames
 
 # Small but not trivial: 6 clips a class in 2-3 sources, 24 frames (about a second) each.
 CLIPS = 6
@@ -24,18 +25,8 @@ NAME = re.compile(r"^(?P<cls>[A-Za-z]+)_s(?P<s>\d{2,})_c(?P<c>\d{2,})\.mp4$")
 
 def decode(path: Path) -> np.ndarray:
     """All frames (T, H, W, 3) BGR uint8, as cv2 decodes them."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
-    assert frames, f"{path} does not decode"
-    return np.stack(frames)
+    frames = read_all_frames(path)
+    return np.ascontiguousarray(frames[..., ::-1])  # read_all_frames gives RGB
 
 
 def videos(root: Path) -> list[Path]:
