@@ -11,7 +11,7 @@ import math
 from numbers import Integral, Real
 
 from .errors import ActionrecError
-from .models.i3d import STEP_FRAMES
+from .defaults import STEP_FRAMES
 
 MIN_FRAMES = STEP_FRAMES  # I3D downsamples time by 8: fewer frames do not make a clip
 

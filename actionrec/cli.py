@@ -405,7 +405,7 @@ def _model_parent() -> argparse.ArgumentParser:
 
 def _engine_parent() -> argparse.ArgumentParser:
     """How the network runs: --precision, --backend, --device (every command that runs it)."""
-    from .models.backends import BACKENDS, PRECISIONS
+    from .defaults import BACKENDS, PRECISIONS
 
     p = _parent()
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -431,7 +431,7 @@ def _device(args: argparse.Namespace) -> str:
 
 def _window_parent() -> argparse.ArgumentParser:
     """--window and --stride of the commands that slide windows over a video or a stream."""
-    from .apps.windows import DEFAULT_MIN_STRIDE
+    from .defaults import DEFAULT_MIN_STRIDE
 
     p = _parent()
     p.add_argument("--window", type=float, default=None,
@@ -444,7 +444,7 @@ def _window_parent() -> argparse.ArgumentParser:
 def _long_video_parent() -> argparse.ArgumentParser:
     """The video and the options that timeline and flag share."""
     from .apps.calibration import DEFAULT_THRESHOLD
-    from .apps.windows import FRAMES_PER_BATCH
+    from .defaults import FRAMES_PER_BATCH
 
     p = _parent()
     p.add_argument("video", help="a video file (any length) or a folder of frames; timeline also takes a folder of "
@@ -522,7 +522,7 @@ def _per_backbone(key: str) -> str:
 
 def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .training.config import BACKBONE_DEFAULTS, HEAD_FITS, HEADS, TrainConfig as C
-    from .training.fewshot import FEWSHOT_UP_TO
+    from .defaults import FEWSHOT_UP_TO
 
     t = sub.add_parser("train", parents=parents, description="Transfer learning: cached backbone features, a softmax head, then fine-tuning.")
     _dataset_args(t)
@@ -597,7 +597,7 @@ def _groups(args: argparse.Namespace, model):
 
 def _add_timeline_flag(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .apps.flag import censor_video, flag_ranges
-    from .apps.timeline import DEFAULT_SMOOTH
+    from .defaults import DEFAULT_SMOOTH
 
     tl = sub.add_parser("timeline", parents=parents,
                         description="Sliding windows over the whole video in one streaming pass, smoothed, with 'none' "
@@ -681,7 +681,7 @@ def _add_weights_cache(sub) -> None:
 
 def _add_suggest(sub, parents: list[argparse.ArgumentParser]) -> None:
     from .apps.calibration import DEFAULT_THRESHOLD
-    from .apps.suggest import DEFAULT_TOP
+    from .defaults import DEFAULT_SUGGESTIONS
 
     p = sub.add_parser("suggest", parents=parents, help="what to review next: where a model disagrees with your labels or is least sure",
                        description="The model's timeline of each video beside its labelled segments: stretches where "
@@ -689,7 +689,7 @@ def _add_suggest(sub, parents: list[argparse.ArgumentParser]) -> None:
                                    "(small margin between its top two classes or to the threshold), across all videos.")
     p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_MANIFEST",
                    help="videos, or manifests (.csv: path,label[,start,end]...) whose videos and segments are used")
-    p.add_argument("--top", type=int, default=DEFAULT_TOP, help="how many suggestions (default: %(default)s)")
+    p.add_argument("--top", type=int, default=DEFAULT_SUGGESTIONS, help="how many suggestions (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=None,
                    help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: as timeline)")
@@ -714,7 +714,8 @@ class _Parsers(dict):
 
 class _Commands(argparse._SubParsersAction):
     """The subcommands. A lazy one (:meth:`add_lazy`) is listed by `actionrec --help` from its one-line help alone;
-    its parser is built when it is chosen, because its options' defaults are declared in modules that import PyTorch."""
+    its parser is built when it is chosen, because the modules that declare its defaults import numpy or OpenCV
+    (never PyTorch or OpenVINO: every command's help starts at once, tests/test_startup.py)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -742,8 +743,8 @@ class _Commands(argparse._SubParsersAction):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line. The commands whose defaults import PyTorch are built when chosen (see _Commands), so
-    that `actionrec --help` and the other commands' help start at once."""
+    """The whole command line. Most commands' parsers are built when chosen (see _Commands), so that `actionrec
+    --help` imports only what listing the commands needs."""
     parser = argparse.ArgumentParser(prog="actionrec", description="Recognise human actions in videos with pretrained 3D CNNs.")
     sub = parser.add_subparsers(dest="command", required=True, action=_Commands)
     model, windows, engine = functools.cache(_model_parent), functools.cache(_window_parent), functools.cache(_engine_parent)
@@ -805,11 +806,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub) -> None:
-    from .apps.export import FORMATS
+    from .defaults import EXPORT_FORMATS
 
     e = sub.add_parser("export")
     e.add_argument("model", metavar="MODEL_OR_RUN", help="pretrained weights name (e.g. i3d-kinetics400) or a run directory")
-    e.add_argument("--format", required=True, choices=FORMATS, help="onnx: one .onnx file; openvino: an IR .xml + .bin")
+    e.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="onnx: one .onnx file; openvino: an IR .xml + .bin")
     e.add_argument("--out", required=True, metavar="PATH", help="the exported file; its description goes to PATH.json")
     e.add_argument("--clip", default=None, metavar="VIDEO", help="video to check the export on (default: a built-in clip)")
     e.add_argument("--force", action="store_true", help="replace an existing PATH")

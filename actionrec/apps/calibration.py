@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..checks import probability
 from ..errors import ActionrecError
-from ..models.pretrained import ModelInfo
+
+if TYPE_CHECKING:  # annotations only: importing this module (the CLI's help) imports no PyTorch
+    from ..models.pretrained import ModelInfo
 
 DEFAULT_THRESHOLD = 0.5  # a class is named only when it holds at least half the probability mass
 MIN_CALIBRATION_CLIPS = 3  # validation clips of a class needed to calibrate its threshold

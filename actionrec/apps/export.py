@@ -28,14 +28,13 @@ import torch
 from torch import nn
 
 from ..data.sampling import _EPS as SAMPLING_EPS  # the samplers' epsilon: exact frame-rate ratios do not floor down
+from ..defaults import EXPORT_FORMATS, STEP_FRAMES  # I3D's SAME paddings are the same for any multiple of STEP_FRAMES
 from ..errors import ActionrecError
 from ..files import write_json
 
-FORMATS = ("onnx", "openvino")
 MANIFEST_FORMAT = "actionrec-export"
 INPUT, OUTPUT = "clip", "logits"
 LOGIT_TOLERANCE = 1e-3  # of max(1, the largest |logit| of the reference): fp32 runtimes agree to ~1e-5 here
-STEP_FRAMES = 8  # I3D has one time step per 8 input frames: its SAME paddings are the same for any multiple of 8
 MIN_STEPS = 2  # and its final (2, 7, 7) pool needs 2 steps to keep one graph
 MAX_STEPS = 4096
 
@@ -152,8 +151,8 @@ def export(model_or_run: str | os.PathLike, fmt: str, out: str | os.PathLike, cl
 
 
 def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise ActionrecError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise ActionrecError(f"unknown export format {fmt!r}; choose one of: {', '.join(EXPORT_FORMATS)}")
     return fmt
 
 

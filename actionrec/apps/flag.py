@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ActionrecError
-from .timeline import cross_point, smooth_probs
-from .windows import WindowProbs
+
+if TYPE_CHECKING:  # annotations only: importing this module (the CLI's help reads its defaults) imports no PyTorch
+    from .windows import WindowProbs
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ def flag_ranges(
     smoothing by default (a short scene is not averaged away). Each range is widened by ``pad`` seconds on both
     sides (within the video), and ranges less than ``merge_gap`` seconds apart are merged.
     """
+    from .timeline import cross_point, smooth_probs
+
     if pad < 0 or merge_gap < 0 or smooth < 0:
         raise ActionrecError("--pad, --merge-gap and --smooth must be >= 0 seconds")
     x = wp.centres

@@ -1,20 +1,25 @@
-"""Per-class probabilities for whole videos: decode, sample windows, batch them through a model, average."""
+"""Per-class probabilities for whole videos: decode, sample windows, batch them through a model, average.
+
+Importing this module imports no network library or decoder (the CLI's help reads its defaults); they are imported
+when a video is predicted."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
-from ..data.transforms import preprocess
-from ..data.video import central_clip, probe, read_clips, uniform_clips
-from ..engine import Engine, engine_for
-from ..models.pretrained import ModelInfo, check_classifier
 from ..checks import check_predict_options
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ..engine import Engine
+    from ..models.pretrained import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class Prediction:
 def _clips(video: str, info: ModelInfo, frames: int, views: int, chunk: int) -> Iterator[tuple[tuple, torch.Tensor]]:
     """The test views of one video as ((looped, the video as decoded), input): `views` clips of `frames` frames spread
     evenly over it (1: the central one), decoded `chunk` clips at a time so that memory does not grow with `views`."""
+    from ..data.transforms import preprocess
+    from ..data.video import central_clip, probe, read_clips, uniform_clips
+
     spec = info.spec
     meta = probe(video)
     if views == 1:
@@ -65,6 +73,9 @@ def predict_iter(
     spread over it (defaults: the model's; a trained run's are those of its test phase). A video that cannot be read
     goes to `on_error(video, message)` (or raises when `on_error` is None). One engine stream over all of them: decoding
     runs ahead of the model and batches cross video boundaries; `videos` is pulled lazily (by the decode thread)."""
+    from ..engine import engine_for
+    from ..models.pretrained import check_classifier
+
     check_predict_options(frames=frames, test_views=test_views, batch_size=batch_size)
     engine = engine_for(model)
     info = engine.info
@@ -85,6 +96,6 @@ def predict(videos: str | os.PathLike | Sequence[str | os.PathLike], model: nn.M
 
     if isinstance(videos, (str, os.PathLike)):
         videos = [videos]
-    if not isinstance(model, (nn.Module, Engine)):
+    if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
     return list(predict_iter(videos, model, **kwargs))

@@ -33,6 +33,7 @@ import numpy as np
 from torch import nn
 
 from ..engine import Engine, engine_for
+from ..defaults import DEFAULT_SUGGESTIONS
 from ..errors import ActionrecError
 from ..models.pretrained import check_classifier
 from .calibration import resolve_labels, thresholds_for
@@ -41,7 +42,6 @@ from .timeline import NONE, Timeline, timeline
 KINDS = ("disagrees", "uncertain", "unlabelled")
 MIN_STRETCH = 1.0  # seconds: shorter stretches (a window or two at a cut between actions) are not suggested
 UNSURE_MARGIN = 0.3  # a window whose decision margin is under this is uncertain
-DEFAULT_TOP = 10
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def suggest(
     model_or_run: nn.Module | Engine | str | os.PathLike,
     videos: Sequence[str | os.PathLike],
     segments: Iterable[object] = (),
-    top: int = DEFAULT_TOP,
+    top: int = DEFAULT_SUGGESTIONS,
     *,
     cache: str | os.PathLike | bool | None = None,
     progress: Callable[[int, int], None] | None = None,

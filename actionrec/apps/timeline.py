@@ -30,6 +30,7 @@ import numpy as np
 from torch import nn
 
 from ..engine import Engine, engine_for
+from ..defaults import DEFAULT_SMOOTH
 from ..errors import ActionrecError
 from ..models.pretrained import check_classifier
 from .calibration import DEFAULT_THRESHOLD, resolve_labels, thresholds_for
@@ -37,7 +38,6 @@ from .categories import Groups
 from .windows import WindowProbs, window_probabilities
 
 NONE = "none"
-DEFAULT_SMOOTH = 1.0  # seconds of windows (centred running median) before deciding
 # A timeline's files, by kind: `<video stem>.<suffix>` (the CLI's --out folder, the page's downloads)
 DOWNLOADS = {"json": "timeline.json", "csv": "segments.csv", "windows.csv": "windows.csv", "srt": "srt", "png": "timeline.png"}
 

@@ -30,18 +30,21 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import nn
 
 from ..data.transforms import preprocess
 from ..data.video import READ_TIMEOUT, LiveSource, live_windows, open_live
-from ..engine import Engine, engine_for
 from ..errors import ActionrecError
-from ..models.pretrained import ModelInfo, check_classifier
 from ..checks import probability, whole
 from .calibration import resolve_labels
-from .windows import default_stride, window_frames
+
+if TYPE_CHECKING:  # annotations only: importing this module (the CLI's help reads WatchOptions) imports no PyTorch
+    from torch import nn
+
+    from ..engine import Engine
+    from ..models.pretrained import ModelInfo
 
 
 __all__ = ["AlertRule", "Alert", "Debouncer", "WatchStats", "ExecAction", "WebhookAction", "parse_alert", "watch"]
@@ -275,6 +278,10 @@ def watch(
     Returns at the end of the stream, when `stop` is set, or on Ctrl-C (KeyboardInterrupt), always after closing the
     source. ``on_window(start, end, {label: probability})`` sees every classified window.
     """
+    from ..engine import engine_for
+    from ..models.pretrained import check_classifier
+    from .windows import default_stride, window_frames
+
     engine = engine_for(model)
     info = engine.info
     check_classifier(info)

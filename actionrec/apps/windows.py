@@ -28,13 +28,11 @@ from ..data.video import content_key, iter_windows, probe, sliding_windows
 from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..files import atomic_write, home_dir
-from ..models.i3d import STEP_FRAMES
+from ..defaults import DEFAULT_MIN_STRIDE, FRAMES_PER_BATCH, STEP_FRAMES
 from ..models.network import has_step_logits
 from ..models.pretrained import ModelInfo, check_classifier
 from ..checks import MIN_FRAMES
 
-DEFAULT_MIN_STRIDE = 0.5  # seconds: the default stride is max(this, window / 2)
-FRAMES_PER_BATCH = 128  # default batch: 8 windows of 16 frames, 2 of 64 (the activations' memory stays the same)
 CACHE_VERSION = 3  # 2: windows may come from per-step logits; 3: the one WindowProbs file format
 
 

@@ -1,15 +1,23 @@
-"""Clip transforms: decoded uint8 frames -> the network's input, as the weights spec says."""
+"""Clip transforms: decoded uint8 frames -> the network's input, as the weights spec says.
+
+The arithmetic is numpy's (:func:`preprocess_array`), so that a network run by OpenVINO is fed without PyTorch;
+:func:`preprocess` gives the same numbers as a tensor."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
-from ..models.weights import WeightsSpec
+if TYPE_CHECKING:  # annotations only: importing this module imports neither PyTorch nor the weights' module
+    import torch
+
+    from ..models.weights import WeightsSpec
 
 
-def preprocess(frames: np.ndarray, spec: WeightsSpec, crop_shift: tuple[float, float] = (0.0, 0.0), flip: bool = False) -> torch.Tensor:
-    """uint8 RGB frames (T, H, W, 3) -> the network input (3, T, crop, crop) in the spec's value range.
+def preprocess_array(frames: np.ndarray, spec: WeightsSpec, crop_shift: tuple[float, float] = (0.0, 0.0),
+                     flip: bool = False) -> np.ndarray:
+    """uint8 RGB frames (T, H, W, 3) -> the network input (3, T, crop, crop), float32, in the spec's value range.
 
     The shorter side is resized to `spec.resize` (skipped when it already is), then cropped to `spec.crop`: centred,
     or shifted by `crop_shift` (fractions in [-1, 1] of the free margin, (dy, dx)) for augmentation; `flip` mirrors it.
@@ -30,7 +38,15 @@ def preprocess(frames: np.ndarray, spec: WeightsSpec, crop_shift: tuple[float, f
     frames = frames[:, top : top + spec.crop, left : left + spec.crop]
     if flip:
         frames = frames[:, :, ::-1]
-    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div_(255.0)
-    mean = torch.tensor(spec.mean).view(3, 1, 1, 1)
-    std = torch.tensor(spec.std).view(3, 1, 1, 1)
-    return clip.sub_(mean).div_(std)
+    clip = np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32)
+    clip /= np.float32(255.0)
+    clip -= np.asarray(spec.mean, np.float32).reshape(3, 1, 1, 1)
+    clip /= np.asarray(spec.std, np.float32).reshape(3, 1, 1, 1)
+    return clip
+
+
+def preprocess(frames: np.ndarray, spec: WeightsSpec, crop_shift: tuple[float, float] = (0.0, 0.0), flip: bool = False) -> torch.Tensor:
+    """:func:`preprocess_array` as a tensor (3, T, crop, crop): the same numbers."""
+    import torch
+
+    return torch.from_numpy(preprocess_array(frames, spec, crop_shift, flip))

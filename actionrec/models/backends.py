@@ -39,13 +39,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..defaults import BACKENDS, PRECISIONS
 from ..errors import ActionrecError
 from .network import EndpointNetwork, forward_output
 from ..files import home_dir
 from .weights import tensors_sha256
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
-BACKENDS = ("auto", "openvino", "torch")
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}  # int8: quantized operations in int8, the rest as "auto" picks

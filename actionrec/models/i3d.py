@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..defaults import STEP_FRAMES
 from .network import EndpointNetwork
 from .temporal import TemporalHead
 from .weights import (
@@ -63,7 +64,6 @@ _MIXED = {
 }
 
 FEATURE_DIM = 1024
-STEP_FRAMES = 8  # the time stride at Mixed_5c: one step of the per-step features per 8 input frames
 
 I3D_KINETICS400 = WeightsSpec(
     name="i3d-kinetics400",

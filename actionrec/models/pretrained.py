@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_WEIGHTS
 from ..errors import ActionrecError
 from ..files import home_dir
 from .c3d import C3D, KERAS_TF_MD5
@@ -36,7 +37,6 @@ from .weights import (
 )
 
 PRETRAINED: dict[str, WeightsSpec] = {I3D_KINETICS400.name: I3D_KINETICS400, **C3D_SPECS}
-DEFAULT_WEIGHTS = {"i3d": I3D_KINETICS400.name, "c3d": "c3d-sports1m"}  # each architecture's pretrained weights
 
 
 def get_spec(name: str) -> WeightsSpec:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..distributed import check_device
+from ..defaults import BACKENDS, DEFAULT_WEIGHTS, PRECISIONS
 from ..checks import MIN_FRAMES, number, option_name, whole
 from ..errors import ActionrecError
-from ..models.backends import BACKENDS, PRECISIONS
-from ..models.pretrained import DEFAULT_WEIGHTS
 
 # Per-backbone defaults that converge on cached features (see the README for why they differ from the study's).
 BACKBONE_DEFAULTS = {
@@ -85,6 +83,8 @@ class TrainConfig:
             if getattr(self, name) is not None and not (name == "lr" and self.lr == AUTO_LR):
                 number(getattr(self, name), option_name(name), 0.0, low_open=True)
         number(self.weight_decay, "--weight-decay", 0.0)
+        from ..distributed import check_device  # imports PyTorch: not at import (the CLI's help reads this module)
+
         check_device(self.device)
         for name, allowed in (("precision", PRECISIONS), ("backend", BACKENDS)):
             if getattr(self, name) not in allowed:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..defaults import FEWSHOT_UP_TO
 from ..errors import ActionrecError
 from .features import View, test_views
 
@@ -45,7 +46,6 @@ TEMPERATURES = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)  # prototype: s
 PENALTIES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # logistic: L2 penalties tried by cross-validation
 DEFAULT_TEMPERATURE = 32.0  # without folds (one group per class)
 DEFAULT_PENALTY = 1e-2  # without folds
-FEWSHOT_UP_TO = 10  # videos per class (the fewest of any class) up to which the few-shot head replaces the softmax
 SOFTMAX = "softmax"  # choose_head's answer above that: the trainer's SGD head with its 20 % validation
 
 
