@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
-
-import numpy as np
 
 
 @contextmanager
@@ -56,7 +55,8 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
+    np = sys.modules.get("numpy")  # a numpy value means numpy is imported: this module does not import it (the CLI's help)
+    if np is not None and isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, (tuple, set)):
         return list(value)
