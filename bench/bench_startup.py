@@ -2,10 +2,17 @@
 
 Commands (each run in a fresh interpreter, warm file caches; the first run of each is a warm-up, not counted):
 
-* `import torch` alone (the floor a command that imports it cannot go below);
-* `actionrec --help`, `actionrec weights --help`, `actionrec predict --help`;
+* `import torch` alone (the floor a command that imports it cannot go below), `import openvino` alone;
+* `actionrec --help` and the help of commands whose defaults live in different layers: `weights`, `predict`,
+  `train`, `timeline`, `watch` (tests/test_startup.py checks every command's help imports neither library);
 * `actionrec predict CLIP` (one real clip, i3d-kinetics400, warm: the weights and the compiled network are cached
-  by the warm-up run).
+  by the warm-up run);
+* `actionrec timeline CLIP --no-cache --quiet --out TMP` (the same clip as a short video, its windows computed: warm
+  weights and compiled network, no cached probabilities);
+* the floor of a warm one-clip `predict` without PyTorch (this checkout only; not a product path, a measurement):
+  the same clip decoded and preprocessed by the library (data.video, data.transforms.preprocess_array) and run by
+  OpenVINO from the IR the engine cached, in a process that never imports PyTorch; it must give predict's top-1.
+  It is what an engine that reads the cached network without building the PyTorch module would cost (issue 20).
 
 With --baseline DIR (a checkout of the code to compare with, e.g. `git archive BASE actionrec | tar -x -C DIR`) each
 command runs alternately on this checkout and on DIR (A B A B ...), so that a change in the machine's load hits both;
@@ -18,10 +25,12 @@ Run:  python bench/bench_startup.py [--runs 5] [--baseline DIR] [--clip VIDEO]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +56,42 @@ def run_once(argv: list[str], tree: Path) -> float:
     return seconds
 
 
+FLOOR = """
+import json, sys, types
+import numpy as np
+import openvino
+from actionrec.data.sampling import central_clip
+from actionrec.data.transforms import preprocess_array
+from actionrec.data.video import probe, read_clips
+a = json.loads(sys.argv[1])
+spec = types.SimpleNamespace(**a["spec"])
+meta = probe(a["clip"])
+clip = read_clips(a["clip"], [central_clip(meta.num_frames, meta.fps, n=a["frames"], target_fps=spec.fps)], short_side=spec.resize)[0]
+core = openvino.Core()
+network = core.read_model(a["ir"])
+network.reshape([-1, 3, a["frames"], spec.crop, spec.crop])
+logits = core.compile_model(network, "CPU", a["config"])(preprocess_array(clip.frames, spec)[None])[1][0]
+top = a["categories"][int(np.argmax(logits))]
+assert "torch" not in sys.modules and top == a["top"], (top, a["top"])
+"""
+
+
+def floor_argv(clip: str) -> list[str]:
+    """`python -c FLOOR ARGS` for `clip` (see the module doc): the engine's cached IR and its settings, read here."""
+    sys.path.insert(0, str(ROOT))
+    from actionrec import load_model, predict
+    from actionrec.models.backends import HEAD, OpenVINONet
+
+    model = load_model("i3d-kinetics400")
+    info, engine = model.info, model.engine
+    net = OpenVINONet(engine.model, engine.precision)
+    spec = {k: getattr(info.spec, k) for k in ("fps", "resize", "crop", "mean", "std")}
+    args = {"clip": clip, "frames": info.predict_frames, "spec": spec, "categories": list(info.categories),
+            "ir": str(net.ir_path(HEAD, (3, info.predict_frames, info.spec.crop, info.spec.crop))),
+            "config": net.config(), "top": predict(clip, model)[0].top(1)[0][0]}
+    return ["-c", FLOOR, json.dumps(args)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -54,17 +99,23 @@ def main() -> None:
     parser.add_argument("--clip", default=None)
     args = parser.parse_args()
     clip = args.clip or default_clip()
+    out = tempfile.mkdtemp(prefix="bench_startup_")  # timeline's files (not the checkout)
     commands = {
         "import torch": ["-c", "import torch"],
+        "import openvino": ["-c", "import openvino"],
         "actionrec --help": ["-m", "actionrec", "--help"],
-        "actionrec weights --help": ["-m", "actionrec", "weights", "--help"],
-        "actionrec predict --help": ["-m", "actionrec", "predict", "--help"],
+        **{f"actionrec {c} --help": ["-m", "actionrec", c, "--help"] for c in ("weights", "predict", "train", "timeline", "watch")},
         f"actionrec predict {Path(clip).name}": ["-m", "actionrec", "predict", clip],
+        f"actionrec timeline {Path(clip).name} --no-cache": ["-m", "actionrec", "timeline", clip, "--no-cache", "--quiet",
+                                                            "--out", out],
     }
-    trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    floor = f"floor: {Path(clip).name} through the cached IR, no PyTorch (see the module doc)"
+    commands[floor] = floor_argv(clip)
+    every = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
     load_before = os.getloadavg()[0]
     rows = []
     for name, argv in commands.items():
+        trees = {"this": ROOT} if name == floor else every
         times: dict[str, list[float]] = {t: [] for t in trees}
         for tree in trees.values():
             run_once(argv, tree)  # warm-up
@@ -80,7 +131,9 @@ def main() -> None:
     print("|---|---|" + ("---|---|" if args.baseline else ""))
     for name, median, spread in rows:
         line = f"| `{name}` | {median['this']:.2f} ({spread['this'][0]:.2f}-{spread['this'][1]:.2f}) |"
-        if args.baseline:
+        if args.baseline and "baseline" not in median:
+            line += " - | - |"
+        elif args.baseline:
             line += (f" {median['baseline']:.2f} ({spread['baseline'][0]:.2f}-{spread['baseline'][1]:.2f}) |"
                      f" {median['this'] / median['baseline']:.2f} |")
         print(line)
