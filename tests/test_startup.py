@@ -35,11 +35,11 @@ COMMANDS = [[], ["predict"], ["train"], ["evaluate"], ["compare"], ["demo"], ["t
 
 
 @functools.cache
-def imported_after(argv: tuple[str, ...]) -> tuple[list[str], str]:
-    """The heavy modules a fresh interpreter holds after `actionrec ARGV` (which must exit 0), and what it printed
+def imported_after(argv: tuple[str, ...], heavy: tuple[str, ...] = HEAVY) -> tuple[list[str], str]:
+    """The `heavy` modules a fresh interpreter holds after `actionrec ARGV` (which must exit 0), and what it printed
     (help lines unwrapped: a wide terminal)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"}
-    child = subprocess.run([sys.executable, "-c", PROBE.format(argv=list(argv), heavy=HEAVY)], capture_output=True,
+    child = subprocess.run([sys.executable, "-c", PROBE.format(argv=list(argv), heavy=heavy)], capture_output=True,
                            text=True, timeout=120, cwd=ROOT, env=env)
     assert child.returncode == 0, child.stderr
     *text, last = child.stdout.rstrip("\n").split("\n")
@@ -71,6 +71,10 @@ def shown_default(text: str, option: str) -> str:
 def test_every_command_s_help_imports_no_network_library(command):
     heavy, text = imported_after((*command, "--help"))
     assert heavy == [] and f"usage: actionrec {' '.join(command)}".rstrip() in text
+
+
+def test_the_command_list_imports_not_even_numpy():
+    assert imported_after(("--help",), ("numpy", "cv2", *HEAVY))[0] == []
 
 
 def test_the_command_list_names_every_command_with_its_help():
