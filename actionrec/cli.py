@@ -245,26 +245,28 @@ def _classifier(name: str, args: argparse.Namespace):
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from .apps.archive import is_archive, one_at_a_time
+    from .apps.archive import is_archive
     from .apps.calibration import resolve_labels
-    from .apps.timeline import timeline
+    from .apps.timeline import timeline_iter
     from .console import progress_callback
 
     model = _classifier(args.model, args)
     groups = _groups(args, model)
     resolve_labels(args.labels, groups.names if groups else model.info.categories)  # said before any video is read
 
-    def one(video: str, progress=None):
-        return timeline(video, model, window=args.window, stride=args.stride, labels=args.labels, threshold=args.threshold,
-                        smooth=args.smooth, min_segment=args.min_segment, batch_size=args.batch_size,
-                        cache=False if args.no_cache else args.cache, progress=progress, groups=groups)
+    def timelines(videos, progress=None, on_error=None):
+        return timeline_iter(videos, model, window=args.window, stride=args.stride, labels=args.labels,
+                             threshold=args.threshold, smooth=args.smooth, min_segment=args.min_segment,
+                             batch_size=args.batch_size, cache=False if args.no_cache else args.cache,
+                             progress=progress, groups=groups, on_error=on_error)
 
-    if is_archive(args.video):
+    if is_archive(args.video):  # one engine stream over the whole archive
         return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines",
-                        one_at_a_time(lambda v: one(v).to_dict()), args)
+                        lambda videos, on_error: ((tl.video, tl.to_dict()) for tl in timelines(videos, on_error=on_error)),
+                        args)
     update, close = progress_callback("timeline", "window", not args.quiet)
     try:
-        tl = one(args.video, update)
+        (tl,) = timelines([args.video], update)
     finally:
         close()
     if tl.warning:

@@ -6,9 +6,11 @@ Two measurements, both through the CLI (`python -m actionrec`, one process per c
    stitched from real clips of ../shared/ucf101_subset (3 classes in turn, training groups of split 1); its first
    `--labelled-seconds` are labelled as segments (one per clip). Cold: empty feature and timeline caches, `actionrec
    train labels.csv` then `actionrec timeline VIDEO --run RUN`. Warm: one more segment is labelled (the next clip),
-   and the same two commands run again with the feature cache of the first round (only the new segment's clips are
-   computed; the timeline is the new model's, so it is computed whole). Each phase's seconds are reported, with the
-   trainer's own split (features / head / fine-tuning / evaluate) and the machine's load.
+   and the same two commands run again with the feature and timeline caches of the first round (only the new
+   segment's clips are computed; the new model trained only its head, so its timeline is its head over the pooled
+   features the first model's timeline cached: no window goes through the network). Each phase's seconds are
+   reported, with the trainer's own split (features / head / fine-tuning / evaluate), the head it chose, whether the
+   timeline came from cached features, and the machine's load.
 2. **Timeline experiment**: a model trained from the labelled segments of two long stitched real videos (3 classes,
    4 clips per class each, training groups 8-25, with real footage of other actions from ../shared/realclips as
    background gaps) labels a third (test groups 1-7, other background); its time per class is compared with the
@@ -121,13 +123,21 @@ def speed(work: Path, minutes: float, labelled_seconds: float) -> dict:
         t_timeline = cli("timeline", str(video), "--run", str(run), "--cache", str(caches / "timelines"),
                          "--out", str(caches / f"timeline_{name}"), "--quiet", "--json")
         metrics = json.loads((run / "metrics.json").read_text())
+        config = json.loads((run / "config.json").read_text())
         rounds[name] = {"segments": len(labelled), "labelled_seconds": round(labelled[-1][2], 1),
+                        "head": (metrics.get("head_fit") or {}).get("head"), "trained": config["trained_modules"],
+                        "features_cached": _features_entries(caches / "timelines"),
                         "train": round(t_train, 1), "timeline": round(t_timeline, 1),
                         "total": round(t_train + t_timeline, 1),
                         "trainer": {k: round(v, 1) for k, v in metrics["timing"].items()},
                         "load": f"{load_before} -> {load()}"}
         print(f"speed {name}: {rounds[name]}", flush=True)
     return {"video_seconds": round(duration, 1), "clips": len(truth), "rounds": rounds}
+
+
+def _features_entries(root: Path) -> int:
+    """Entries of cached per-window features under a timeline cache (apps.windows)."""
+    return len(list((root / "features").rglob("*.npz"))) if (root / "features").is_dir() else 0
 
 
 def clips_until(clips: list[tuple[Path, str]], seconds: float, fps: float = 25.0) -> list[tuple[Path, str]]:
