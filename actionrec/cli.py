@@ -455,7 +455,8 @@ def _long_video_parent() -> argparse.ArgumentParser:
                    help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"windows per forward pass (default: {FRAMES_PER_BATCH} frames' worth: {FRAMES_PER_BATCH // 16} of 16 frames, {FRAMES_PER_BATCH // 64} of 64)")
-    p.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
+    p.add_argument("--cache", default=None, help="where per-window probabilities (and a head-only run's pooled features, shared by runs on the same "
+                   "backbone) are kept (default: $ACTIONREC_HOME/timelines)")
     p.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -695,7 +696,8 @@ def _add_suggest(sub, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: as timeline)")
-    p.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
+    p.add_argument("--cache", default=None, help="where per-window probabilities (and a head-only run's pooled features, shared by runs on the same "
+                   "backbone) are kept (default: $ACTIONREC_HOME/timelines)")
     p.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
     p.add_argument("--json", action="store_true", help="a JSON list of suggestions on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -407,9 +407,10 @@ def timeline(
     (`Timeline.windows`), which the page stores to relabel. `groups` (:func:`~actionrec.apps.categories.load_groups`)
     sums each window's probabilities per group before smoothing, and `labels` then name groups; thresholds calibrated
     per class do not carry over to groups, so a group takes `threshold` or the default."""
-    return next(iter(timeline_iter([video], model, window=window, stride=stride, labels=labels, threshold=threshold,
-                                   smooth=smooth, min_segment=min_segment, batch_size=batch_size, cache=cache,
-                                   progress=progress, groups=groups)))
+    (tl,) = timeline_iter([video], model, window=window, stride=stride, labels=labels, threshold=threshold,
+                          smooth=smooth, min_segment=min_segment, batch_size=batch_size, cache=cache, progress=progress,
+                          groups=groups)
+    return tl
 
 
 def timeline_iter(

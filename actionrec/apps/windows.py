@@ -5,6 +5,13 @@ open; the engine (:mod:`actionrec.engine`) decodes ahead, batches the windows an
 per-window probabilities are kept (K floats per window), so memory stays flat however long the video is. They are
 cached (keyed by the video's content, the model's identity, the window and the stride), so `actionrec flag` after
 `actionrec timeline` on the same 2-hour file, or a second look with other thresholds, does not run the model again.
+
+A trained run whose only trained layer is its head (the few-shot and softmax head runs) is cached one step lower:
+the pooled features of its frozen part per window (:class:`WindowFeatures`), keyed by what they depend on (the
+backbone's weights, the run's cut, the engine's precision and backend, the video, the windows) and not by the run, so
+the next run trained on the same backbone (a label added, the page's train -> timeline loop) gets its timeline as its
+head over those features (:meth:`actionrec.engine.Engine.top`, the numbers the network path gives) without running
+the network. :func:`window_probabilities_iter` runs many videos (an archive) as one engine stream.
 """
 
 from __future__ import annotations
@@ -234,11 +241,16 @@ def _load_features(path: Path) -> WindowFeatures | None:
     if not path.is_file():
         return None
     try:
-        return load_window_features(path)
+        wf = load_window_features(path)
     except ActionrecError as err:
         print(f"actionrec: warning: {err}; computing them again", file=sys.stderr)
         path.unlink(missing_ok=True)
         return None
+    try:
+        os.utime(path)  # last used: `actionrec cache --older-than` prunes what has not been used for a while
+    except OSError:
+        pass  # a read-only cache is still read
+    return wf
 
 
 # ----------------------------------------------------------------------------------------------- the stream
@@ -268,8 +280,9 @@ def window_probabilities(
     of its frozen part instead (:func:`shares_features`), so the next run on the same backbone and cut runs no
     network over the video. ``progress(done, total)`` is called after each pass.
     """
-    return next(iter(window_probabilities_iter([video], model, window, stride, batch_size=batch_size, cache=cache,
-                                               progress=progress, per_step=per_step)))
+    (wp,) = window_probabilities_iter([video], model, window, stride, batch_size=batch_size, cache=cache,
+                                      progress=progress, per_step=per_step)
+    return wp
 
 
 def window_probabilities_iter(
