@@ -139,19 +139,20 @@ class Engine:
         """`output` of x on the backend, at the engine's precision."""
         return self._forward_openvino(x, output) if self.backend == "openvino" else self._forward_torch(x, output)
 
-    def top(self, activation: torch.Tensor, output: str = "probs", start: str | None = None) -> torch.Tensor:
+    def top(self, activation: torch.Tensor, output: str = "probs", *, pooled: bool = False) -> torch.Tensor:
         """`output` (one of TOP_OUTPUTS; "probs" with its softmax) of a trained run from its frozen part's activation,
-        the way training, its test phase and `evaluate` compute it from the feature cache: at its cut (``start`` None),
-        the activation rounded to float16 (what a cache entry holds), then the layers above the cut eager in fp32; from
-        its pooled features (``start="features"``, this method's own "features" output, kept as they are), its head
-        alone. So a run predicts the numbers its test phase scored, from the network or from cached activations."""
+        the way training, its test phase and `evaluate` compute it from the feature cache: the activation at its cut
+        rounded to float16 (what a cache entry holds), then the layers above the cut eager in fp32; or, ``pooled``,
+        from its pooled features (this method's own "features" output, as they are) through its linear head alone.
+        So a run predicts the numbers its test phase scored, from the network or from cached activations."""
         cut = self.info.cut
         if cut is None:
             raise ActionrecError(f"{self.info.name}: pretrained weights have no trained layers above a cut")
+        if pooled and (output not in ("probs", "logits") or getattr(self.model, "temporal_head", None) is not None):
+            raise ActionrecError(f"{self.info.name}: pooled features give only the linear head's probs or logits (asked: "
+                                 f"{output!r}; a run with a temporal head classifies per-step features instead)")
         with torch.inference_mode():
-            if start == "features":
-                if output not in ("probs", "logits"):
-                    raise ActionrecError(f"{self.info.name}: from pooled features only probs or logits, not {output!r}")
+            if pooled:
                 y = self.model.forward_head(activation.float().to(self.device)).float()
             else:
                 activation = activation.to(torch.float16).float().to(self.device)

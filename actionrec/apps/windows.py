@@ -479,7 +479,7 @@ class _Stream:
 
     def _from_features(self, job: _Job, wf: WindowFeatures, from_cache: bool) -> WindowProbs:
         """The run's probabilities from its frozen part's pooled features: its head (Engine.top)."""
-        probs = self.engine.top(torch.from_numpy(np.ascontiguousarray(wf.features)), "probs", start="features")
+        probs = self.engine.top(torch.from_numpy(np.ascontiguousarray(wf.features)), "probs", pooled=True)
         return WindowProbs(job.video, self.info.name, tuple(self.info.categories), wf.starts, wf.ends,
                            probs.numpy().astype(np.float32), wf.duration, wf.fps, job.window, job.stride, job.frames,
                            from_cache=from_cache, warning=wf.warning)
