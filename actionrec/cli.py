@@ -245,26 +245,28 @@ def _classifier(name: str, args: argparse.Namespace):
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from .apps.archive import is_archive, one_at_a_time
+    from .apps.archive import is_archive
     from .apps.calibration import resolve_labels
-    from .apps.timeline import timeline
+    from .apps.timeline import timeline_iter
     from .console import progress_callback
 
     model = _classifier(args.model, args)
     groups = _groups(args, model)
     resolve_labels(args.labels, groups.names if groups else model.info.categories)  # said before any video is read
 
-    def one(video: str, progress=None):
-        return timeline(video, model, window=args.window, stride=args.stride, labels=args.labels, threshold=args.threshold,
-                        smooth=args.smooth, min_segment=args.min_segment, batch_size=args.batch_size,
-                        cache=False if args.no_cache else args.cache, progress=progress, groups=groups)
+    def timelines(videos, progress=None, on_error=None):
+        return timeline_iter(videos, model, window=args.window, stride=args.stride, labels=args.labels,
+                             threshold=args.threshold, smooth=args.smooth, min_segment=args.min_segment,
+                             batch_size=args.batch_size, cache=False if args.no_cache else args.cache,
+                             progress=progress, groups=groups, on_error=on_error)
 
-    if is_archive(args.video):
+    if is_archive(args.video):  # one engine stream over the whole archive
         return _archive(args.video, args.out or f"{Path(args.video).stem}_timelines",
-                        one_at_a_time(lambda v: one(v).to_dict()), args)
+                        lambda videos, on_error: ((tl.video, tl.to_dict()) for tl in timelines(videos, on_error=on_error)),
+                        args)
     update, close = progress_callback("timeline", "window", not args.quiet)
     try:
-        tl = one(args.video, update)
+        (tl,) = timelines([args.video], update)
     finally:
         close()
     if tl.warning:
@@ -453,7 +455,8 @@ def _long_video_parent() -> argparse.ArgumentParser:
                    help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
     p.add_argument("--batch-size", type=int, default=None,
                    help=f"windows per forward pass (default: {FRAMES_PER_BATCH} frames' worth: {FRAMES_PER_BATCH // 16} of 16 frames, {FRAMES_PER_BATCH // 64} of 64)")
-    p.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
+    p.add_argument("--cache", default=None, help="where per-window probabilities (and a head-only run's pooled features, shared by runs on the same "
+                   "backbone) are kept (default: $ACTIONREC_HOME/timelines)")
     p.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -693,7 +696,8 @@ def _add_suggest(sub, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help=f"probability a class needs, for every class (default: calibrated on the run's validation clips, else {DEFAULT_THRESHOLD:g})")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: as timeline)")
-    p.add_argument("--cache", default=None, help="where per-window probabilities are kept (default: $ACTIONREC_HOME/timelines)")
+    p.add_argument("--cache", default=None, help="where per-window probabilities (and a head-only run's pooled features, shared by runs on the same "
+                   "backbone) are kept (default: $ACTIONREC_HOME/timelines)")
     p.add_argument("--no-cache", action="store_true", help="always run the model, keep nothing")
     p.add_argument("--json", action="store_true", help="a JSON list of suggestions on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -127,11 +127,11 @@ class Engine:
         activation at an endpoint. Any T the network takes: OpenVINO compiles each new input shape once."""
         cut = self.info.cut
         if cut is not None and output in TOP_OUTPUTS:  # a trained run: its trained layers as its test phase ran them
-            y = self._top(self._frozen(x, cut), output, cut)
+            y = self.top(self._frozen(x, cut), output)
         else:
             y = self._frozen(x, output)
-        if output == "probs":
-            y = y.float().softmax(-1)
+            if output == "probs":
+                y = y.float().softmax(-1)
         self.clips_run += len(x)
         return y.float().cpu()
 
@@ -139,13 +139,25 @@ class Engine:
         """`output` of x on the backend, at the engine's precision."""
         return self._forward_openvino(x, output) if self.backend == "openvino" else self._forward_torch(x, output)
 
-    def _top(self, activation: torch.Tensor, output: str, cut: str) -> torch.Tensor:
-        """`output` of a trained run from its frozen part's activation at `cut`, the way training, its test phase and
-        `evaluate` compute it from the feature cache: the activation rounded to float16 (what a cache entry holds),
-        then the layers above the cut eager in fp32. So a run predicts the numbers its test phase scored."""
-        activation = activation.to(torch.float16).float().to(self.device)
+    def top(self, activation: torch.Tensor, output: str = "probs", *, pooled: bool = False) -> torch.Tensor:
+        """`output` (one of TOP_OUTPUTS; "probs" with its softmax) of a trained run from its frozen part's activation,
+        the way training, its test phase and `evaluate` compute it from the feature cache: the activation at its cut
+        rounded to float16 (what a cache entry holds), then the layers above the cut eager in fp32; or, ``pooled``,
+        from its pooled features (this method's own "features" output, as they are) through its linear head alone.
+        So a run predicts the numbers its test phase scored, from the network or from cached activations."""
+        cut = self.info.cut
+        if cut is None:
+            raise ActionrecError(f"{self.info.name}: pretrained weights have no trained layers above a cut")
+        if pooled and (output not in ("probs", "logits") or getattr(self.model, "temporal_head", None) is not None):
+            raise ActionrecError(f"{self.info.name}: pooled features give only the linear head's probs or logits (asked: "
+                                 f"{output!r}; a run with a temporal head classifies per-step features instead)")
         with torch.inference_mode():
-            return forward_output(self.model, activation, output, start=cut).float()
+            if pooled:
+                y = self.model.forward_head(activation.float().to(self.device)).float()
+            else:
+                activation = activation.to(torch.float16).float().to(self.device)
+                y = forward_output(self.model, activation, output, start=cut).float()
+        return y.softmax(-1) if output == "probs" else y
 
     def _forward_openvino(self, x: torch.Tensor, output: str) -> torch.Tensor:
         """OpenVINO's output; if OpenVINO fails on this network, PyTorch's, and PyTorch runs from then on."""

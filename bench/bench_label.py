@@ -5,10 +5,12 @@ Two measurements, both through the CLI (`python -m actionrec`, one process per c
 1. **Speed**: the time from "segments saved" to "timeline of a 5-minute video with the new model". The video is
    stitched from real clips of ../shared/ucf101_subset (3 classes in turn, training groups of split 1); its first
    `--labelled-seconds` are labelled as segments (one per clip). Cold: empty feature and timeline caches, `actionrec
-   train labels.csv` then `actionrec timeline VIDEO --run RUN`. Warm: one more segment is labelled (the next clip),
-   and the same two commands run again with the feature cache of the first round (only the new segment's clips are
-   computed; the timeline is the new model's, so it is computed whole). Each phase's seconds are reported, with the
-   trainer's own split (features / head / fine-tuning / evaluate) and the machine's load.
+   train labels.csv` then `actionrec timeline VIDEO --run RUN`. Warm (`--warm-rounds`, 2 by default, each after the
+   one before): one more segment is labelled (the next clip), and the same two commands run again with the feature and timeline caches of the first round (only the new
+   segment's clips are computed; the new model trained only its head, so its timeline is its head over the pooled
+   features the first model's timeline cached: no window goes through the network). Each phase's seconds are
+   reported, with the trainer's own split (features / head / fine-tuning / evaluate), the head it chose, whether the
+   timeline came from cached features, and the machine's load.
 2. **Timeline experiment**: a model trained from the labelled segments of two long stitched real videos (3 classes,
    4 clips per class each, training groups 8-25, with real footage of other actions from ../shared/realclips as
    background gaps) labels a third (test groups 1-7, other background); its time per class is compared with the
@@ -17,7 +19,7 @@ Two measurements, both through the CLI (`python -m actionrec`, one process per c
    validation probabilities; the table says which). The timeline defaults and a few
    variants (smoothing, minimum segment) are scored from the same per-window probabilities (no second pass).
 
-Run:  python bench/bench_label.py [--work DIR] [--minutes 5] [--labelled-seconds 90] [--skip-speed] [--skip-experiment]
+Run:  python bench/bench_label.py [--work DIR] [--minutes 5] [--labelled-seconds 90] [--warm-rounds 2] [--skip-speed] [--skip-experiment]
       (stitched videos are kept in --work between runs; a JSON of the results is written there)
 """
 
@@ -98,7 +100,7 @@ def write_manifest(path: Path, video: str, truth: list[tuple[str, float, float]]
 # ----------------------------------------------------------------------------------------------- 1. speed
 
 
-def speed(work: Path, minutes: float, labelled_seconds: float) -> dict:
+def speed(work: Path, minutes: float, labelled_seconds: float, warm_rounds: int = 2) -> dict:
     per_class = {c: ucf_clips(c, TRAIN_GROUPS, 3) for c in CLASSES}
     clips = []
     for k in range(max(len(v) for v in per_class.values())):
@@ -113,21 +115,31 @@ def speed(work: Path, minutes: float, labelled_seconds: float) -> dict:
     caches = work / "speed"
     shutil.rmtree(caches, ignore_errors=True)
     caches.mkdir()
-    for name, labelled in (("cold", first), ("warm", truth[: len(first) + 1])):
-        labels = write_manifest(work / f"labels_{name}.csv", video.name, labelled)
+    rounds_labelled = [("cold", first)] + [(f"warm {k + 1}" if warm_rounds > 1 else "warm", truth[: len(first) + 1 + k])
+                                           for k in range(warm_rounds)]  # each warm round: one segment more
+    for name, labelled in rounds_labelled:
+        labels = write_manifest(work / f"labels_{name.replace(' ', '')}.csv", video.name, labelled)
         load_before = load()
-        run = caches / f"run_{name}"
+        run = caches / f"run_{name.replace(' ', '')}"
         t_train = cli("train", str(labels), "--out", str(run), "--cache", str(caches / "features"), "--quiet")
         t_timeline = cli("timeline", str(video), "--run", str(run), "--cache", str(caches / "timelines"),
-                         "--out", str(caches / f"timeline_{name}"), "--quiet", "--json")
+                         "--out", str(caches / f"timeline_{name.replace(' ', '')}"), "--quiet", "--json")
         metrics = json.loads((run / "metrics.json").read_text())
+        config = json.loads((run / "config.json").read_text())
         rounds[name] = {"segments": len(labelled), "labelled_seconds": round(labelled[-1][2], 1),
+                        "head": (metrics.get("head_fit") or {}).get("head"), "trained": config["trained_modules"],
+                        "features_cached": _features_entries(caches / "timelines"),
                         "train": round(t_train, 1), "timeline": round(t_timeline, 1),
                         "total": round(t_train + t_timeline, 1),
                         "trainer": {k: round(v, 1) for k, v in metrics["timing"].items()},
                         "load": f"{load_before} -> {load()}"}
         print(f"speed {name}: {rounds[name]}", flush=True)
     return {"video_seconds": round(duration, 1), "clips": len(truth), "rounds": rounds}
+
+
+def _features_entries(root: Path) -> int:
+    """Entries of cached per-window features under a timeline cache (apps.windows)."""
+    return len(list((root / "features").rglob("*.npz"))) if (root / "features").is_dir() else 0
 
 
 def clips_until(clips: list[tuple[Path, str]], seconds: float, fps: float = 25.0) -> list[tuple[Path, str]]:
@@ -220,12 +232,13 @@ def experiment(work: Path) -> dict:
 
 def speed_table(s: dict) -> str:
     lines = [f"5-minute video: {s['video_seconds']} s, {s['clips']} real clips",
-             "| round | segments | train (features / head / fine-tune / evaluate) | timeline | **total** | load |",
-             "|---|---:|---|---:|---:|---|"]
+             "| round | segments | head | train (features / head / fine-tune / evaluate) | timeline | **total** | load |",
+             "|---|---:|---|---|---:|---:|---|"]
     for name, r in s["rounds"].items():
         t = r["trainer"]
         split = " / ".join(str(t.get(k, "-")) for k in ("features", "head", "finetune", "evaluate"))
-        lines.append(f"| {name} | {r['segments']} ({r['labelled_seconds']} s) | {r['train']} ({split}) | "
+        head = f"{r.get('head')} ({'+'.join(r.get('trained', []))})"
+        lines.append(f"| {name} | {r['segments']} ({r['labelled_seconds']} s) | {head} | {r['train']} ({split}) | "
                      f"{r['timeline']} | **{r['total']}** | {r['load']} |")
     return "\n".join(lines)
 
@@ -249,6 +262,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "actionrec-bench-label")
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--labelled-seconds", type=float, default=90.0)
+    ap.add_argument("--warm-rounds", type=int, default=2, help="warm rounds after the cold one (one more segment each)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-experiment", action="store_true")
     args = ap.parse_args()
@@ -257,7 +271,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "load_start": load()}
     if not args.skip_speed:
-        results["speed"] = speed(args.work, args.minutes, args.labelled_seconds)
+        results["speed"] = speed(args.work, args.minutes, args.labelled_seconds, args.warm_rounds)
     if not args.skip_experiment:
         results["experiment"] = experiment(args.work)
     results["load_end"] = load()

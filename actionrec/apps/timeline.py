@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from ..errors import ActionrecError
 from ..models.pretrained import check_classifier
 from .calibration import DEFAULT_THRESHOLD, resolve_labels, thresholds_for
 from .categories import Groups
-from .windows import WindowProbs, window_probabilities
+from .windows import WindowProbs, window_probabilities_iter
 
 NONE = "none"
 # A timeline's files, by kind: `<video stem>.<suffix>` (the CLI's --out folder, the page's downloads)
@@ -407,6 +407,32 @@ def timeline(
     (`Timeline.windows`), which the page stores to relabel. `groups` (:func:`~actionrec.apps.categories.load_groups`)
     sums each window's probabilities per group before smoothing, and `labels` then name groups; thresholds calibrated
     per class do not carry over to groups, so a group takes `threshold` or the default."""
+    (tl,) = timeline_iter([video], model, window=window, stride=stride, labels=labels, threshold=threshold,
+                          smooth=smooth, min_segment=min_segment, batch_size=batch_size, cache=cache, progress=progress,
+                          groups=groups)
+    return tl
+
+
+def timeline_iter(
+    videos: Iterable[str | os.PathLike],
+    model: nn.Module | Engine | str,
+    *,
+    window: float | None = None,
+    stride: float | None = None,
+    labels: str | Sequence[str] | None = None,
+    threshold: float | None = None,
+    smooth: float = DEFAULT_SMOOTH,
+    min_segment: float | None = None,
+    batch_size: int | None = None,
+    cache: str | os.PathLike | bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    groups: Groups | None = None,
+    on_error: Callable[[str, str], None] | None = None,
+) -> Iterator[Timeline]:
+    """:func:`timeline` of each video, in order, in one engine stream
+    (:func:`~actionrec.apps.windows.window_probabilities_iter`: decode-ahead and batches cross video boundaries, a
+    cached video runs no network); each is yielded as its last window ran. A video that cannot be read goes to
+    ``on_error(video, message)`` (raised when None). An archive's stream (:data:`~actionrec.apps.archive.Stream`)."""
     if not isinstance(model, (nn.Module, Engine)):
         from ..engine import load_model
 
@@ -415,9 +441,10 @@ def timeline(
     check_classifier(engine.info)
     chosen = resolve_labels(labels, groups.names if groups else engine.info.categories)
     thresholds, source = thresholds_for(None if groups else engine.info, chosen, threshold)
-    wp = window_probabilities(video, engine, window, stride, batch_size=batch_size, cache=cache, progress=progress)
-    return build_timeline(groups.apply(wp) if groups else wp, chosen, thresholds, source, smooth=smooth,
-                          min_segment=min_segment)
+    for wp in window_probabilities_iter(videos, engine, window, stride, batch_size=batch_size, cache=cache,
+                                        progress=progress, on_error=on_error):
+        yield build_timeline(groups.apply(wp) if groups else wp, chosen, thresholds, source, smooth=smooth,
+                             min_segment=min_segment)
 
 
 def cross_point(x0: float, x1: float, f0: float, f1: float) -> float:

@@ -70,16 +70,34 @@ def cut_endpoint(model: nn.Module, unfreeze: Sequence[str]) -> str:
 
 
 def gflops_per_clip(model: nn.Module, frames: int) -> float:
-    """Forward FLOPs of one clip (a multiply-add counts 2), counted by PyTorch on a shape-only copy."""
+    """Forward FLOPs of one clip (a multiply-add counts 2), counted by PyTorch on a shape-only copy; counted once per
+    network structure and input size, then read from $ACTIONREC_HOME/gflops.json (counting takes seconds)."""
     import copy
 
-    from torch.utils.flop_counter import FlopCounterMode
+    from ..files import home_dir
 
     crop = model.info.spec.crop
+    key = hashlib.sha256(f"{model!r}|{frames}|{crop}".encode()).hexdigest()[:24]  # the modules, their shapes, the input
+    memo = home_dir() / "gflops.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(known.get(key), (int, float)):
+        return float(known[key])
+    from torch.utils.flop_counter import FlopCounterMode
+
     meta = copy.deepcopy(model).to("meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         meta(torch.empty(1, 3, frames, crop, crop, device="meta"))
-    return counter.get_total_flops() / 1e9
+    gflops = counter.get_total_flops() / 1e9
+    try:
+        write_json(memo, {**known, key: gflops})
+    except OSError:
+        pass  # a read-only home only costs the next run the count
+    return gflops
 
 
 def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = True) -> nn.Module:
