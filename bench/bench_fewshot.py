@@ -43,7 +43,8 @@ CUT = "Mixed_4f"  # the trainer's cut (fine-tuning Mixed_5b, Mixed_5c): its cach
 TEST_VIEWS = ("u0of2", "u1of2")  # the trainer's default test views (--test-views 2)
 UNIFORM5 = tuple(f"u{k}of5" for k in range(5))
 MIRRORED = ("0m", "u0of2m", "u1of2m")  # features.mirrored of the central clip and the test views
-VIEW_SETS = (("central + test views", (0, *TEST_VIEWS)), ("mirrored", MIRRORED), ("augmented", (1, 2)),
+VIEW_SETS = (("central + test views", (0, *TEST_VIEWS)), ("mirrored", MIRRORED), ("mirrored central", ("0m",)),
+             ("augmented", (1, 2)),
              ("uniform 5", UNIFORM5))
 
 
