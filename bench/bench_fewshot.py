@@ -439,6 +439,8 @@ def variant_table(transforms: Transforms) -> dict[str, Callable]:
         "I. logistic, shrinkage-whitened (a = 0.5)": variant(BASE_VIEWS, "whitened", transforms=transforms),
         "J. logistic, 6 clips (mirrored), centred": variant(m, "centred", transforms=transforms),
         "K. prototype, 6 clips (mirrored)": variant(m, head="prototype"),
+        "L. logistic, 3 clips + the central one mirrored (4)": variant((*BASE_VIEWS, "0m")),
+        "M. prototype + logistic, 4 clips (central mirrored)": variant((*BASE_VIEWS, "0m"), ensemble=True),
     }
 
 
