@@ -271,7 +271,7 @@ def chosen(trainer: TrainerHead):
     return fit
 
 
-VIEWS = {"new default": (0, *TEST_VIEWS), "central": (0,), "3 spread (1/4, 1/2, 3/4)": (0, *TEST_VIEWS),
+VIEWS = {"new default": (0, *TEST_VIEWS, "0m"), "central": (0,), "3 spread (1/4, 1/2, 3/4)": (0, *TEST_VIEWS),
          "central + 2 augmented": (0, 1, 2), "5 uniform": UNIFORM5,
          "3 spread + 2 augmented": (0, *TEST_VIEWS, 1, 2)}
 
