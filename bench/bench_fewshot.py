@@ -8,11 +8,15 @@ test list, every test video scored as `actionrec train` scores it (its 2 uniform
     python bench/bench_fewshot.py extract            # backbone passes, cached under bench/out/ (~10-40 min, 2 cores)
     python bench/bench_fewshot.py run --splits 1,2,3 # every head and setting: ~4 min (head fits only); the table
     python bench/bench_fewshot.py table              # the table again from bench/out/fewshot/results-split*.json
+    python bench/bench_fewshot.py extract --views "mirrored central"   # the mirror image of each central clip
+    python bench/bench_fewshot.py variants --splits 1 --draws 20       # what suits tiny data, on the same draws
+    python bench/bench_fewshot.py variants-table --splits 1,2,3        # their table from bench/out/fewshot/variants-*.json
 
 The features are those of the trainer: the feature cache at the trainer's cut (Mixed_4f, 16-frame clips, OpenVINO at
 the machine's precision), pooled by the eager fp32 model through Mixed_5b/Mixed_5c, once per (video, view), kept in
 bench/out/fewshot/pooled.npz. Views: 0 (the central clip), 1-2 (the trainer's augmented views: random offset, flip,
-crop jitter), u0of2/u1of2 (the default test views), u0of5..u4of5 (5 clips spread evenly over the video).
+crop jitter), u0of2/u1of2 (the default test views), u0of5..u4of5 (5 clips spread evenly over the video), 0m / u0of2m /
+u1of2m (features.mirrored: those clips flipped left-right).
 
 "today" is the trainer's own head phase (phases.HeadPhase + phases.fit: SGD, momentum 0.9, lr 0.05, L2 1e-4, dropout
 0.5, 50 epochs, cosine schedule, the best validation-loss epoch kept), its validation drawn by data.splits.make_splits
