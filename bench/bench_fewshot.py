@@ -8,11 +8,15 @@ test list, every test video scored as `actionrec train` scores it (its 2 uniform
     python bench/bench_fewshot.py extract            # backbone passes, cached under bench/out/ (~10-40 min, 2 cores)
     python bench/bench_fewshot.py run --splits 1,2,3 # every head and setting: ~4 min (head fits only); the table
     python bench/bench_fewshot.py table              # the table again from bench/out/fewshot/results-split*.json
+    python bench/bench_fewshot.py extract --views "mirrored central"   # the mirror image of each central clip
+    python bench/bench_fewshot.py variants --splits 1 --draws 20       # what suits tiny data, on the same draws
+    python bench/bench_fewshot.py variants-table --splits 1,2,3        # their table from bench/out/fewshot/variants-*.json
 
 The features are those of the trainer: the feature cache at the trainer's cut (Mixed_4f, 16-frame clips, OpenVINO at
 the machine's precision), pooled by the eager fp32 model through Mixed_5b/Mixed_5c, once per (video, view), kept in
 bench/out/fewshot/pooled.npz. Views: 0 (the central clip), 1-2 (the trainer's augmented views: random offset, flip,
-crop jitter), u0of2/u1of2 (the default test views), u0of5..u4of5 (5 clips spread evenly over the video).
+crop jitter), u0of2/u1of2 (the default test views), u0of5..u4of5 (5 clips spread evenly over the video), 0m / u0of2m /
+u1of2m (features.mirrored: those clips flipped left-right).
 
 "today" is the trainer's own head phase (phases.HeadPhase + phases.fit: SGD, momentum 0.9, lr 0.05, L2 1e-4, dropout
 0.5, 50 epochs, cosine schedule, the best validation-loss epoch kept), its validation drawn by data.splits.make_splits
@@ -42,7 +46,10 @@ WEIGHTS = "i3d-kinetics400"
 CUT = "Mixed_4f"  # the trainer's cut (fine-tuning Mixed_5b, Mixed_5c): its cache entries, pooled as the head sees them
 TEST_VIEWS = ("u0of2", "u1of2")  # the trainer's default test views (--test-views 2)
 UNIFORM5 = tuple(f"u{k}of5" for k in range(5))
-VIEW_SETS = (("central + test views", (0, *TEST_VIEWS)), ("augmented", (1, 2)), ("uniform 5", UNIFORM5))
+MIRRORED = ("0m", "u0of2m", "u1of2m")  # features.mirrored of the central clip and the test views
+VIEW_SETS = (("central + test views", (0, *TEST_VIEWS)), ("mirrored", MIRRORED), ("mirrored central", ("0m",)),
+             ("augmented", (1, 2)),
+             ("uniform 5", UNIFORM5))
 
 
 def say(message: str) -> None:
@@ -268,7 +275,7 @@ def chosen(trainer: TrainerHead):
     return fit
 
 
-VIEWS = {"new default": (0, *TEST_VIEWS), "central": (0,), "3 spread (1/4, 1/2, 3/4)": (0, *TEST_VIEWS),
+VIEWS = {"new default": (0, *TEST_VIEWS, "0m"), "central": (0,), "3 spread (1/4, 1/2, 3/4)": (0, *TEST_VIEWS),
          "central + 2 augmented": (0, 1, 2), "5 uniform": UNIFORM5,
          "3 spread + 2 augmented": (0, *TEST_VIEWS, 1, 2)}
 
@@ -355,9 +362,143 @@ def paired(results: list[dict], ns: Sequence[int], new: str = SETTINGS[-1][0], o
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------- variants (tiny data)
+# What suits 1-10 videos per class, each variant on the same draws: extra views of each training clip (mirrored),
+# other features (Kinetics logits, both), normalisation (centring, shrinkage whitening fitted on the training rows
+# only), the penalty grid, and prototype + logistic averaged. `variants` runs them; the rule that picks the default
+# is applied to split 1's draws only (`choose`), and splits 2-3 are reported beside it.
+
+BASE_VIEWS = (0, *TEST_VIEWS)
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+
+
+class Transforms:
+    """Feature maps fitted on the training rows only: each returns z -> features for the head."""
+
+    def __init__(self):
+        from actionrec.models.pretrained import load_pretrained
+
+        head = load_pretrained(WEIGHTS).head
+        self.w0, self.b0 = head.weight.detach().numpy().astype(np.float64), head.bias.detach().numpy().astype(np.float64)
+
+    def kinetics(self, x: np.ndarray):
+        return lambda z: z @ self.w0.T + self.b0
+
+    def both(self, x: np.ndarray):
+        return lambda z: np.concatenate([_unit_rows(z), _unit_rows(z @ self.w0.T + self.b0)], -1)
+
+    @staticmethod
+    def centred(x: np.ndarray):
+        mu = _unit_rows(x).mean(0)
+        return lambda z: _unit_rows(z) - mu
+
+    @staticmethod
+    def whitened(x: np.ndarray, shrink: float = 0.5):
+        """Shrinkage whitening: (u - mean) C^-1/2 with C = (1-a) cov + a * mean variance * I, u the unit rows."""
+        u = _unit_rows(x)
+        mu = u.mean(0)
+        c = np.cov((u - mu).T, bias=True)
+        c = (1 - shrink) * c + shrink * np.trace(c) / len(c) * np.eye(len(c))
+        val, vec = np.linalg.eigh(c)
+        m = vec / np.sqrt(val) @ vec.T
+        return lambda z: (_unit_rows(z) - mu) @ m
+
+
+WIDE_PENALTIES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def variant(views: Sequence, transform: str | None = None, head: str = "logistic", ensemble: bool = False,
+            grid: Sequence[float] | None = None, transforms: "Transforms | None" = None):
+    """A few-shot fitter: `head` (or prototype + logistic, logits averaged) on `transform` of the training rows."""
+    from actionrec.training import fewshot
+
+    def fit(feats: Features, draw: Draw, classes: list[str], _views: Sequence, val_fraction: float):
+        x, y, g = rows(feats, draw.train, classes, views)
+        t = getattr(transforms, transform)(x) if transform else (lambda z: z)
+        tx = t(x)
+        saved = fewshot.PENALTIES
+        fewshot.PENALTIES = tuple(grid or saved)
+        try:
+            fits = [fewshot.fit_head(tx, y, g, len(classes), head=h) for h in (("prototype", "logistic") if ensemble else (head,))]
+        finally:
+            fewshot.PENALTIES = saved
+        return (lambda z: sum(f.logits(t(z)) for f in fits) / len(fits)), {"value": fits[-1].setting}
+    return fit
+
+
+def variant_table(transforms: Transforms) -> dict[str, Callable]:
+    m = (*BASE_VIEWS, *MIRRORED)
+    return {
+        "A. today's default: logistic, 3 clips (central, 1/4, 3/4)": variant(BASE_VIEWS),
+        "B. logistic, 3 clips + their mirror images (6)": variant(m),
+        "C. prototype + logistic (logits averaged), 3 clips": variant(BASE_VIEWS, ensemble=True),
+        "D. prototype + logistic, 6 clips (mirrored)": variant(m, ensemble=True),
+        "E. logistic, penalty grid 1e-8..1": variant(BASE_VIEWS, grid=WIDE_PENALTIES),
+        "F. logistic on Kinetics-400 logits": variant(BASE_VIEWS, "kinetics", transforms=transforms),
+        "G. logistic on pooled + logits (each unit length)": variant(BASE_VIEWS, "both", transforms=transforms),
+        "H. logistic, unit rows centred on the training mean": variant(BASE_VIEWS, "centred", transforms=transforms),
+        "I. logistic, shrinkage-whitened (a = 0.5)": variant(BASE_VIEWS, "whitened", transforms=transforms),
+        "J. logistic, 6 clips (mirrored), centred": variant(m, "centred", transforms=transforms),
+        "K. prototype, 6 clips (mirrored)": variant(m, head="prototype"),
+        "L. logistic, 3 clips + the central one mirrored (4)": variant((*BASE_VIEWS, "0m")),
+        "M. prototype + logistic, 4 clips (central mirrored)": variant((*BASE_VIEWS, "0m"), ensemble=True),
+    }
+
+
+def run_variants(data: Path, out: Path, splits: Sequence[int], ns: Sequence[int], count: int,
+                 only: Sequence[str] | None) -> list[dict]:
+    feats = Features(out)
+    fitters = variant_table(Transforms())
+    results = []
+    for split in splits:
+        for n in ns:
+            for draw in draws(data, split, n, count):
+                classes = sorted({s.label for s in draw.train})
+                for name, fitter in fitters.items():
+                    if only and not any(name.startswith(o) for o in only):
+                        continue
+                    t0 = time.perf_counter()
+                    try:
+                        logits_of, info = fitter(feats, draw, classes, BASE_VIEWS, 0.0)
+                    except KeyError:  # a view not extracted
+                        continue
+                    acc = test_accuracy(logits_of, feats, draw, classes)
+                    results.append({"setting": name, "split": split, "n": n, "draw": draw.index, "accuracy": acc,
+                                    "seconds": time.perf_counter() - t0, **info})
+            say(f"split {split}, {n} per class: {len(results)} results")
+    return results
+
+
+def variants_summary(results: list[dict], ns: Sequence[int], splits: Sequence[int]) -> str:
+    """Mean % (worst draw) per variant and size, for each split group, and the paired difference to variant A."""
+    by = defaultdict(dict)
+    for r in results:
+        by[r["setting"]][(r["split"], r["n"], r["draw"])] = r["accuracy"]
+    base = next(k for k in by if k.startswith("A."))
+    lines = ["| variant | splits | " + " | ".join(f"{n} per class" for n in ns) + " |", "|---|---|" + "---:|" * len(ns)]
+    for name in by:
+        for group in ([splits[0]], list(splits[1:]) or None):
+            if not group:
+                continue
+            cells = []
+            for n in ns:
+                keys = [k for k in by[name] if k[0] in group and k[1] == n and k in by[base]]
+                if not keys:
+                    cells.append("-")
+                    continue
+                a = 100 * np.array([by[name][k] for k in keys])
+                d = a - 100 * np.array([by[base][k] for k in keys])
+                cells.append(f"{a.mean():.1f} (worst {a.min():.1f}; {d.mean():+.1f})")
+            lines.append(f"| {name} | {','.join(map(str, group))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["extract", "run", "table"])
+    ap.add_argument("what", choices=["extract", "run", "table", "variants", "variants-table"])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--views", default=",".join(n for n, _ in VIEW_SETS), help="view sets to extract")
@@ -374,6 +515,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(1)  # tiny heads
     ns = [int(n) for n in args.n.split(",")]
     splits = [int(k) for k in args.splits.split(",")]
+    if args.what in ("variants", "variants-table"):
+        path = args.out / f"variants-{args.tag}.json"
+        if args.what == "variants":
+            results = run_variants(args.data, args.out, splits, ns, int(args.draws.split(",")[0]),
+                                   args.only.split(";") if args.only else None)
+            path.write_text(json.dumps(results, indent=1))
+        results = [r for f in sorted(args.out.glob("variants-*.json")) for r in json.loads(f.read_text())]
+        print(variants_summary(results, ns, splits))
+        return
     if args.what == "run":
         counts = dict(zip(ns, (int(c) for c in args.draws.split(","))))
         results = run(args.data, args.out, splits, ns, counts, args.only.split(";") if args.only else None)

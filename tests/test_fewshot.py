@@ -107,7 +107,7 @@ def test_folds_hold_out_whole_groups_and_every_class_keeps_a_row():
 def test_choose_head_follows_the_measured_threshold():
     assert all(choose_head(n) == "logistic" for n in (1, 2, 3, 5, fewshot.FEWSHOT_UP_TO))
     assert choose_head(fewshot.FEWSHOT_UP_TO + 1) == choose_head(100) == fewshot.SOFTMAX
-    assert fewshot.training_views() == [0, "u0of2", "u1of2"]  # the central clip and the default test views' two
+    assert fewshot.training_views() == [0, "u0of2", "u1of2", "0m"]  # central, the test views' two, central mirrored
     x, y, g, _, _ = clusters(3)
     assert fewshot.fewest_examples(y, g, K) == 3
     assert fewshot.fewest_examples(y[3:], g[3:], K) == 2

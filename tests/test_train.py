@@ -322,11 +322,11 @@ def test_few_sources_per_class_train_the_few_shot_head_without_validation(fewsho
     metrics = json.loads((fewshot_run / "metrics.json").read_text())
     fit, splits = metrics["head_fit"], metrics["splits"]
     assert fit["head"] == "logistic" and fit["penalty"] > 0 and "cross-validation over 8 groups" in fit["chosen_by"]
-    assert "2 video(s) or source(s) per class (<= 10), 3 clip(s) per video" in fit["reason"]
+    assert "2 video(s) or source(s) per class (<= 10), 4 clip(s) per video" in fit["reason"]
     assert "few-shot head (2 group(s) in the smallest class): no validation hold-out" in splits["policy"]
     trained = sum(c["train"] for c in splits["counts"].values())
     assert all(c["val"] == 0 for c in splits["counts"].values()) and trained == 24  # validation moved into training
-    assert splits["clips"] == {"train": 3 * trained, "val": 0, "test": 2 * 12}  # three clips per training video
+    assert splits["clips"] == {"train": 4 * trained, "val": 0, "test": 2 * 12}  # four clips per training video
     assert metrics["history"] == [] and metrics["best_epoch"] == {} and "finetune" not in metrics["timing"]
     assert metrics["head_test_accuracy"] is None and metrics["test_accuracy"] >= 0.6
     # the timeline calibrates on probabilities no fold trained on: each training video's, from the fold holding it out
@@ -335,7 +335,7 @@ def test_few_sources_per_class_train_the_few_shot_head_without_validation(fewsho
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
     config = json.loads((fewshot_run / "config.json").read_text())
     assert config["train_config"]["head_fit"] == "logistic" and config["train_config"]["finetune_epochs"] == 0
-    assert config["train_config"]["train_views"] == [0, "u0of2", "u1of2"] and config["trained_modules"] == ["head"]
+    assert config["train_config"]["train_views"] == [0, "u0of2", "u1of2", "0m"] and config["trained_modules"] == ["head"]
 
 
 def test_the_few_shot_run_predicts_its_own_test_numbers_and_reports_why(fewshot_run, run, demo_data, capsys):

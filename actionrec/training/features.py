@@ -85,6 +85,20 @@ def read_entry(path: str | os.PathLike) -> np.ndarray:
 
 
 View = int | str  # 0: the central clip; 1, 2, ...: augmented training clips; "u{k}of{n}": uniform test clip k of n
+MIRRORED = "m"  # a view named with this suffix is the left-right mirror image of the view it names ("0m", "u1of2m")
+
+
+def mirrored(view: View) -> View:
+    """The mirror image of a view (the same frames, flipped left-right): a training clip's extra example."""
+    return f"{view}{MIRRORED}"
+
+
+def _unmirrored(view: View) -> tuple[View, bool]:
+    """The view a mirrored view names, and whether it is mirrored."""
+    if isinstance(view, str) and view.endswith(MIRRORED):
+        base = view[: -len(MIRRORED)]
+        return (int(base) if base.isdigit() else base), True
+    return view, False
 
 
 def test_views(count: int) -> list[View]:
@@ -93,8 +107,9 @@ def test_views(count: int) -> list[View]:
     return [0] if count == 1 else [f"u{k}of{count}" for k in range(count)]
 
 
-def _uniform_view(view: View) -> tuple[int, int] | None:
-    """(k, n) of a uniform test view, None for the others."""
+def uniform_view(view: View) -> tuple[int, int] | None:
+    """(k, n) of a uniform test view (mirrored or not), None for the others."""
+    view = _unmirrored(view)[0]
     if isinstance(view, str) and view.startswith("u") and "of" in view:
         k, n = view[1:].split("of")
         return int(k), int(n)
@@ -186,18 +201,20 @@ class FeatureCache:
     def plan(self, video_key_: str, view: View, at: int = 0) -> ViewPlan:
         """The augmentation of a view: none for the central and uniform views; seeded by the video's content, the view
         and `at` (a range's first frame, so the clips of different ranges differ) for the others."""
-        if view == 0 or _uniform_view(view):
-            return ViewPlan(view, (0.0, 0.0), False)
-        seeds = [self.sampling.seed, view, int(video_key_[:12], 16)] + ([at] if at else [])
+        base, flip = _unmirrored(view)
+        if base == 0 or uniform_view(base):
+            return ViewPlan(view, (0.0, 0.0), flip)
+        seeds = [self.sampling.seed, base, int(video_key_[:12], 16)] + ([at] if at else [])
         rng = np.random.default_rng(seeds)
         jitter = self.sampling.crop_jitter
         shift = (float(rng.uniform(-jitter, jitter)), float(rng.uniform(-jitter, jitter)))
-        return ViewPlan(view, shift, bool(rng.random() < 0.5))
+        return ViewPlan(view, shift, bool(rng.random() < 0.5) != flip)
 
     def _whole_span(self, info: VideoInfo, key: str, view: View) -> ClipSpan:
         """The source frames of a whole video's view."""
         spec, n = self.engine.info.spec, self.sampling.frames
-        uniform = _uniform_view(view)
+        view = _unmirrored(view)[0]
+        uniform = uniform_view(view)
         if uniform:
             k, count = uniform
             return uniform_clips(info.num_frames, info.fps, n=n, count=count, target_fps=spec.fps)[k]
@@ -214,10 +231,11 @@ class FeatureCache:
         if start is None or end is None:
             return _Item(address, view, f"{key}-{view}", None, self.plan(key, view))
         video_info, spec = info(), self.engine.info.spec
-        part = clip or _uniform_view(view) or (0, 1)
+        part = clip or uniform_view(view) or (0, 1)
         at = int(round(start * 1000)) + 1
-        rng = None if view == 0 or _uniform_view(view) else np.random.default_rng(
-            [self.sampling.seed, view, int(key[:12], 16), at, part[0]])
+        base = _unmirrored(view)[0]
+        rng = None if base == 0 or uniform_view(base) else np.random.default_rng(
+            [self.sampling.seed, base, int(key[:12], 16), at, part[0]])
         span = range_clip(video_info.num_frames, video_info.fps, start, end, n=self.sampling.frames,
                           target_fps=spec.fps, part=part, rng=rng)
         plan = self.plan(key, view, at + part[0])

@@ -38,7 +38,7 @@ import torch
 
 from ..defaults import FEWSHOT_UP_TO
 from ..errors import ActionrecError
-from .features import View, test_views
+from .features import View, mirrored, test_views
 
 HEADS = ("prototype", "logistic")
 MAX_FOLDS = 10  # leave-one-group-out up to this many groups, else this many folds of whole groups
@@ -74,18 +74,22 @@ class HeadFit:
 def choose_head(examples_per_class: int) -> str:
     """The head for the fewest training videos (groups) of any class: logistic regression up to
     :data:`FEWSHOT_UP_TO`, the trainer's softmax head above. Measured (bench/bench_fewshot.py, real UCF101, 15-30
-    draws each): logistic on 3 clips per video scored 88.6 / 91.9 / 94.3 / 96.4 / 97.4 % at 1 / 2 / 3 / 5 / 10 videos
-    per class against 83.1 / 79.5 / 91.1 / 94.9 / 97.1 % for the softmax head with 20 % validation, and at least the
+    draws each, before the mirrored clip of :func:`training_views` was added): logistic on 3 clips per video scored
+    88.6 / 91.9 / 94.3 / 96.4 / 97.4 % at 1 / 2 / 3 / 5 / 10 videos per class against 83.1 / 79.5 / 91.1 / 94.9 / 97.1 % for the softmax head with 20 % validation, and at least the
     prototype head's at every size; at 10 the two tie, and on the whole training set the softmax head is the one
     measured (98.1 %)."""
     return "logistic" if examples_per_class <= FEWSHOT_UP_TO else SOFTMAX
 
 
 def training_views() -> list[View]:
-    """The clips of each training video for the few-shot head: the central one and the two of the default test views
-    (centred at 1/4 and 3/4 of the video), already cached for test videos. Measured: +4.4 points at 1 video per
-    class, +1.1 at 2, +0.4 at 3 over the central clip alone."""
-    return [0, *test_views(2)]
+    """The clips of each training video for the few-shot head: the central one, the two of the default test views
+    (centred at 1/4 and 3/4 of the video, already cached for test videos), and the central one mirrored left-right
+    (features.mirrored). Measured: the three spread clips +4.4 points at 1 video per class, +1.1 at 2, +0.4 at 3 over
+    the central clip alone; the mirrored one, chosen by a rule on split 1's draws (bench_fewshot.py variants, 20
+    draws per size), +0.7 / +0.7 / +0.2 / +0.2 / +0.1 at 1 / 2 / 3 / 5 / 10 there, -0.4 to +0.5 on splits 2-3
+    (README). A segment's clip is trained from itself alone (the trainer keeps the integer views of a range's
+    clip): the mirror image was not measured there."""
+    return [0, *test_views(2), mirrored(0)]
 
 
 def reason(fit: HeadFit, examples_per_class: int, clips_per_video: int, forced: bool = False) -> str:

@@ -1,9 +1,9 @@
 """Transfer learning on the user's classes: cached backbone features, a softmax head, then fine-tuning of the top.
 
 With few examples (at most fewshot.FEWSHOT_UP_TO groups in some class, or ``--head-fit logistic``) the head is the
-few-shot one instead (training/fewshot.py): three clips per training video, no validation hold-out, logistic
-regression whose penalty is chosen by cross-validation over whole groups, no fine-tuning; it is saved as the same
-linear layer, so everything that loads a run is unchanged (:func:`choose_head_fit`).
+few-shot one instead (training/fewshot.py): four clips per training video (fewshot.training_views), no validation
+hold-out, logistic regression whose penalty is chosen by cross-validation over whole groups, no fine-tuning; it is
+saved as the same linear layer, so everything that loads a run is unchanged (:func:`choose_head_fit`).
 
 The study's recipe is the starting point: frozen backbone, softmax head, SGD, 20 epochs, 20 % of training for
 validation, then fine-tuning of the last layers. The frozen part of the backbone runs once per clip and view (the
@@ -298,8 +298,8 @@ class _Training:
         return entries, sorted(failed.values(), key=lambda f: order.get(f["video"], len(order)))
 
     def train_views(self) -> list[View]:
-        """The clips of each training video: the few-shot head's (fewshot.training_views: the central one and those of
-        the default test views) or the central one, then the augmented ones of --views."""
+        """The clips of each training video: the few-shot head's (fewshot.training_views: the central one, those of
+        the default test views and the central one mirrored) or the central one, then the augmented ones of --views."""
         return [*(fewshot.training_views() if self.fewshot else [0]), *range(1, self.cfg.views)]
 
     def features(self, splits: Splits) -> tuple[Splits, Datasets]:
