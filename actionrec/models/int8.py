@@ -129,6 +129,19 @@ def load_ranges(path: str | os.PathLike) -> Ranges:
     return {str(k): list(v) for k, v in ranges.items()}
 
 
+def shipped_path(weights_name: str):
+    """The activation ranges shipped with the package for weights `weights_name` (may not exist)."""
+    return resources.files("actionrec") / "assets" / "int8" / f"{weights_name}.json"
+
+
+def shipped_ranges_fit(weights_name: str, weights_sha256: str) -> bool:
+    """Whether ranges for weights `weights_name` ship with the package, measured on these very weights."""
+    path = shipped_path(weights_name)
+    if not path.is_file():
+        return False
+    return json.loads(path.read_text(encoding="utf-8")).get("weights_sha256") == weights_sha256
+
+
 def measured_path(weights_name: str) -> Path:
     """Where ranges measured on this machine for weights `weights_name` are kept: $ACTIONREC_HOME/int8/<name>.json."""
     return home_dir() / "int8" / f"{weights_name}.json"
@@ -139,7 +152,7 @@ def ranges_for(info) -> Ranges:
     pretrained backbone): measured on this machine ($ACTIONREC_HOME/int8), else shipped with the package
     (assets/int8). Ranges measured on other weights than the model's, or none at all, are refused in one line."""
     name = info.spec.name
-    for path in (measured_path(name), resources.files("actionrec") / "assets" / "int8" / f"{name}.json"):
+    for path in (measured_path(name), shipped_path(name)):
         if path.is_file():
             doc = json.loads(path.read_text(encoding="utf-8"))
             if doc.get("weights_sha256") not in (None, info.weights_sha256):
