@@ -50,6 +50,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--precisions", default="fp32,int8")
+    parser.add_argument("--logits", type=Path, help="int8 logits of the real clips: written here if absent, else "
+                                                     "compared with (e.g. the native ISA's against AVX2's)")
     args = parser.parse_args()
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     if isa in KIND_FLAGS:
@@ -74,6 +76,13 @@ def main() -> int:
     for p in engines:
         print(f"{p}: top-1 of the real clips {logits[p].argmax(1).tolist()}, logits vs fp32 max "
               f"{(logits[p] - logits['fp32']).abs().max():.3f}", flush=True)
+    if args.logits is not None and "int8" in logits:
+        if args.logits.is_file():
+            other = torch.load(args.logits)
+            print(f"int8 logits vs {args.logits}: max {(logits['int8'] - other).abs().max():.4f}, top-1 "
+                  f"{other.argmax(1).tolist()}", flush=True)
+        else:
+            torch.save(logits["int8"], args.logits)
     for batch in (1, 4):
         x = torch.randn(batch, *shape)
         times = {p: [] for p in engines}
