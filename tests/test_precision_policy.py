@@ -121,3 +121,29 @@ def test_features_of_each_precision_are_cached_apart(i3d_kinetics, realclips, tm
     assert caches["int8"].backbone_calls == caches["fp32"].backbone_calls == 1  # each computed its own
     again = FeatureCache(Engine(network, precision="int8"), "MaxPool3d_5a_2x2", Sampling(frames=16), root=tmp_path)
     assert again.extract([video])[(video, 0)] == entries["int8"] and again.backbone_calls == 0
+
+
+def test_bf16_training_gradients_of_a_short_clip_match_fp32():
+    """oneDNN's bf16 weight gradient of a conv3d padding time itself is wrong (NaN, inf or finite garbage) on 2 time
+    steps, Mixed_5b/5c's at 16 frames (torch 2.13); I3D's Unit3D pads time itself under CPU autocast with gradients,
+    after which every bf16 gradient is within bf16's rounding of fp32's (bench/bench_finetune_bf16.py: the whole top)."""
+    import torch
+
+    from actionrec.models.i3d import Unit3D
+
+    torch.manual_seed(0)
+    unit = Unit3D(64, 128, (3, 3, 3)).eval()
+    for _ in range(8):
+        x = torch.relu(torch.randn(8, 64, 2, 7, 7))
+        grads = []
+        for bf16 in (False, True):
+            unit.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = (unit(x).float() ** 2).mean()
+            loss.backward()
+            grads.append(unit.conv.weight.grad)
+        assert torch.isfinite(grads[1]).all()
+        assert (grads[1] - grads[0]).norm() / grads[0].norm() < 0.02
+    with torch.no_grad():  # the inference path (no gradients) is the plain convolution, unchanged
+        x = torch.randn(1, 64, 2, 7, 7)
+        assert torch.equal(unit(x), unit.bn(unit.conv(x)).relu())
