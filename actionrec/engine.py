@@ -232,7 +232,8 @@ def load_model(name_or_run_dir: str | os.PathLike, device: str = "cpu", precisio
 
     It runs on the engine's fast path (:class:`actionrec.engine.InferenceModel`): `model(x)` gives logits and
     `model.forward_features(x)` pooled features for x (B, 3, T, H, W) in its value range (I3D also `forward_steps`),
-    under `precision` ("auto": bf16 where the CPU has native bf16, else fp32; "fp32"; "bf16") and `backend` ("auto",
+    under `precision` ("auto": int8 where measured faster here and accurate, else "float": bf16 where the CPU has
+    native bf16, else fp32; "fp32"; "bf16"; "int8") and `backend` ("auto",
     "openvino", "torch"); `actionrec.predict(..., model=model)` reuses its compiled network. It takes no gradients:
     `model.trainable_copy()` is an eager copy to fine-tune. `fast=False` gives the eager fp32 PyTorch network itself,
     the reference (with `forward_head`, `reset_classifier(n)`, ...). Both carry `model.info` (a ModelInfo: name, spec,

@@ -2,7 +2,7 @@
 study's workload (`actionrec train ../shared/ucf101_subset --split 1`, cold feature cache, defaults), each against
 the fp32 compute limit, at --precision auto (int8 where assets/precision.json says so) and float (the previous choice).
 
-    python bench/bench_targets.py [--seconds 30] [--split 1] [--precisions auto,float] [--skip-train]
+    python bench/bench_targets.py [--seconds 30] [--rounds 3] [--split 1] [--precisions auto,float] [--skip-train]
 
 The fp32 compute limit is what a compute-bound fp32 conv3d (bench_i3d.py's probe, 256->256 3x3x3 on 8x28x28,
 measured in this process before and after) would take for the network's work:
@@ -11,7 +11,8 @@ measured in this process before and after) would take for the network's work:
 * the study's workload: the clips it computes (metrics.json's backbone_clips) x GFLOP per clip / probe GFLOP/s; the
   ratio is the wall time over it (target <= 0.8).
 Where timeline's time goes: decode alone (the same frames read and resized by the library's decoder, a separate
-pass), the network (the engine's forwards, timed inside the pass: they overlap the decode thread), and the rest.
+pass), the network (the engine's forwards, timed inside the pass: they overlap the decode thread), and the rest;
+the timeline passes of each precision are interleaved, medians reported.
 The study's workload runs with a temporary $ACTIONREC_HOME: the weights and the compiled networks (a one-time
 per-machine cost) are linked from the real one, the feature cache is empty.
 """
@@ -63,18 +64,28 @@ class ForwardClock:
         Engine.forward = self._forward
 
 
-def timeline_row(video: Path, seconds: float, precision: str, limit_rtf: float, out: Path) -> str:
-    model = actionrec.load_model("i3d-kinetics400", precision=precision)
-    timeline(video, model, cache=False)  # compiles its shapes once (warm per machine, like a second run)
-    with ForwardClock() as clock:
-        start = time.perf_counter()
-        result = timeline(video, model, cache=False)
-        result.write_all(out)
-        wall = time.perf_counter() - start
-    rtf = seconds / wall
-    return (f"| timeline, i3d-kinetics400 defaults, {seconds:.0f} s video | {precision} -> {model.engine.precision} | "
-            f"{wall:.1f} s: network {clock.seconds:.1f}, rest {wall - clock.seconds:.1f} | RTF {rtf:.2f} | "
-            f"limit RTF {limit_rtf:.2f} | **{rtf / limit_rtf:.2f}** of the limit |")
+def timeline_rows(video: Path, seconds: float, precisions: list[str], limit_rtf: float, out: Path, n: int) -> list[str]:
+    """`n` timed passes per precision, interleaved (the order rotating), after one untimed pass each (compiles its
+    shapes once: warm per machine, like a second run); medians of wall and network seconds."""
+    models = {p: actionrec.load_model("i3d-kinetics400", precision=p) for p in precisions}
+    for model in models.values():
+        timeline(video, model, cache=False)
+    walls, networks = {p: [] for p in precisions}, {p: [] for p in precisions}
+    for r in range(n):
+        for p in precisions[r % len(precisions):] + precisions[: r % len(precisions)]:
+            with ForwardClock() as clock:
+                start = time.perf_counter()
+                timeline(video, models[p], cache=False).write_all(out / p)
+                walls[p].append(time.perf_counter() - start)
+            networks[p].append(clock.seconds)
+    rows = []
+    for p, model in models.items():
+        wall, network = statistics.median(walls[p]), statistics.median(networks[p])
+        rtf = seconds / wall
+        rows.append(f"| timeline, i3d-kinetics400 defaults, {seconds:.0f} s video | {p} -> {model.engine.precision} | "
+                    f"{wall:.1f} s: network {network:.1f}, rest {wall - network:.1f} | RTF {rtf:.2f} | "
+                    f"limit RTF {limit_rtf:.2f} | **{rtf / limit_rtf:.2f}** of the limit |")
+    return rows
 
 
 def decode_seconds(video: Path, frames: int) -> float:
@@ -122,6 +133,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--split", type=int, default=1)
     parser.add_argument("--precisions", default="auto,float")
+    parser.add_argument("--rounds", type=int, default=3, help="timed timeline passes per precision")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-timeline", action="store_true")
     args = parser.parse_args()
@@ -141,8 +153,8 @@ def main() -> int:
             limit_rtf = probe / (per_frame * 25.0)
             print(f"| decode alone ({args.seconds:.0f} s, 320x240 to 256 short side) | - | "
                   f"{decode_seconds(video, int(args.seconds * 25)):.1f} s | | | |", flush=True)
-            for precision in precisions:
-                print(timeline_row(video, args.seconds, precision, limit_rtf, work / f"out-{precision}"), flush=True)
+            for row in timeline_rows(video, args.seconds, precisions, limit_rtf, work / "out", args.rounds):
+                print(row, flush=True)
         if not args.skip_train:
             for precision in precisions:
                 print(study_row(args.split, precision, probe), flush=True)
