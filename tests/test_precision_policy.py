@@ -59,6 +59,17 @@ def test_auto_runs_the_pretrained_i3d_in_int8_only_where_measured(i3d_info, monk
     assert _auto(i3d_info, ZEN4) == "bf16"
 
 
+def test_a_run_keeps_the_kind_of_precision_it_trained_at(i3d_info, monkeypatch):
+    """One precision per run: a run trained on float features predicts at the float choice, one trained on int8 at
+    int8 where auto may (its frozen part is the pretrained backbone, so the same policy)."""
+    monkeypatch.setattr(int8, "available", lambda: True)
+    for trained, here in (("bf16", "bf16"), ("fp32", "bf16"), ("int8", "int8")):
+        run = replace(i3d_info, name="some/run", run={"engine": {"precision": trained}, "cut_endpoint": "MaxPool3d_5a_2x2"})
+        assert _auto(run, ZEN4) == here, trained
+    run = replace(i3d_info, name="some/run", run={"engine": {"precision": "int8"}, "cut_endpoint": "MaxPool3d_5a_2x2"})
+    assert _auto(run, AVX2_ONLY if not backends.int8_measured_faster("i3d-kinetics400", AVX2_ONLY) else CASCADE_LAKE) == "fp32"
+
+
 def test_auto_keeps_float_for_weights_without_checked_ranges(i3d_info, monkeypatch):
     monkeypatch.setattr(int8, "available", lambda: True)
     assert _auto(replace(i3d_info, weights_sha256="0" * 64), ZEN4) == "bf16"  # other weights (random, fine-tuned)

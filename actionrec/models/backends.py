@@ -116,7 +116,8 @@ def float_precision(flags: frozenset[str] | None = None, device: str = "cpu") ->
 def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = None, device: str = "cpu",
                       info: Any = None, backend: str | None = None) -> str:
     """"fp32", "bf16" or "int8": "auto" is $ACTIONREC_PRECISION if set, else int8 where :func:`auto_int8` holds for
-    the network (`info`: its ModelInfo) on `backend` and this CPU, else "float": bf16 where the CPU has native bf16
+    the network (`info`: its ModelInfo) on `backend` and this CPU (for a trained run, only if it trained on int8
+    features: :func:`trained_at`), else "float": bf16 where the CPU has native bf16
     (see the module doc), fp32 elsewhere and off the CPU. A forced "bf16" on a CPU that emulates it is honoured, with
     a warning; a forced "int8" needs OpenVINO on the CPU and NNCF (:mod:`actionrec.models.int8`)."""
     if precision == "auto":
@@ -124,7 +125,7 @@ def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = No
     if precision not in PRECISIONS:
         raise ActionrecError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto" and device == "cpu" and backend == "openvino" and info is not None:
-        precision = "int8" if auto_int8(info, flags) else "auto"
+        precision = "int8" if auto_int8(info, flags) and trained_at(info) in (None, "int8") else "auto"
     if precision in ("auto", "float"):
         return float_precision(flags, device)
     if precision == "int8":
@@ -137,6 +138,14 @@ def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = No
         warn_once("bf16 was asked for, but this CPU has no native bf16 (avx512_bf16 / amx_bf16): it is emulated "
                   "and far slower than fp32 (use --precision auto or fp32)")
     return precision
+
+
+def trained_at(info: Any) -> str | None:
+    """The precision a trained run's features were computed at (its config.json), None for pretrained weights: a run
+    trained on float features keeps the float choice under "auto" (one precision per run: its predictions are the
+    numbers its test phase scored), one trained on int8 runs int8 where "auto" may."""
+    run = getattr(info, "run", None)
+    return ((run or {}).get("engine") or {}).get("precision") if run is not None else None
 
 
 @functools.cache
