@@ -411,8 +411,10 @@ def _engine_parent() -> argparse.ArgumentParser:
 
     p = _parent()
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 where the CPU has native bf16 (avx512_bf16/AMX), else fp32; int8: OpenVINO with "
-                        "NNCF-quantized convolutions (pip install nncf) (default: %(default)s)")
+                   help="auto: int8 where measured faster on this kind of CPU with the accuracy held (the pretrained "
+                        "I3D and its runs on AVX-512 VNNI + bf16 CPUs), else float; float: bf16 where the CPU has native "
+                        "bf16 (avx512_bf16/AMX), else fp32; int8: OpenVINO with NNCF-quantized convolutions (pip install "
+                        "nncf) (default: %(default)s)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="auto: OpenVINO on the CPU when installed, else PyTorch (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda[:N]; auto: CUDA when available (default: %(default)s)")

@@ -5,7 +5,7 @@ reading them imports no network library (PyTorch, OpenVINO) and no decoder: `act
 from __future__ import annotations
 
 # how the engine runs the network (models/backends.py)
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+PRECISIONS = ("auto", "float", "fp32", "bf16", "int8")  # float: bf16 with native bf16, else fp32
 BACKENDS = ("auto", "openvino", "torch")
 
 # the networks (models/)

@@ -68,7 +68,8 @@ class ClipResult:
 class Engine:
     """Runs one model for inference (see the module doc). Use :func:`engine_for` to share one per model.
 
-    ``precision``: "auto" (bf16 where the CPU has native bf16, else fp32), "fp32" or "bf16"; ``backend``: "auto"
+    ``precision``: "auto" (int8 where measured faster on this kind of CPU and accurate for this network, else
+    "float": bf16 where the CPU has native bf16, else fp32), "float", "fp32", "bf16" or "int8"; ``backend``: "auto"
     (OpenVINO for I3D and C3D on the CPU when installed, else PyTorch), "openvino" or "torch" (see
     :mod:`actionrec.models.backends`). If OpenVINO fails on this network, a warning says so once and PyTorch runs from
     then on. ``fast=False``: the model itself, eager PyTorch, fp32 unless ``precision="bf16"`` (the reference path).
@@ -84,8 +85,9 @@ class Engine:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.fast = fast
         self.requested = (precision, backend)
-        self.precision = resolve_precision("fp32" if not fast and precision == "auto" else precision, device=self.device.type)
         self.backend = resolve_backend(backend, model, self.device) if fast else "torch"
+        self.precision = resolve_precision("fp32" if not fast and precision == "auto" else precision,
+                                           device=self.device.type, info=self.info, backend=self.backend)
         if self.precision == "int8":
             self._check_int8()
         self.threads = threads
@@ -242,7 +244,8 @@ def load_model(name_or_run_dir: str | os.PathLike, device: str = "cpu", precisio
 
     It runs on the engine's fast path (:class:`actionrec.engine.InferenceModel`): `model(x)` gives logits and
     `model.forward_features(x)` pooled features for x (B, 3, T, H, W) in its value range (I3D also `forward_steps`),
-    under `precision` ("auto": bf16 where the CPU has native bf16, else fp32; "fp32"; "bf16") and `backend` ("auto",
+    under `precision` ("auto": int8 where measured faster here and accurate, else "float": bf16 where the CPU has
+    native bf16, else fp32; "fp32"; "bf16"; "int8") and `backend` ("auto",
     "openvino", "torch"); `actionrec.predict(..., model=model)` reuses its compiled network. It takes no gradients:
     `model.trainable_copy()` is an eager copy to fine-tune. `fast=False` gives the eager fp32 PyTorch network itself,
     the reference (with `forward_head`, `reset_classifier(n)`, ...). Both carry `model.info` (a ModelInfo: name, spec,

@@ -47,6 +47,19 @@ def test_shipped_ranges_keep_the_top1_of_the_real_clips(realclips):
         assert 0 < (got - ref).abs().max().item() < 3.0, name  # quantized (not the float network), and close
 
 
+def test_every_graph_runs_in_int8_on_openvino(realclips):
+    """The per-step graph (timeline's once-per-frame path) holds one quantizer the whole network has no range for (its
+    spatial mean): it runs in int8 on OpenVINO with that mean in float, not on PyTorch's fallback, and keeps the top-1."""
+    network = load_model("i3d-kinetics400", fast=False)
+    engines = {p: Engine(network, precision=p) for p in ("fp32", "int8")}
+    x = preprocess(read_clip(realclips / "archery.avi", n=32, short_side=network.info.spec.resize).frames,
+                   network.info.spec)[None]
+    steps = {p: engine.forward(x, "step_logits") for p, engine in engines.items()}
+    assert engines["int8"].backend == "openvino"  # a failure would have fallen back to PyTorch and steps["int8"].shape == steps["fp32"].shape
+    assert steps["int8"].mean(1).argmax() == steps["fp32"].mean(1).argmax()
+    assert 0 < (steps["int8"] - steps["fp32"]).abs().max() < 3.0
+
+
 def test_ranges_applied_to_a_blank_quantization_give_the_calibrated_network():
     """What the package ships (ranges) rebuilds exactly the network NNCF makes from the calibration data itself."""
     import openvino

@@ -53,14 +53,24 @@ def test_run_directory_holds_model_metrics_plots_and_report(run):
     assert page.count("data:image/png;base64,") == 2
 
 
-def test_the_run_records_the_engine_that_computed_its_features(run):
+def test_the_run_records_the_engine_that_computed_its_features(run, i3d_kinetics):
     from actionrec.models.backends import resolve_precision
 
     config = json.loads((run / "config.json").read_text())
-    assert config["engine"]["precision"] == resolve_precision("auto")  # bf16 only where this CPU has it natively
     assert config["engine"]["backend"] in ("openvino", "torch")
+    # what auto picks for its pretrained backbone on this CPU (int8 where assets/precision.json says so, else float)
+    precision = resolve_precision("auto", info=i3d_kinetics.info, backend=config["engine"]["backend"])
+    assert config["engine"]["precision"] == precision
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["engine"]["precision"] == config["engine"]["precision"] and "cpu_flags" in metrics["engine"]
+    check = metrics["int8_check"]  # an int8 run scored its validation videos at the float precision too
+    if precision == "int8":
+        assert check["checked"] and check["videos"] == metrics["splits"]["clips"]["val"] > 0
+        assert check["float_precision"] in ("fp32", "bf16") and 0 <= check["top1_agreement"] <= 1
+        assert all(0 <= check[k] <= 1 for k in ("int8_val_accuracy", "float_val_accuracy"))
+        assert "beside the float result" in (run / "report.html").read_text()
+    else:
+        assert check is None
 
 
 def test_test_videos_are_scored_from_two_views_and_every_miss_is_in_the_gallery(run):
@@ -126,7 +136,8 @@ def test_evaluate_predict_and_the_test_phase_give_one_set_of_numbers(run, demo_d
     from actionrec.training.evaluate import evaluate_run
 
     model = load_model(run)
-    assert model.engine.precision in ("fp32", "bf16") and model.info.cut == "MaxPool3d_5a_2x2"
+    config = json.loads((run / "config.json").read_text())
+    assert model.engine.precision == config["engine"]["precision"] and model.info.cut == "MaxPool3d_5a_2x2"
     tested = {p["video"]: p["probs"] for p in json.loads((run / "metrics.json").read_text())["test_predictions"]}
     samples = [s for s in load_dataset(str(demo_data)) if s.path in tested][:4]
     assert len(samples) == 4

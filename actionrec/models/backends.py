@@ -1,9 +1,12 @@
 """Which backend and precision run the frozen network for inference, decided at run time from this machine's CPU.
 
-* Precision: ``"auto"`` is bf16 where the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16``: Intel Cooper
+* Precision: ``"float"`` is bf16 where the CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16``: Intel Cooper
   Lake / Sapphire Rapids and later, AMD Zen 4 and later) and fp32 elsewhere: on AVX2-only or plain AVX-512 CPUs bf16
-  is emulated and 100-300x slower. A forced ``"fp32"`` is fp32 everywhere (OpenVINO would pick bf16 by itself on a
-  bf16 CPU: its ``INFERENCE_PRECISION_HINT`` is always set).
+  is emulated and 100-300x slower. ``"auto"`` is int8 where ``assets/precision.json`` says so for this kind of CPU
+  and this network (int8 measured faster than the float choice on that kind, accuracy within the limits, shipped
+  activation ranges of these weights, OpenVINO, NNCF installed: see :func:`auto_int8`), else ``"float"``. A forced
+  ``"fp32"`` is fp32 everywhere (OpenVINO would pick bf16 by itself on a bf16 CPU: its ``INFERENCE_PRECISION_HINT``
+  is always set).
 * Backend: ``"openvino"`` (OpenVINO's CPU plugin, when the package is installed: the fastest measured on CPU, see
   bench/bench_i3d.py) or ``"torch"`` (the packed oneDNN path of :mod:`actionrec.models.accel`; also the fallback and
   what training uses). ``"auto"`` takes OpenVINO for I3D and C3D on the CPU when it can be imported.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import json
 import os
 import shutil
 import subprocess
@@ -34,7 +38,9 @@ import tempfile
 import threading
 import time
 import warnings
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,15 +112,20 @@ def float_precision(flags: frozenset[str] | None = None, device: str = "cpu") ->
     return "bf16" if native_bf16(flags) and device == "cpu" else "fp32"
 
 
-def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = None, device: str = "cpu") -> str:
-    """"fp32", "bf16" or "int8": "auto" is $ACTIONREC_PRECISION if set, else bf16 where the CPU has native bf16 (see
-    the module doc), fp32 elsewhere and off the CPU. A forced "bf16" on a CPU that emulates it is honoured, with a
-    warning; "int8" (OpenVINO on the CPU, NNCF installed: :mod:`actionrec.models.int8`) is only ever asked for."""
+def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = None, device: str = "cpu",
+                      info: Any = None, backend: str | None = None) -> str:
+    """"fp32", "bf16" or "int8": "auto" is $ACTIONREC_PRECISION if set, else int8 where :func:`auto_int8` holds for
+    the network (`info`: its ModelInfo) on `backend` and this CPU (for a trained run, only if it trained on int8
+    features: :func:`trained_at`), else "float": bf16 where the CPU has native bf16
+    (see the module doc), fp32 elsewhere and off the CPU. A forced "bf16" on a CPU that emulates it is honoured, with
+    a warning; a forced "int8" needs OpenVINO on the CPU and NNCF (:mod:`actionrec.models.int8`)."""
     if precision == "auto":
         precision = os.environ.get(PRECISION_ENV) or "auto"
     if precision not in PRECISIONS:
         raise ActionrecError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
+    if precision == "auto" and device == "cpu" and backend == "openvino" and info is not None:
+        precision = "int8" if auto_int8(info, flags) and trained_at(info) in (None, "int8") else "auto"
+    if precision in ("auto", "float"):
         return float_precision(flags, device)
     if precision == "int8":
         if device != "cpu":
@@ -126,6 +137,52 @@ def resolve_precision(precision: str = "auto", flags: frozenset[str] | None = No
         warn_once("bf16 was asked for, but this CPU has no native bf16 (avx512_bf16 / amx_bf16): it is emulated "
                   "and far slower than fp32 (use --precision auto or fp32)")
     return precision
+
+
+def trained_at(info: Any) -> str | None:
+    """The precision a trained run's features were computed at (its config.json), None for pretrained weights: a run
+    trained on float features keeps the float choice under "auto" (one precision per run: its predictions are the
+    numbers its test phase scored), one trained on int8 runs int8 where "auto" may."""
+    run = getattr(info, "run", None)
+    return ((run or {}).get("engine") or {}).get("precision") if run is not None else None
+
+
+@functools.cache
+def precision_policy() -> dict:
+    """The measured kinds of CPU, int8's speed-ups there and its accuracy checks (``assets/precision.json``)."""
+    return json.loads((resources.files("actionrec") / "assets" / "precision.json").read_text(encoding="utf-8"))
+
+
+def cpu_kind(flags: frozenset[str] | None = None) -> dict | None:
+    """The kind of CPU of the policy file these flags belong to (the first that matches), or None (never measured)."""
+    flags = cpu_flags() if flags is None else flags
+    for kind in precision_policy()["kinds"]:
+        if set(kind["flags"]) <= flags and not set(kind["without"]) & flags:
+            return kind
+    return None
+
+
+def int8_measured_faster(network: str, flags: frozenset[str] | None = None) -> bool:
+    """Whether int8 was measured at least ``min_speedup`` times this kind of CPU's float choice for `network` (the
+    weights name), at every batch size measured."""
+    kind = cpu_kind(flags)
+    if kind is None or kind["float"] != float_precision(flags):
+        return False
+    speedups = [x for x in kind["int8_speedup"].get(network, {}).get("over_float", []) if x is not None]
+    return bool(speedups) and min(speedups) >= precision_policy()["min_speedup"]
+
+
+def auto_int8(info: Any, flags: frozenset[str] | None = None) -> bool:
+    """Whether "auto" runs the network of `info` (its ModelInfo; a run's frozen part is its pretrained backbone) in
+    int8 on OpenVINO here: measured faster on this kind of CPU, accuracy within the limits for these very weights,
+    shipped activation ranges for them, and NNCF installed."""
+    from . import int8
+
+    network = info.spec.name
+    accuracy = precision_policy()["accuracy"].get(network, {})
+    return (int8_measured_faster(network, flags) and accuracy.get("within_limits") is True
+            and accuracy.get("weights_sha256") == info.weights_sha256
+            and int8.shipped_ranges_fit(network, info.weights_sha256) and int8.available())
 
 
 # ------------------------------------------------------------------------------------------ the backend
@@ -169,6 +226,9 @@ def describe(backend: str, precision: str, threads: int | None = None) -> dict:
         "cpu": cpu_model(),
         "cpu_flags": [f for f in SHOWN_FLAGS if f in flags],
         "native_bf16": native_bf16(flags),
+        "cpu_kind": (cpu_kind(flags) or {}).get("kind", "not measured: --precision auto keeps the float choice"),
+        "auto_int8": [name for name, checked in precision_policy()["accuracy"].items()  # networks auto runs in int8 here
+                      if checked["within_limits"] and int8_measured_faster(name, flags)],
         "threads": threads or torch.get_num_threads(),
         "torch": torch.__version__,
         "openvino": openvino_version() if backend == "openvino" else None,

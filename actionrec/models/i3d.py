@@ -120,6 +120,13 @@ class Unit3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.static_pad:
             x = _pad_same(x, self.kernel, self.stride, 0.0)
+        elif self.conv.padding[0] and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu"):
+            # bf16 training on the CPU: oneDNN's bf16 weight gradient of a conv3d that pads time itself is wrong
+            # (NaN, inf or finite garbage) when the padding meets a clip of 2 steps (Mixed_5b/5c at 16 frames; torch
+            # 2.13, bench/bench_finetune_bf16.py); with time padded here first it matches fp32's to bf16's rounding
+            t = self.conv.padding[0]
+            x = F.pad(x, (0, 0, 0, 0, t, t))
+            return F.relu(self.bn(F.conv3d(x, self.conv.weight, None, self.conv.stride, (0, *self.conv.padding[1:]))))
         return F.relu(self.bn(self.conv(x)))
 
 

@@ -49,7 +49,7 @@ class TrainConfig:
     test_fraction: float = 0.2  # held out when the data names no test set
     seed: int = 0  # splits, augmentation, initialisation and shuffling
     device: str = "auto"  # auto|cpu|cuda[:N]; auto: CUDA when available (under torchrun: the GPU of LOCAL_RANK)
-    precision: str = "auto"  # the engine's for the frozen part (auto|fp32|bf16; auto: bf16 where the CPU has it natively)
+    precision: str = "auto"  # the engine's for the frozen part (auto|float|fp32|bf16|int8; see models/backends.py)
     backend: str = "auto"  # the engine's for the frozen part (auto|openvino|torch)
 
     def __post_init__(self) -> None:

@@ -24,9 +24,11 @@ would: on the demo set (12 test clips) 2 ranks and 1 process differed by 0-2 cli
 
 Fine-tuning runs under autocast: on CUDA bf16 where the GPU supports it, else fp16 with a GradScaler (PyTorch's
 "Automatic Mixed Precision" recipe: forward and loss under autocast, backward and step outside it); on the CPU fp32:
-bf16 autocast ran fine-tuning steps 1.6x faster on a CPU with native bf16 (torch 2.13), but the weight gradient of a
-3x3x3 convolution of Mixed_5b came out NaN in about one backward in three, at random, so it is not used. The head
-(a single linear layer) and every evaluation stay in fp32.
+oneDNN's bf16 weight gradient of a conv3d padding time itself over 2 time steps (Mixed_5b/5c at 16 frames; torch
+2.13) was wrong in every backward (NaN, inf or finite garbage); I3D's Unit3D now pads time itself under CPU autocast,
+which makes the bf16 gradients right (bench/bench_finetune_bf16.py), but the bf16 step measured only 1.1x faster than
+fp32's, so CPU fine-tuning stays fp32 (README: Training defaults). The head (a single linear layer) and every
+evaluation stay in fp32.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ __all__ = [
     "write_report",
 ]
 
-_TIMING_ORDER = ("decode", "features", "head", "finetune", "temporal", "evaluate", "total")
+_TIMING_ORDER = ("decode", "features", "head", "finetune", "temporal", "evaluate", "int8_check", "total")
 _SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -144,6 +144,11 @@ def summary_text(metrics: Mapping[str, Any]) -> str:
     if _is_num(before):
         delta = f" ({100 * (float(after) - float(before)):+.1f} points)" if _is_num(after) else ""
         lines.append(f"  head only {_pct(before)} -> fine-tuned {_pct(after)}{delta}")
+    check = metrics.get("int8_check")
+    if isinstance(check, Mapping) and check.get("checked"):
+        lines.append(f"  int8 checked on its {check.get('videos')} validation videos beside the float result: "
+                     f"{_pct(check.get('int8_val_accuracy'))} at int8, {_pct(check.get('float_val_accuracy'))} at "
+                     f"{check.get('float_precision')}")
     per_class = metrics.get("per_class") or {}
     if per_class:
         parts = [f"{name} {_dec((per_class.get(name) or {}).get('f1'), 2)}" for name in _class_order(metrics) if name in per_class]
@@ -271,6 +276,10 @@ def _section_headline(m: Mapping[str, Any]) -> str:
         cards.append(("accuracy before fine-tuning", "n/a (no fine-tuning)"))
     if m.get("per_class"):
         cards.append(("macro F1", _dec(macro_f1(m["per_class"]))))
+    check = m.get("int8_check")
+    if isinstance(check, Mapping) and check.get("checked"):
+        cards.append((f"validation, int8 / {check.get('float_precision')} ({check.get('videos')} videos)",
+                      f"{_pct(check.get('int8_val_accuracy'))} / {_pct(check.get('float_val_accuracy'))}"))
     if _is_num(m.get("linear_test_accuracy")):
         cards.append(("linear head on the same clips", _pct(m["linear_test_accuracy"])))
     if _is_num(m.get("test_views")):
@@ -282,6 +291,20 @@ def _section_headline(m: Mapping[str, Any]) -> str:
     parts = [f'<div class="card"><div class="v">{html.escape(v)}</div><div class="k">{html.escape(k)}</div></div>'
              for k, v in cards]
     return '<div class="cards">' + "".join(parts) + "</div>"
+
+
+def _section_int8_check(m: Mapping[str, Any]) -> str:
+    """A run on int8 features: its validation videos scored at int8 beside the float precision (metrics.json's
+    int8_check); nothing for float runs."""
+    check = m.get("int8_check")
+    if not isinstance(check, Mapping):
+        return ""
+    if not check.get("checked"):
+        return f'<p class="muted">int8 features; not checked at the float precision: {_e(check.get("why"))}</p>'
+    return (f"<p>int8 features, checked on the {_e(check.get('videos'))} validation videos beside the float result "
+            f"({_e(check.get('float_precision'))}): accuracy {_pct(check.get('int8_val_accuracy'))} at int8, "
+            f"{_pct(check.get('float_val_accuracy'))} at {_e(check.get('float_precision'))}; the same top-1 for "
+            f"{_pct(check.get('top1_agreement'))} of them.</p>")
 
 
 def _section_head_fit(m: Mapping[str, Any]) -> str:
@@ -459,7 +482,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="sub">backbone <b>{_e(m.get("backbone"))}</b>, weights <b>{_e(m.get("weights"))}</b>, '
         f"{len(classes)} classes: {', '.join(_e(c) for c in classes)}</p>",
-        "<h2>Test results</h2>", _section_headline(m),
+        "<h2>Test results</h2>", _section_headline(m), _section_int8_check(m),
         "<h2>Training time</h2>", _section_timing(m),
         "<h2>Data splits</h2>", _section_splits(m, classes),
         _section_head_fit(m),

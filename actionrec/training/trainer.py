@@ -244,6 +244,7 @@ class _Training:
         self.linear_test = (float("nan"), float("nan"))  # --head temporal: the linear head's test loss and accuracy
         self.head_fit: dict = {}  # how the head was fitted and why (metrics.json), set by `head`
         self.out_of_fold: np.ndarray | None = None  # the few-shot head's out-of-fold probabilities per training clip
+        self.entries: dict = {}  # the cache entries of every (video, view), set by `features`
 
     def _backbone(self, config: TrainConfig, say: Callable[[str], None]) -> nn.Module:
         """The backbone; under torchrun the first local rank of each machine loads (and if need be fetches) the weights
@@ -315,6 +316,7 @@ class _Training:
 
         views_of = {s.path: views_for(name, s) for name in ("train", "val", "test") for s in getattr(splits, name)}
         entries, failed = self._extract(everything, views_of.__getitem__)
+        self.entries = entries  # the int8 check scores the validation clips from them again
         if self.ranks.distributed:  # said live in one process; here once, by rank 0, for every rank
             for f in failed:
                 self.skipped(f["video"], f["error"])
@@ -419,20 +421,49 @@ class _Training:
         self.timing["temporal"] = time.perf_counter() - t0
         return first + fit.best_epoch
 
-    def test(self, data: Datasets, tested_videos: Sequence[Sample]) -> dict:
+    def test(self, data: Datasets, tested_videos: Sequence[Sample], val_samples: Sequence[Sample] = ()) -> dict:
         """The held-out videos (`tested_videos`, those of `data.test` in order), once, with the final model, each from
-        its test views; and the validation probabilities (they calibrate the timeline's per-class thresholds)."""
+        its test views; the validation probabilities (they calibrate the timeline's per-class thresholds); and for
+        int8 features, the validation videos (`val_samples`) scored at the float precision too (:meth:`int8_check`)."""
         t0 = time.perf_counter()
         test_loss, test_acc, test_probs = scores(self.model, self.cut, data.test)
         val_probs, val_labels = self.validation_probs(data)
         labels = data.test.video_labels.numpy()
         per_class, confusion = per_class_metrics(labels, test_probs.argmax(1), self.classes)
         self.timing["evaluate"] = time.perf_counter() - t0
+        int8_check = self.int8_check(val_samples, data)
         self.timing["total"] = time.perf_counter() - self.t_start
         predictions = [{"video": s.path, "label": s.label, "probs": np.round(p, 5).tolist()}
                        for s, p in zip(tested_videos, test_probs)]
         return {"test_loss": test_loss, "test_accuracy": test_acc, "per_class": per_class, "confusion_matrix": confusion,
-                "val_probs": val_probs, "val_labels": val_labels, "test_predictions": predictions}
+                "val_probs": val_probs, "val_labels": val_labels, "test_predictions": predictions,
+                "int8_check": int8_check}
+
+    def int8_check(self, val_samples: Sequence[Sample], data: Datasets) -> dict | None:
+        """A run on int8 features (``--precision int8``, or ``auto`` where int8 is measured faster): its validation
+        videos' central clips computed once more at the float precision (bf16 with native bf16, else fp32; cached
+        apart: the precision is part of the cache key) and scored by the final model beside the int8 ones. The
+        validation set is 20 % of training, one clip per video (UCF101 split 1: 56 videos, a sixth of the run). None for float runs; the few-shot head
+        holds no validation videos out, so it says so rather than check."""
+        engine = self.cache.engine
+        if engine.precision != "int8":
+            return None
+        if self.fewshot or not len(data.val):
+            return {"checked": False, "why": "no validation videos (the few-shot head holds none out; its "
+                                             "cross-validation ran on the int8 features)"}
+        t0 = time.perf_counter()
+        floating = Engine(self.model, device=self.device, threads=engine.threads, precision="float", backend=engine.backend)
+        cache = FeatureCache(floating, self.cut, self.cache.sampling, root=self.cache.root, say=_silent)
+        entries = cache.extract([s.path for s in val_samples], views=[0], on_error=lambda video, message: None)
+        both = [s for s in val_samples if (s.path, 0) in entries]
+        at_int8 = scores(self.model, self.cut, entries_of(both, self.entries, self.classes, [0]))
+        at_float = scores(self.model, self.cut, entries_of(both, entries, self.classes, [0]))
+        self.timing["int8_check"] = time.perf_counter() - t0
+        return {"checked": True, "videos": len(both), "float_precision": floating.precision,
+                "int8_val_accuracy": at_int8[1], "float_val_accuracy": at_float[1],
+                "int8_val_loss": at_int8[0], "float_val_loss": at_float[0],
+                "top1_agreement": float((at_int8[2].argmax(1) == at_float[2].argmax(1)).mean()) if both else float("nan"),
+                "seconds": round(self.timing["int8_check"], 3)}
 
     def validation_probs(self, data: Datasets) -> tuple[np.ndarray, list[int]]:
         """Probabilities of videos the head did not train on, and their labels (the timeline calibrates its thresholds
@@ -506,6 +537,7 @@ class _Training:
             "skipped": self.skipped.files,
             "val_probs": np.round(tested["val_probs"], 6).tolist(),
             "val_labels": tested["val_labels"],
+            "int8_check": tested["int8_check"],
             "timing": self.timing,
             "model": {"parameters": sum(p.numel() for p in model.parameters()), "trainable_parameters": trainable,
                       "input": f"3x{cfg.frames}x{spec.crop}x{spec.crop}",
@@ -550,7 +582,7 @@ class _Training:
         temporal = self.temporal(data)
         if temporal is not None:
             best["temporal"] = temporal
-        tested = self.test(data, readable.test)
+        tested = self.test(data, readable.test, readable.val)
         metrics = self.metrics(readable, data, best, tested)
         self.write(self.run_config(), metrics)
         return metrics
