@@ -28,6 +28,21 @@ def seek(driver, seconds: float) -> None:
     wait(driver, lambda d: abs(d.execute_script("return document.getElementById('lb-player').currentTime") - seconds) < 0.05)
 
 
+def player_ready(driver, timeout: float = 120) -> None:
+    """Wait until the player has the uploaded video's metadata; on a timeout, fail with what the page said and the
+    player's state (network state, error code, source), so a failure says where the upload or the load stopped."""
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        wait(driver, lambda d: d.execute_script("return document.getElementById('lb-player').readyState") >= 1, timeout)
+    except TimeoutException:
+        state = driver.execute_script(
+            "const p = document.getElementById('lb-player'), m = document.getElementById('message');"
+            "return {message: m.hidden ? '' : m.textContent, src: p.currentSrc, networkState: p.networkState,"
+            "readyState: p.readyState, error: p.error && p.error.code};")
+        raise AssertionError(f"the uploaded video never loaded in the player: {state}") from None
+
+
 def keys(driver, text: str, modifier: str | None = None) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -58,7 +73,7 @@ def test_label_train_and_review_a_long_real_video(browser, tmp_path, i3d_kinetic
         browser.find_element(By.ID, "lb-create").click()
         wait(browser, lambda d: d.find_element(By.ID, "lb-sources").is_displayed())
         browser.find_element(By.ID, "lb-file").send_keys(str(tmp_path / "match.mp4"))
-        wait(browser, lambda d: d.execute_script("return document.getElementById('lb-player').readyState") >= 1, 60)
+        player_ready(browser)
         assert browser.find_element(By.ID, "lb-video").get_attribute("value") == "videos/match.mp4"
 
         marked = []
