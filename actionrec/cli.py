@@ -780,7 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """What runs the network on this machine: the CPU and its flags, the backend and precision the engine chose."""
     from .engine import Engine
-    from .models.pretrained import ModelInfo, build_model, get_spec
+    from .models.info import ModelInfo
+    from .models.pretrained import build_model, get_spec
 
     spec = get_spec("i3d-kinetics400")  # the architecture only: no weights are needed to see what would run it
     info = ModelInfo(name="probe", spec=spec, categories=spec.categories, weights_sha256="", predict_frames=16, identity="")

@@ -249,7 +249,8 @@ def under_load(model: nn.Module, x: torch.Tensor, rows: list[Row], quiet: dict[s
 
 def load(name: str) -> tuple[nn.Module, str]:
     """The pretrained model, or the same network with random weights if they are not fetched (same speed)."""
-    from actionrec.models.pretrained import ModelInfo, build_model, get_spec, weights_status
+    from actionrec.models.info import ModelInfo
+    from actionrec.models.pretrained import build_model, get_spec, weights_status
 
     spec = get_spec(name)
     status = weights_status(spec)

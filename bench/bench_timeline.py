@@ -87,7 +87,7 @@ def child(config: dict) -> dict:
     t0 = time.perf_counter()
     if config["model"] == "stub":
         from actionrec.models.i3d import I3D_KINETICS400
-        from actionrec.models.pretrained import ModelInfo
+        from actionrec.models.info import ModelInfo
 
         class Stub(nn.Module):
             def __init__(self):

@@ -80,7 +80,8 @@ def compiled_home(tmp_path_factory):
 def tiny_i3d():
     """I3D with random weights (BatchNorm statistics too, so folding them matters)."""
     from actionrec.models.i3d import I3D_KINETICS400
-    from actionrec.models.pretrained import ModelInfo, build_model
+    from actionrec.models.info import ModelInfo
+    from actionrec.models.pretrained import build_model
 
     torch.manual_seed(0)
     info = ModelInfo(name="random-i3d", spec=I3D_KINETICS400, categories=I3D_KINETICS400.categories, weights_sha256="",

@@ -10,7 +10,7 @@ import pytest
 from actionrec.apps.categories import (OTHER, kinetics400_categories, load_groups, make_groups, parse_group_options,
                                        parse_groups_text)
 from actionrec.errors import ActionrecError
-from actionrec.models.weights import kinetics400_labels
+from actionrec.models.info import kinetics400_labels
 
 K400 = kinetics400_labels()
 DANCES = ["robot dancing", "tap dancing", "breakdancing", "dancing charleston"]

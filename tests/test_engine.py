@@ -24,7 +24,7 @@ class Doubler(nn.Module):
     def __init__(self):
         super().__init__()
         from actionrec.models.i3d import I3D_KINETICS400
-        from actionrec.models.pretrained import ModelInfo
+        from actionrec.models.info import ModelInfo
 
         self.info = ModelInfo(name="doubler", spec=I3D_KINETICS400, categories=("a",), weights_sha256="",
                               predict_frames=16, identity="")

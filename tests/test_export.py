@@ -130,7 +130,8 @@ def test_run_to_openvino_through_the_cli(demo_run, tmp_path, capsys):
 
 def test_c3d_clip_length_is_fixed():
     """C3D's fc6 takes exactly 16 frames: the graph's frames dimension is not symbolic, and the JSON says so."""
-    from actionrec.models.pretrained import ModelInfo, build_model, get_spec
+    from actionrec.models.info import ModelInfo
+    from actionrec.models.pretrained import build_model, get_spec
 
     spec = get_spec("c3d-sports1m")
     info = ModelInfo(name="c3d", spec=spec, categories=spec.categories, weights_sha256="", predict_frames=16, identity="")

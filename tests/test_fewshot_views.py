@@ -23,7 +23,7 @@ class LeftMinusRight(nn.Module):
     def __init__(self):
         super().__init__()
         from actionrec.models.i3d import I3D_KINETICS400
-        from actionrec.models.pretrained import ModelInfo
+        from actionrec.models.info import ModelInfo
 
         spec = dataclasses.replace(I3D_KINETICS400, name="left-right", resize=32, crop=32, sha256="")
         self.info = ModelInfo(name="left-right", spec=spec, categories=("a", "b"), weights_sha256="left-right-1",

@@ -16,8 +16,8 @@ from safetensors.torch import save_file
 from actionrec.errors import ActionrecError
 from actionrec.models import c3d, weights
 from actionrec.models.i3d import I3D, I3D_KINETICS400
+from actionrec.models.info import ModelInfo, WeightsSpec, kinetics400_labels, read_labels
 from actionrec.models.pretrained import (
-    ModelInfo,
     build_model,
     fetch_weights,
     weights_status,
@@ -27,8 +27,6 @@ from actionrec.models.weights import (
     check_and_copy,
     check_complete,
     check_key_sets,
-    kinetics400_labels,
-    read_labels,
     tensors_sha256,
     weights_path,
 )
@@ -74,7 +72,7 @@ def test_filter_checks_name_the_first_problem_before_anything_is_copied():
     assert check_complete(out, target, "the file") is out
 
 
-def _tiny_spec() -> weights.WeightsSpec:
+def _tiny_spec() -> WeightsSpec:
     """A spec whose converted file depends on the user's copy (no published checksum), as C3D's."""
     return dataclasses.replace(c3d.C3D_SPORTS1M, name="tiny-test")
 

@@ -36,7 +36,7 @@ class ColourModel(nn.Module):
     def __init__(self, categories=("Red", "Green", "Blue"), sharpness: float = 12.0, delay: float = 0.0):
         super().__init__()
         from actionrec.models.i3d import I3D_KINETICS400
-        from actionrec.models.pretrained import ModelInfo
+        from actionrec.models.info import ModelInfo
 
         spec = dataclasses.replace(I3D_KINETICS400, name="colour", resize=32, crop=32, sha256="", categories=tuple(categories))
         self.info = ModelInfo(name="colour-model", spec=spec, categories=tuple(categories), weights_sha256="",
@@ -235,7 +235,7 @@ def test_calibration_per_class_thresholds(tmp_path):
 
     from actionrec.apps.calibration import DEFAULT_THRESHOLD, calibrate, thresholds_for
     from actionrec.models.i3d import I3D_KINETICS400
-    from actionrec.models.pretrained import ModelInfo
+    from actionrec.models.info import ModelInfo
 
     classes = ["A", "B", "C"]
     probs = np.array([

@@ -13,7 +13,7 @@ from ..checks import probability
 from ..errors import ActionrecError
 
 if TYPE_CHECKING:  # annotations only: importing this module (the CLI's help) imports no PyTorch
-    from ..models.pretrained import ModelInfo
+    from ..models.info import ModelInfo
 
 DEFAULT_THRESHOLD = 0.5  # a class is named only when it holds at least half the probability mass
 MIN_CALIBRATION_CLIPS = 3  # validation clips of a class needed to calibrate its threshold

@@ -157,7 +157,7 @@ def kinetics400_categories(classes: Sequence[str]) -> Groups:
     """The published parent categories of Kinetics-400 (see the module doc) for a model with those 400 classes."""
     from importlib import resources
 
-    from ..models.weights import kinetics400_labels
+    from ..models.info import kinetics400_labels
 
     if tuple(classes) != kinetics400_labels():
         raise ActionrecError(f"--group-by {CATEGORY}: the published categories group the 400 Kinetics-400 classes; this "

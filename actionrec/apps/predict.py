@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..engine import Engine
-    from ..models.pretrained import ModelInfo
+    from ..models.info import ModelInfo
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # annotations only: importing this module (the CLI's help rea
     from torch import nn
 
     from ..engine import Engine
-    from ..models.pretrained import ModelInfo
+    from ..models.info import ModelInfo
 
 
 __all__ = ["AlertRule", "Alert", "Debouncer", "WatchStats", "ExecAction", "WebhookAction", "parse_alert", "watch"]

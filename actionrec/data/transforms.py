@@ -12,7 +12,7 @@ import numpy as np
 if TYPE_CHECKING:  # annotations only: importing this module imports neither PyTorch nor the weights' module
     import torch
 
-    from ..models.weights import WeightsSpec
+    from ..models.info import WeightsSpec
 
 
 def preprocess_array(frames: np.ndarray, spec: WeightsSpec, crop_shift: tuple[float, float] = (0.0, 0.0),

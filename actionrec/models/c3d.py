@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .network import EndpointNetwork
-from .weights import WeightsSpec, read_labels
+from .info import WeightsSpec, read_labels
 
 ENDPOINTS = (
     "conv1",

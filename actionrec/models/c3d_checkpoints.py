@@ -16,7 +16,8 @@ import torch
 
 from ..errors import ActionrecError
 from .c3d import C3D, FC6_IN, FEATURE_DIM, FORMATS, POOL5_SHAPE, _CONVS
-from .weights import WeightsSpec, check_and_copy, check_complete, check_key_sets, float32_tensor
+from .info import WeightsSpec
+from .weights import check_and_copy, check_complete, check_key_sets, float32_tensor
 
 
 # --------------------------------------------------------------------------------------------------------------------

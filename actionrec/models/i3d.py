@@ -21,14 +21,8 @@ from torch import nn
 from ..defaults import STEP_FRAMES
 from .network import EndpointNetwork
 from .temporal import TemporalHead
-from .weights import (
-    WeightsSpec,
-    check_and_copy,
-    check_complete,
-    check_key_sets,
-    float32_tensor,
-    kinetics400_labels,
-)
+from .info import WeightsSpec, kinetics400_labels
+from .weights import check_and_copy, check_complete, check_key_sets, float32_tensor
 
 ENDPOINTS = (
     "Conv3d_1a_7x7",

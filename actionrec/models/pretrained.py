@@ -7,7 +7,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from .c3d import SPECS as C3D_SPECS
 from .c3d_checkpoints import convert_c3d
 from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
+from .info import RANDOM_WEIGHTS, ModelInfo
 from .weights import (
-    WeightsSpec,
     atomic_save_safetensors,
     check_key_sets,
     check_readable,
@@ -43,49 +42,6 @@ def get_spec(name: str) -> WeightsSpec:
     if name not in PRETRAINED:
         raise ActionrecError(f"unknown weights {name!r}; choose one of: {', '.join(PRETRAINED)} (see `actionrec weights list`)")
     return PRETRAINED[name]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model is, attached once as `model.info` by :func:`build_model` (as timm's `pretrained_cfg`)."""
-
-    name: str  # the weights name, or the run directory of a trained run
-    spec: WeightsSpec  # architecture and preprocessing of the frozen backbone's weights
-    categories: tuple[str, ...]  # output classes, in output order (empty: backbone only)
-    weights_sha256: str  # identifies the frozen backbone's weights (the feature cache keys on it)
-    predict_frames: int  # frames per window when predicting (a run: the clip length it was trained on)
-    identity: str  # identifies everything the outputs depend on (caches of outputs key on it; empty: do not cache)
-    run: Mapping[str, Any] | None = None  # a trained run's config.json
-
-    @property
-    def cut(self) -> str | None:
-        """A trained run's cut: the endpoint its frozen part ends at (the feature cache's), above which its trained
-        layers run in fp32 (see :class:`actionrec.engine.Engine`); None for pretrained weights."""
-        return None if self.run is None else self.run["cut_endpoint"]
-
-    @property
-    def run_dir(self) -> Path | None:
-        """The folder of a trained run (its config.json, metrics.json, report); None for pretrained weights."""
-        return None if self.run is None else Path(self.name)
-
-    @property
-    def test_views(self) -> int:
-        """The clips a video is scored from by default: a run's own test views (runs made before test views: 1, the
-        central clip); 1 for pretrained weights."""
-        return 1 if self.run is None else int(self.run.get("train_config", {}).get("test_views", 1))
-
-    @property
-    def random_weights(self) -> bool:
-        """Whether the backbone has random weights (`train --weights none`): not transfer learning."""
-        return self.weights_sha256.startswith(RANDOM_WEIGHTS)
-
-    @property
-    def cacheable(self) -> bool:
-        """Whether outputs of this model may be cached on disk (keyed by `identity`)."""
-        return bool(self.identity)
-
-
-RANDOM_WEIGHTS = "random"  # ModelInfo.weights_sha256 of a backbone from random initialisation starts with this
 
 
 def create_model(spec: WeightsSpec, num_classes: int | None = None, **kwargs) -> nn.Module:

@@ -20,7 +20,8 @@ from torch import nn
 
 from ..errors import ActionrecError
 from ..files import write_json
-from .pretrained import DEFAULT_WEIGHTS, ModelInfo, build_model, get_spec, load_state
+from .info import ModelInfo
+from .pretrained import DEFAULT_WEIGHTS, build_model, get_spec, load_state
 from .weights import atomic_save_safetensors, tensors_sha256
 
 RUN_FORMAT = "actionrec-run"

@@ -1,4 +1,4 @@
-"""Weights specs, the user cache, checksummed downloads and the restricted reader for third-party pickles."""
+"""The user cache of weights, checksummed downloads and the restricted reader for third-party pickles."""
 
 from __future__ import annotations
 
@@ -13,9 +13,6 @@ import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -23,49 +20,7 @@ import torch
 
 from ..errors import ActionrecError
 from ..files import atomic_write, home_dir, write_bytes  # home_dir: also importable from here (features.py, serve)
-
-
-@dataclass(frozen=True)
-class WeightsSpec:
-    """Everything about one set of pretrained weights; preprocessing is derived from it, never hard-coded by callers."""
-
-    name: str  # our name for the weights, e.g. "i3d-kinetics400"
-    arch: str  # the architecture module that builds and converts them ("i3d", "c3d")
-    description: str  # one line: what was trained on what, and its published accuracy
-    url: str  # where the original file is published ("" when users must bring it)
-    url_sha256: str  # sha256 of the file at `url`
-    member: str  # path of the checkpoint inside the downloaded archive ("" when the download is the checkpoint)
-    member_sha256: str  # sha256 of that checkpoint
-    sha256: str  # tensors_sha256 of our converted weights ("" when it depends on the user's file)
-    categories: tuple[str, ...]  # output classes, in output order
-    clip_len: int  # frames per training clip (the study samples 16)
-    predict_frames: int  # frames per window when predicting (I3D is convolutional in time: 64 beat 16 on real clips)
-    fps: float | None  # frame rate clips are resampled to (None: keep the video's frames)
-    resize: int  # shorter side is resized to this before the crop
-    crop: int  # square centre crop fed to the network
-    mean: tuple[float, float, float]  # per-channel mean on the [0, 1] scale, RGB order
-    std: tuple[float, float, float]  # per-channel std on the [0, 1] scale
-    licence: str  # licence of the weights
-
-    @property
-    def value_range(self) -> tuple[float, float]:
-        """The range of network inputs, e.g. (-1.0, 1.0) for I3D."""
-        return ((0.0 - self.mean[0]) / self.std[0], (1.0 - self.mean[0]) / self.std[0])
-
-
-@cache
-def read_labels(asset: str, count: int) -> tuple[str, ...]:
-    """The class names in `actionrec/assets/<asset>`, one a line in output order; there must be `count` of them."""
-    text = resources.files("actionrec").joinpath(f"assets/{asset}").read_text(encoding="utf-8")
-    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if len(labels) != count:
-        raise ActionrecError(f"actionrec/assets/{asset}: {len(labels)} class names, expected {count}; reinstall actionrec")
-    return labels
-
-
-def kinetics400_labels() -> tuple[str, ...]:
-    """The 400 Kinetics-400 class names in the output order of DeepMind's I3D (alphabetical)."""
-    return read_labels("kinetics400_labels.txt", 400)
+from .info import WeightsSpec
 
 
 # Checkpoint filters (i3d.checkpoint_filter_fn, c3d's *_filter_fn) map a foreign mapping to our state dict with these

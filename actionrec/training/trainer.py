@@ -107,7 +107,8 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     warning when they cannot be had (C3D's Sports-1M weights are not downloadable everywhere)."""
     from dataclasses import replace as replace_spec
 
-    from ..models.pretrained import RANDOM_WEIGHTS, ModelInfo, build_model, get_spec, load_pretrained
+    from ..models.info import RANDOM_WEIGHTS, ModelInfo
+    from ..models.pretrained import build_model, get_spec, load_pretrained
 
     if cfg.weights != NO_WEIGHTS:
         spec = get_spec(cfg.weights)
