@@ -13,6 +13,7 @@ import torch
 from actionrec.engine import Engine
 from actionrec.errors import ActionrecError
 from actionrec.models import backends
+from actionrec.models.cpu import torch_flags
 from actionrec.models.backends import HEAD, cpu_flags, native_bf16, resolve_precision, shape_class
 
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AMD Zen 3, Intel Haswell..Ice Lake client
@@ -58,7 +59,7 @@ def test_the_environment_says_what_auto_means(monkeypatch, tiny_i3d):
 
 def test_cpu_flags_agree_with_what_pytorch_detects():
     flags = cpu_flags()
-    seen_by_torch = backends._torch_flags() - {"amx_bf16"}  # inferred from amx_tile, not read
+    seen_by_torch = torch_flags() - {"amx_bf16"}  # inferred from amx_tile, not read
     assert seen_by_torch <= flags, seen_by_torch - flags
     assert native_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
 

@@ -33,7 +33,6 @@ import inspect
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -49,6 +48,7 @@ from ..defaults import BACKENDS, PRECISIONS
 from ..errors import ActionrecError
 from .network import EndpointNetwork, forward_output
 from ..files import home_dir
+from .cpu import cpu_flags, cpu_model
 from .weights import tensors_sha256
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -60,46 +60,6 @@ BATCH_DIM_MAX = 4096  # the exported graphs take any batch up to this
 
 
 # ------------------------------------------------------------------------------------------ the CPU
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags: /proc/cpuinfo, else `lscpu`, else what PyTorch's cpuinfo reports (empty if none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Flags:"):
-                return frozenset(line.split(":", 1)[1].split())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return _torch_flags()
-
-
-def _torch_flags() -> frozenset[str]:
-    """The flags that matter here, as PyTorch's cpuinfo (cpuid) sees them."""
-    checks = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported", "avx512_bf16": "_is_avx512_bf16_supported",
-              "amx_tile": "_is_amx_tile_supported"}
-    flags = {flag for flag, name in checks.items() if getattr(torch.cpu, name, lambda: False)()}
-    if "amx_tile" in flags:  # every CPU with AMX tiles so far has AMX-BF16
-        flags.add("amx_bf16")
-    return frozenset(flags)
-
-
-@functools.cache
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def native_bf16(flags: frozenset[str] | None = None) -> bool:
