@@ -53,13 +53,13 @@ def _archive(source: str, out: str, process, args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from . import load_model
     from .apps.archive import is_archive
     from .apps.predict import predict_iter
     from .checks import check_predict_options
+    from .ready import ready_engine
 
     check_predict_options(frames=args.frames, test_views=args.test_views, batch_size=args.batch_size, top=args.top)
-    model = load_model(args.model, device=_device(args), **_engine_options(args))
+    model = ready_engine(args.model, device=args.device, **_engine_options(args)) or _load_model(args)
     groups = _groups(args, model)
     regroup = groups.apply if groups else (lambda p: p)
     failed = 0
@@ -237,7 +237,7 @@ def _window_probs(args: argparse.Namespace, model, desc: str):
 def _classifier(name: str, args: argparse.Namespace):
     """The model `name` (weights or run) on the command's device, refused in one line when it has no classes."""
     from . import load_model
-    from .models.pretrained import check_classifier
+    from .models.info import check_classifier
 
     model = load_model(name, device=_device(args), **_engine_options(args))
     check_classifier(model.info)
@@ -424,6 +424,13 @@ def _engine_parent() -> argparse.ArgumentParser:
 def _engine_options(args: argparse.Namespace) -> dict[str, str]:
     """--precision and --backend, passed by name to what builds the engine (load_model, TrainConfig, evaluate_run)."""
     return {"precision": getattr(args, "precision", "auto"), "backend": getattr(args, "backend", "auto")}
+
+
+def _load_model(args: argparse.Namespace):
+    """`load_model` of --model (or --run) on the command's device, precision and backend."""
+    from . import load_model
+
+    return load_model(args.model, device=_device(args), **_engine_options(args))
 
 
 def _device(args: argparse.Namespace) -> str:

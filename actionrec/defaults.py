@@ -7,6 +7,7 @@ from __future__ import annotations
 # how the engine runs the network (models/backends.py)
 PRECISIONS = ("auto", "float", "fp32", "bf16", "int8")  # float: bf16 with native bf16, else fp32
 BACKENDS = ("auto", "openvino", "torch")
+PRECISION_ENV, BACKEND_ENV = "ACTIONREC_PRECISION", "ACTIONREC_BACKEND"  # what "auto" means when set
 
 # the networks (models/)
 STEP_FRAMES = 8  # I3D's time stride at Mixed_5c: one step of the per-step features per 8 input frames

@@ -31,6 +31,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,8 @@ from torch import nn
 
 from .errors import ActionrecError
 from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, warn_once
+from .models.compiled import ir_entry, write_card
+from .models.info import info_to_json
 from .models.network import EndpointNetwork, forward_output, has_steps
 from .pipeline import ClipResult, Clips, JobResult, map_clips
 
@@ -57,7 +60,8 @@ class Engine:
     """
 
     def __init__(self, model: nn.Module, *, fast: bool = True, device: str | torch.device | None = None,
-                 precision: str = "auto", backend: str = "auto", threads: int | None = None):
+                 precision: str = "auto", backend: str = "auto", threads: int | None = None,
+                 card: tuple[str, Path] | None = None):
         if isinstance(model, InferenceModel):  # the network it serves
             model = model.engine.model
         self.model = model.eval()
@@ -75,6 +79,7 @@ class Engine:
         self._net: nn.Module | None = None
         self._openvino: OpenVINONet | None = None
         self._lock = threading.Lock()
+        self._card = card if self.device.type == "cpu" and fast else None  # (card key, weights file): see _write_card
 
     def _check_int8(self) -> None:
         """int8 runs on OpenVINO from the backbone's activation ranges: refuse, in one line, what cannot."""
@@ -147,7 +152,8 @@ class Engine:
             if self._openvino is None:
                 with self._lock:
                     if self._openvino is None:
-                        self._openvino = OpenVINONet(self.model, self.precision, self.threads)
+                        self._openvino = OpenVINONet(self.model, self.precision, self.threads,
+                                                     on_compiled=self._write_card if self._card else None)
             return self._openvino(x, output)
         except Exception as err:  # export, conversion, compile or run: whatever it was, PyTorch can run the network
             y = self._forward_torch(x, output)  # a bad input raises here, and OpenVINO stays
@@ -155,6 +161,17 @@ class Engine:
             warn_once(f"OpenVINO could not run {self.info.name} ({type(err).__name__}: {str(err).strip()[:300]}); "
                       "running it with PyTorch instead")
             return y
+
+    def _write_card(self, graph: str, shape: tuple[int, ...], ir: Path) -> None:
+        """Record that this pretrained network runs from `ir` for `graph` at `shape`, so that a later process reads
+        the IR without building the network (:mod:`actionrec.models.compiled`). A card that cannot be written is
+        only a slower start next time."""
+        key, weights = self._card
+        try:
+            write_card(key, info=info_to_json(self.info), precision=self.precision, backend=self.backend,
+                       config=self._openvino.config(), weights=weights, irs={ir_entry(graph, shape): ir})
+        except OSError as err:
+            warn_once(f"could not record the compiled network for a faster start ({err})")
 
     def _forward_torch(self, x: torch.Tensor, output: str) -> torch.Tensor:
         net = self.net
@@ -231,8 +248,10 @@ def load_model(name_or_run_dir: str | os.PathLike, device: str = "cpu", precisio
     the reference (with `forward_head`, `reset_classifier(n)`, ...). Both carry `model.info` (a ModelInfo: name, spec,
     categories, ...). A name that is neither a run directory nor pretrained weights is refused in one line saying
     which it looked like."""
+    from .models.compiled import card_key
     from .models.pretrained import PRETRAINED, load_pretrained
     from .models.runs import load_run
+    from .models.weights import weights_path
 
     if not fast and (precision not in ("auto", "fp32") or backend not in ("auto", "torch")):
         raise ActionrecError(f"fast=False gives the eager fp32 PyTorch network; precision={precision!r} and "
@@ -247,7 +266,8 @@ def load_model(name_or_run_dir: str | os.PathLike, device: str = "cpu", precisio
         network = load_pretrained(name, device=device)
     if not fast:
         return network
-    return InferenceModel(Engine(network, device=device, precision=precision, backend=backend))
+    card = (card_key(name, precision, backend), weights_path(network.info.spec)) if network.info.run is None else None
+    return InferenceModel(Engine(network, device=device, precision=precision, backend=backend, card=card))
 
 
 def _looks_like_path(name: str | os.PathLike) -> bool:

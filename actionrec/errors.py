@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 
 
@@ -26,3 +27,13 @@ def exit_status(command: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         say_error("interrupted")
         return 130
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A RuntimeWarning, once per process per message."""
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)

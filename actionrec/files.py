@@ -3,6 +3,7 @@ actionrec's home folder (weights, caches, compiled networks, the page's jobs).""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -69,3 +70,12 @@ def home_dir() -> Path:
         return Path(os.environ["ACTIONREC_HOME"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "actionrec"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The sha256 of the file at `path`, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

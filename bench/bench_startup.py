@@ -5,14 +5,14 @@ Commands (each run in a fresh interpreter, warm file caches; the first run of ea
 * `import torch` alone (the floor a command that imports it cannot go below), `import openvino` alone;
 * `actionrec --help` and the help of commands whose defaults live in different layers: `weights`, `predict`,
   `train`, `timeline`, `watch` (tests/test_startup.py checks every command's help imports neither library);
-* `actionrec predict CLIP` (one real clip, i3d-kinetics400, warm: the weights and the compiled network are cached
-  by the warm-up run);
+* `actionrec predict CLIP` (one real clip, i3d-kinetics400, warm: the weights, the compiled network and its card
+  are cached by the warm-up run, so it runs without PyTorch: actionrec/ready.py);
 * `actionrec timeline CLIP --no-cache --quiet --out TMP` (the same clip as a short video, its windows computed: warm
   weights and compiled network, no cached probabilities);
-* the floor of a warm one-clip `predict` without PyTorch (this checkout only; not a product path, a measurement):
-  the same clip decoded and preprocessed by the library (data.video, data.transforms.preprocess_array) and run by
-  OpenVINO from the IR the engine cached, in a process that never imports PyTorch; it must give predict's top-1.
-  It is what an engine that reads the cached network without building the PyTorch module would cost (issue 20).
+* the floor of a warm one-clip `predict` (this checkout only; not a product path, a measurement): the same clip
+  decoded and preprocessed by the library (data.video, data.transforms.preprocess_array) and run by OpenVINO from
+  the IR the engine cached, in a process that imports nothing else (no CLI, no card, no decode thread); it must
+  give predict's top-1. What `predict` adds to it is the command line, the card's checks and the pipeline.
 
 With --baseline DIR (a checkout of the code to compare with, e.g. `git archive BASE actionrec | tar -x -C DIR`) each
 command runs alternately on this checkout and on DIR (A B A B ...), so that a change in the machine's load hits both;

@@ -12,6 +12,7 @@ import torch
 
 from actionrec.engine import Engine
 from actionrec.errors import ActionrecError
+from actionrec import errors
 from actionrec.models import backends
 from actionrec.models.cpu import torch_flags
 from actionrec.models.backends import HEAD, cpu_flags, native_bf16, resolve_precision, shape_class
@@ -24,7 +25,7 @@ SAPPHIRE_RAPIDS = AVX512_NO_BF16 | {"avx512_bf16", "amx_tile", "amx_bf16", "amx_
 
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(backends, "_warned", set())
+    monkeypatch.setattr(errors, "_warned", set())
     monkeypatch.delenv(backends.PRECISION_ENV, raising=False)
     monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
 

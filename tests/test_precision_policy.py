@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from actionrec.engine import Engine
+from actionrec import errors
 from actionrec.models import backends, int8
 from actionrec.models.backends import (auto_int8, cpu_flags, cpu_kind, float_precision, precision_policy,
                                        resolve_precision)
@@ -24,7 +25,7 @@ ALDER_LAKE = AVX2_ONLY | {"avx_vnni"}
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
-    monkeypatch.setattr(backends, "_warned", set())
+    monkeypatch.setattr(errors, "_warned", set())
     monkeypatch.delenv(backends.PRECISION_ENV, raising=False)
     monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
 

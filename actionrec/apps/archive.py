@@ -15,11 +15,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, probe
-from ..distributed import Ranks, my_shard
 from ..errors import ActionrecError
 from ..files import write_json
+
+if TYPE_CHECKING:
+    from ..distributed import Ranks
 
 INDEX = "index.jsonl"
 
@@ -136,7 +139,7 @@ def run_archive(
     out: str | os.PathLike,
     process: Stream,
     key: Callable[[str], str],
-    ranks: Ranks = Ranks(),
+    ranks: Ranks | None = None,
     on_error: Callable[[str, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[dict]:
@@ -150,7 +153,12 @@ def run_archive(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_index(out)
-    shard = my_shard(items, _duration, ranks) if ranks.distributed else items
+    if ranks is not None and ranks.distributed:
+        from ..distributed import my_shard  # (PyTorch's; a single process never imports it)
+
+        shard = my_shard(items, _duration, ranks)
+    else:
+        shard = items
     pending: deque[dict] = deque()  # entries of the videos handed to `process`, in its order
     skipped = [0, 0]  # videos found done (counted by `todo` on the stream's thread), and of those told to `progress`
 

@@ -125,7 +125,7 @@ def export(model_or_run: str | os.PathLike, fmt: str, out: str | os.PathLike, cl
     if clip is not None and not Path(clip).is_file():
         raise ActionrecError(f"{clip}: no such video; give a readable video with --clip")
     model = load_model(model_or_run, fast=False)
-    from ..models.pretrained import check_classifier
+    from ..models.info import check_classifier
 
     check_classifier(model.info)
     manifest = {"format": MANIFEST_FORMAT, "format_version": 1, "model": model.info.name,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ..engine import Engine
     from ..models.info import ModelInfo
+    from ..ready import ReadyEngine
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,11 @@ class Prediction:
         return {**out, "warning": self.warning} if self.warning else out
 
 
-def _clips(video: str, info: ModelInfo, frames: int, views: int, chunk: int) -> Iterator[tuple[tuple, torch.Tensor]]:
+def _clips(video: str, info: ModelInfo, frames: int, views: int, chunk: int) -> Iterator[tuple[tuple, np.ndarray]]:
     """The test views of one video as ((looped, the video as decoded), input): `views` clips of `frames` frames spread
-    evenly over it (1: the central one), decoded `chunk` clips at a time so that memory does not grow with `views`."""
-    from ..data.transforms import preprocess
+    evenly over it (1: the central one), decoded `chunk` clips at a time so that memory does not grow with `views`.
+    Inputs are numpy arrays (`preprocess_array`: PyTorch's `preprocess` to the bit), so no engine needs PyTorch here."""
+    from ..data.transforms import preprocess_array
     from ..data.video import central_clip, probe, read_clips, uniform_clips
 
     spec = info.spec
@@ -57,12 +59,12 @@ def _clips(video: str, info: ModelInfo, frames: int, views: int, chunk: int) -> 
         spans = uniform_clips(meta.num_frames, meta.fps, n=frames, count=views, target_fps=spec.fps)
     for start in range(0, len(spans), chunk):
         for clip in read_clips(video, spans[start : start + chunk], short_side=spec.resize):
-            yield (clip.span.looped, clip.video), preprocess(clip.frames, spec)
+            yield (clip.span.looped, clip.video), preprocess_array(clip.frames, spec)
 
 
 def predict_iter(
     videos: Iterable[str | os.PathLike],
-    model: nn.Module | Engine,
+    model: nn.Module | Engine | ReadyEngine,
     *,
     frames: int | None = None,
     test_views: int | None = None,
@@ -72,12 +74,18 @@ def predict_iter(
     """Yield a Prediction per readable video, in order: the mean probabilities of `test_views` clips of `frames` frames
     spread over it (defaults: the model's; a trained run's are those of its test phase). A video that cannot be read
     goes to `on_error(video, message)` (or raises when `on_error` is None). One engine stream over all of them: decoding
-    runs ahead of the model and batches cross video boundaries; `videos` is pulled lazily (by the decode thread)."""
-    from ..engine import engine_for
-    from ..models.pretrained import check_classifier
+    runs ahead of the model and batches cross video boundaries; `videos` is pulled lazily (by the decode thread).
+    `model` may be a :class:`actionrec.ready.ReadyEngine` (a compiled network run without PyTorch)."""
+    from ..models.info import check_classifier
+    from ..ready import ReadyEngine
 
     check_predict_options(frames=frames, test_views=test_views, batch_size=batch_size)
-    engine = engine_for(model)
+    if isinstance(model, ReadyEngine):
+        engine = model
+    else:
+        from ..engine import engine_for
+
+        engine = engine_for(model)
     info = engine.info
     frames = info.predict_frames if frames is None else frames
     views = info.test_views if test_views is None else test_views

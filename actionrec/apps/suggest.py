@@ -35,7 +35,7 @@ from torch import nn
 from ..engine import Engine, engine_for
 from ..defaults import DEFAULT_SUGGESTIONS
 from ..errors import ActionrecError
-from ..models.pretrained import check_classifier
+from ..models.info import check_classifier
 from .calibration import resolve_labels, thresholds_for
 from .timeline import NONE, Timeline, timeline
 

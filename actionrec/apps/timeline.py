@@ -32,7 +32,7 @@ from torch import nn
 from ..engine import Engine, engine_for
 from ..defaults import DEFAULT_SMOOTH
 from ..errors import ActionrecError
-from ..models.pretrained import check_classifier
+from ..models.info import check_classifier
 from .calibration import DEFAULT_THRESHOLD, resolve_labels, thresholds_for
 from .categories import Groups
 from .windows import WindowProbs, window_probabilities_iter

@@ -279,7 +279,7 @@ def watch(
     source. ``on_window(start, end, {label: probability})`` sees every classified window.
     """
     from ..engine import engine_for
-    from ..models.pretrained import check_classifier
+    from ..models.info import check_classifier
     from .windows import default_stride, window_frames
 
     engine = engine_for(model)

@@ -39,8 +39,7 @@ from ..errors import ActionrecError
 from ..files import atomic_write, home_dir
 from ..defaults import DEFAULT_MIN_STRIDE, FRAMES_PER_BATCH, STEP_FRAMES
 from ..models.network import has_step_logits
-from ..models.info import ModelInfo
-from ..models.pretrained import check_classifier
+from ..models.info import ModelInfo, check_classifier
 from ..checks import MIN_FRAMES
 
 CACHE_VERSION = 3  # 2: windows may come from per-step logits; 3: the one WindowProbs file format

@@ -35,19 +35,20 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 import warnings
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..defaults import BACKENDS, PRECISIONS
-from ..errors import ActionrecError
+from ..defaults import BACKEND_ENV, BACKENDS, PRECISION_ENV, PRECISIONS
+from ..errors import ActionrecError, warn_once
 from .network import EndpointNetwork, forward_output
 from ..files import home_dir
+from .compiled import IRRunner, compiled_dir
 from .cpu import cpu_flags, cpu_model
 from .weights import tensors_sha256
 
@@ -55,7 +56,6 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}  # int8: quantized operations in int8, the rest as "auto" picks
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot products in one instruction
-PRECISION_ENV, BACKEND_ENV = "ACTIONREC_PRECISION", "ACTIONREC_BACKEND"  # what "auto" means when set
 BATCH_DIM_MAX = 4096  # the exported graphs take any batch up to this
 
 
@@ -195,16 +195,6 @@ def describe(backend: str, precision: str, threads: int | None = None) -> dict:
     }
 
 
-_warned: set[str] = set()
-
-
-def warn_once(message: str) -> None:
-    """A RuntimeWarning, once per process per message."""
-    if message not in _warned:
-        _warned.add(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
 # ------------------------------------------------------------------------------------------ OpenVINO
 
 
@@ -273,24 +263,24 @@ def network_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def compiled_dir() -> Path:
-    """Where exported and compiled networks are kept: $ACTIONREC_HOME/compiled."""
-    return home_dir() / "compiled"
-
-
 class OpenVINONet:
     """`model` run by OpenVINO's CPU plugin at `precision`: one compiled model per (graph, input shape), made on
-    first use (see the module doc). Thread-safe; calls run one at a time."""
+    first use (see the module doc). Thread-safe; calls run one at a time. ``on_compiled(graph, shape, ir)`` hears of
+    each IR compiled (the engine writes its card: :mod:`actionrec.models.compiled`)."""
 
-    def __init__(self, model: nn.Module, precision: str, threads: int | None = None):
-        import openvino
-
+    def __init__(self, model: nn.Module, precision: str, threads: int | None = None,
+                 on_compiled: Callable[[str, tuple[int, ...], Path], None] | None = None):
         self.model, self.precision, self.threads = model, precision, threads
-        self._core = openvino.Core()
+        self.on_compiled = on_compiled
+        self._runner = IRRunner(self.config())
         self._digest: str | None = None
-        self._compiled: dict[tuple, object] = {}
+        self._irs: dict[tuple, Path] = {}
         self._lock = threading.Lock()
-        self.seconds_preparing = 0.0  # export, conversion and compiles so far (the bench reports it)
+
+    @property
+    def seconds_preparing(self) -> float:
+        """Export, conversion and compiles so far (the bench reports it)."""
+        return self._runner.seconds_preparing
 
     def config(self) -> dict[str, str]:
         hint = OPENVINO_PRECISION[float_precision() if self.precision == "int8" else self.precision]
@@ -301,21 +291,25 @@ class OpenVINONet:
 
     def __call__(self, x: torch.Tensor, output: str) -> torch.Tensor:
         graph = graph_for(self.model, output)
-        with self._lock:
-            compiled = self.compiled(graph, tuple(x.shape[1:]))
-            result = compiled(x.detach().float().contiguous().numpy())
-        return torch.from_numpy(result[int(graph == HEAD and output != "features")])
+        shape = tuple(x.shape[1:])
+        ir = self._ir(graph, shape)
+        y = self._runner.run(ir, x.detach().float().contiguous().numpy(), int(graph == HEAD and output != "features"))
+        return torch.from_numpy(y)
 
     def compiled(self, graph: str, shape: tuple[int, ...]):
         """The compiled model of `graph` (see graph_for) for inputs (B, *shape), made on first use."""
+        return self._runner.compiled(self._ir(graph, shape), shape)
+
+    def _ir(self, graph: str, shape: tuple[int, ...]) -> Path:
         key = (graph, shape)
-        if key not in self._compiled:
-            start = time.perf_counter()
-            model = self._core.read_model(self.ir_path(graph, shape))
-            model.reshape([-1, *shape])
-            self._compiled[key] = self._core.compile_model(model, "CPU", self.config())
-            self.seconds_preparing += time.perf_counter() - start
-        return self._compiled[key]
+        with self._lock:
+            if key not in self._irs:
+                ir = self.ir_path(graph, shape)
+                self._runner.compiled(ir, shape)
+                self._irs[key] = ir
+                if self.on_compiled is not None:
+                    self.on_compiled(graph, shape, ir)
+        return self._irs[key]
 
     def ir_path(self, graph: str, shape: tuple[int, ...]) -> Path:
         """The saved IR (model.xml) of `graph` for the shape class of `shape`, exported and converted if absent."""
@@ -332,7 +326,7 @@ class OpenVINONet:
         ranges = int8.ranges_for(self.model.info)
         quantized = compiled_dir() / "ir" / f"{key}-int8-{int8.ranges_digest(ranges)}"
         if not (quantized / "model.xml").is_file():
-            float_ir = self._core.read_model(folder / "model.xml")
+            float_ir = self._runner.read(folder / "model.xml")
             float_ir.reshape([-1, *shape])
             _save_ir(int8.quantize(float_ir, ranges, shape), quantized)
         return quantized / "model.xml"

@@ -112,3 +112,10 @@ def info_from_json(data: Mapping[str, Any]) -> ModelInfo:
         spec[key] = tuple(spec[key])
     fields = dict(data, spec=WeightsSpec(**spec), categories=tuple(data["categories"]))
     return ModelInfo(**fields)
+
+
+def check_classifier(info: ModelInfo) -> None:
+    """Refuse a model without output classes (backbone-only weights) in one line."""
+    if not info.categories:
+        raise ActionrecError(f"{info.name}: these weights have no classes to recognise; train a run on them first "
+                             f"(`actionrec train DATA --backbone {info.spec.arch} --weights {info.spec.name}`) and pass --run RUN")

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..defaults import DEFAULT_WEIGHTS
 from ..errors import ActionrecError
-from ..files import home_dir
+from ..files import home_dir, sha256_file
 from .c3d import C3D, KERAS_TF_MD5
 from .c3d import SPECS as C3D_SPECS
 from .c3d_checkpoints import convert_c3d
@@ -30,7 +30,6 @@ from .weights import (
     extract_member,
     load_numpy_pickle,
     read_safetensors,
-    sha256_file,
     tensors_sha256,
     weights_path,
 )
@@ -243,10 +242,3 @@ def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
     info = ModelInfo(name=spec.name, spec=spec, categories=spec.categories, weights_sha256=digest,
                      predict_frames=spec.predict_frames, identity=f"weights:{spec.name}:{digest[:24]}")
     return build_model(info, state, device)
-
-
-def check_classifier(info: ModelInfo) -> None:
-    """Refuse a model without output classes (backbone-only weights) in one line."""
-    if not info.categories:
-        raise ActionrecError(f"{info.name}: these weights have no classes to recognise; train a run on them first "
-                             f"(`actionrec train DATA --backbone {info.spec.arch} --weights {info.spec.name}`) and pass --run RUN")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ActionrecError
-from ..files import atomic_write, home_dir, write_bytes  # home_dir: also importable from here (features.py, serve)
+from ..files import atomic_write, home_dir, sha256_file, write_bytes  # home_dir: also importable from here (features.py, serve)
 from .info import WeightsSpec
 
 
@@ -76,14 +76,6 @@ def check_complete(out: dict[str, torch.Tensor], target: Mapping[str, torch.Tens
 
 def weights_path(spec: WeightsSpec) -> Path:
     return home_dir() / "weights" / f"{spec.name}.safetensors"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tensors_sha256(tensors: dict) -> str:
