@@ -249,8 +249,9 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     from .apps.calibration import resolve_labels
     from .apps.timeline import timeline_iter
     from .console import progress_callback
+    from .ready import ready_engine
 
-    model = _classifier(args.model, args)
+    model = ready_engine(args.model, device=args.device, **_engine_options(args)) or _classifier(args.model, args)
     groups = _groups(args, model)
     resolve_labels(args.labels, groups.names if groups else model.info.categories)  # said before any video is read
 

@@ -39,10 +39,10 @@ import torch
 from torch import nn
 
 from .errors import ActionrecError
-from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, warn_once
+from .models.backends import OpenVINONet, describe, resolve_backend, resolve_precision, shape_rule, warn_once
 from .models.compiled import ir_entry, write_card
 from .models.info import info_to_json
-from .models.network import EndpointNetwork, forward_output, has_steps
+from .models.network import EndpointNetwork, forward_output, has_step_logits, has_steps
 from .pipeline import ClipResult, Clips, JobResult, map_clips
 
 TOP_OUTPUTS = ("probs", "logits", "features", "steps", "step_logits")  # the outputs above a run's cut; or an endpoint
@@ -89,6 +89,11 @@ class Engine:
             raise ActionrecError(f"--precision int8 runs on the OpenVINO backend, not {self.backend}: "
                                  "use --backend auto or openvino (pip install openvino)")
         int8.ranges_for(self.info)
+
+    @property
+    def has_step_logits(self) -> bool:
+        """Whether the network's per-step logits are its classifier's (models.network.has_step_logits)."""
+        return has_step_logits(self.model)
 
     def describe(self) -> dict:
         """Backend, precision, CPU and its flags, threads, versions: what runs cache keys and `doctor` record."""
@@ -167,9 +172,12 @@ class Engine:
         the IR without building the network (:mod:`actionrec.models.compiled`). A card that cannot be written is
         only a slower start next time."""
         key, weights = self._card
+        rule = shape_rule(self.model)
+        network = {"shapes": rule, "has_step_logits": has_step_logits(self.model)}
         try:
-            write_card(key, info=info_to_json(self.info), precision=self.precision, backend=self.backend,
-                       config=self._openvino.config(), weights=weights, irs={ir_entry(graph, shape): ir})
+            write_card(key, info=info_to_json(self.info), network=network, precision=self.precision,
+                       backend=self.backend, config=self._openvino.config(), weights=weights,
+                       irs={ir_entry(graph, rule, shape): ir})
         except OSError as err:
             warn_once(f"could not record the compiled network for a faster start ({err})")
 

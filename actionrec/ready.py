@@ -6,8 +6,8 @@ card in a later process: the ModelInfo, the resolved precision and settings, the
 :class:`ReadyEngine` runs the same IR through the same pipeline (:func:`actionrec.pipeline.map_clips`), so a warm
 ``actionrec predict CLIP`` gives the numbers the PyTorch-built engine gives, without importing PyTorch.
 
-Anything the card does not hold (another input shape, an output other than probabilities, logits or pooled
-features) is handed to the full engine, built on first need; if OpenVINO fails on the card's IR, a warning says so
+Anything the card does not hold (an input shape of another shape class, an output no process has run yet) is
+handed to the full engine, built on first need; if OpenVINO fails on the card's IR, a warning says so
 once and the full engine runs from then on (which writes a new card).
 """
 
@@ -26,18 +26,20 @@ from .models.compiled import IRRunner, card_key, ir_entry, read_card
 from .models.info import ModelInfo, info_from_json
 from .pipeline import ClipResult, Clips, JobResult, map_clips
 
-HEAD_OUTPUTS = {"features": 0, "logits": 1, "probs": 1}  # outputs of the HEAD graph (pooled features, logits)
+HEAD, HEAD_OUTPUTS = "head", {"features": 0, "logits": 1, "probs": 1}  # outputs of the HEAD graph (pooled features, logits)
 GPU_NODES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # a GPU PyTorch could take under --device auto
 
 
 class ReadyEngine:
-    """The compiled pretrained network of a card (see the module doc): ``info``, ``map`` and ``run_batch`` as
-    :class:`actionrec.engine.Engine` has them, for the outputs a pretrained classifier gives."""
+    """The compiled pretrained network of a card (see the module doc): ``info``, ``precision``, ``backend``, ``map``
+    and ``run_batch`` as :class:`actionrec.engine.Engine` has them, and ``has_step_logits``."""
 
     def __init__(self, card: Mapping[str, Any], precision: str = "auto", backend: str = "auto"):
         self.info: ModelInfo = info_from_json(card["info"])
         self.precision, self.backend = card["precision"], card["backend"]
+        self.has_step_logits: bool = card["network"]["has_step_logits"]  # as models.network.has_step_logits
         self.requested = (precision, backend)
+        self._rule: str = card["network"]["shapes"]
         self.clips_run = 0  # clips through the network so far
         self._irs: dict[str, Path] = dict(card["irs"])
         self._runner = IRRunner(card["config"])
@@ -47,17 +49,18 @@ class ReadyEngine:
     def run_batch(self, clips: list, output: str) -> np.ndarray:
         """One batch of preprocessed clips (arrays (3, T, H, W)) -> float32 outputs, as Engine.run_batch."""
         x = np.stack([np.asarray(c, dtype=np.float32) for c in clips])
-        ir = self._irs.get(ir_entry("head", x.shape[1:])) if output in HEAD_OUTPUTS else None
+        graph = HEAD if output in HEAD_OUTPUTS else output  # as backends.graph_for, for a network without a cut
+        ir = self._irs.get(ir_entry(graph, self._rule, x.shape[1:]))
         if ir is not None and not self._failed:
             try:
-                y = self._runner.run(ir, x, HEAD_OUTPUTS[output]).astype(np.float32)
+                y = self._runner.run(ir, x, HEAD_OUTPUTS.get(output, 0)).astype(np.float32)
             except Exception as err:  # whatever OpenVINO met, the full engine can run the network
                 self._failed = True
                 warn_once(f"the compiled {self.info.name} could not run ({type(err).__name__}: {str(err).strip()[:300]});"
                           " building it with PyTorch instead")
             else:
                 self.clips_run += len(x)
-                return _softmax(y) if output == "probs" else y
+                return softmax(y) if output == "probs" else y
         return self.full_engine().run_batch(clips, output)
 
     def full_engine(self) -> Any:
@@ -74,9 +77,20 @@ class ReadyEngine:
         return map_clips(self, jobs, clips, **options)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in float32."""
     e = np.exp(logits - logits.max(-1, keepdims=True))
     return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def engine_of(model: Any) -> Any:
+    """The engine that runs `model`: a ReadyEngine as it is, else :func:`actionrec.engine.engine_for` (a loaded
+    model or an Engine; imports PyTorch)."""
+    if isinstance(model, ReadyEngine):
+        return model
+    from .engine import engine_for
+
+    return engine_for(model)
 
 
 def ready_engine(name: str | os.PathLike, *, device: str = "auto", precision: str = "auto",

@@ -15,7 +15,8 @@ from actionrec.errors import ActionrecError
 from actionrec import errors
 from actionrec.models import backends
 from actionrec.models.cpu import torch_flags
-from actionrec.models.backends import HEAD, cpu_flags, native_bf16, resolve_precision, shape_class
+from actionrec.models.backends import HEAD, cpu_flags, native_bf16, resolve_precision, shape_rule
+from actionrec.models.compiled import shape_class
 
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AMD Zen 3, Intel Haswell..Ice Lake client
 AVX512_NO_BF16 = AVX2_ONLY | {"avx512f", "avx512bw", "avx512_vnni"}  # Intel Skylake-SP / Cascade Lake
@@ -118,7 +119,7 @@ def test_openvino_fp32_matches_eager_for_every_output_and_clip_length(compiled_h
     for t, batch in ((24, 1), (20, 3)):
         x = torch.randn(batch, 3, t, 64, 64)
         assert float((engine.forward(x, "logits") - eager.forward(x, "logits")).abs().max()) < 1e-4, t
-    assert shape_class(tiny_i3d, (3, 24, 64, 64)) == shape_class(tiny_i3d, (3, 16, 64, 64))
+    assert shape_rule(tiny_i3d) == "i3d" and shape_class("i3d", (3, 24, 64, 64)) == shape_class("i3d", (3, 16, 64, 64))
     assert len(_irs(compiled_home)) == 3
     assert engine.backend == "openvino" and engine.clips_run == 4 * 2 + 1 + 3
 

@@ -51,6 +51,24 @@ def test_a_warm_predict_imports_no_pytorch_and_gives_the_engines_numbers(warm):
     assert np.allclose([t["prob"] for t in got["top"]], [t["prob"] for t in expected["top"]], atol=1e-5)
 
 
+def test_a_warm_timeline_imports_no_pytorch_and_gives_the_engines_windows(warm, i3d_kinetics, tmp_path):
+    from actionrec.apps.timeline import timeline
+
+    clip = warm[0]
+    reference = timeline(clip, i3d_kinetics, cache=False)  # once per frame: writes the step graph's card entry
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    probe = ("import sys, actionrec.cli\n"
+             f"assert actionrec.cli.main(['timeline', {str(clip)!r}, '--no-cache', '--quiet', '--out', {str(tmp_path)!r}]) == 0\n"
+             "print('torch' in sys.modules)")
+    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip().splitlines()[-1] == "False"
+    rows = np.loadtxt(tmp_path / "archery.windows.csv", delimiter=",", skiprows=1, usecols=range(3, 403))
+    assert rows.shape == reference.probs.shape and np.abs(rows - reference.probs).max() < 2e-4
+    got = json.loads((tmp_path / "archery.timeline.json").read_text())
+    assert [s["label"] for s in got["segments"]] == [s.label for s in reference.segments]
+
+
 def test_the_ready_engine_hands_what_its_card_lacks_to_the_full_engine(warm, i3d_kinetics):
     engine = ready_engine("i3d-kinetics400")
     assert isinstance(engine, ReadyEngine) and engine.info == i3d_kinetics.info
@@ -58,13 +76,14 @@ def test_the_ready_engine_hands_what_its_card_lacks_to_the_full_engine(warm, i3d
     probs = engine.run_batch([clip], "probs")
     assert engine.clips_run == 1 and engine._full is None  # from the card's IR
     assert np.allclose(probs, i3d_kinetics.engine.run_batch([clip], "probs"), atol=1e-5)
-    short = clip[:, :24]  # a shape the card has not seen (an earlier process may have recorded it): the full engine
-    engine._irs.pop(ir_entry("head", short.shape), None)  # runs it, and records it
+    short = clip[:, :20]  # a shape class the card has not seen (an earlier process may have recorded it): the full
+    engine._irs.pop(ir_entry("head", "i3d", short.shape), None)  # engine runs it, and records it
     assert np.allclose(engine.run_batch([short], "logits"), i3d_kinetics.engine.run_batch([short], "logits"), atol=1e-4)
     assert engine._full is not None and engine.clips_run == 1
     engine.run_batch([clip], "features")  # the card's shape again: its IR, not the full engine
     assert engine.clips_run == 2
-    assert set(read_card(card_key("i3d-kinetics400", "auto", "auto"))["irs"]) >= {"head|3x64x224x224", "head|3x24x224x224"}
+    assert set(read_card(card_key("i3d-kinetics400", "auto", "auto"))["irs"]) >= {ir_entry("head", "i3d", clip.shape),
+                                                                                    ir_entry("head", "i3d", short.shape)}
 
 
 def test_a_compiled_network_that_fails_warns_once_and_the_full_engine_runs(warm, i3d_kinetics, tmp_path, monkeypatch):
@@ -97,8 +116,8 @@ def test_a_card_is_used_only_while_its_weights_and_irs_are_the_ones_it_was_writt
     ir.with_suffix(".bin").write_bytes(b"\0")
     key = card_key("tiny", "auto", "auto")
     info = {"name": "tiny"}
-    write_card(key, info=info, precision="bf16", backend="openvino", config={"A": "1"}, weights=weights,
-               irs={ir_entry("head", (3, 8, 32, 32)): ir})
+    write_card(key, info=info, network={"shapes": "exact", "has_step_logits": False}, precision="bf16",
+               backend="openvino", config={"A": "1"}, weights=weights, irs={ir_entry("head", "exact", (3, 8, 32, 32)): ir})
     card = read_card(key)
     assert card["irs"] == {"head|3x8x32x32": ir} and card["precision"] == "bf16" and card["info"] == info
 

@@ -77,15 +77,10 @@ def predict_iter(
     runs ahead of the model and batches cross video boundaries; `videos` is pulled lazily (by the decode thread).
     `model` may be a :class:`actionrec.ready.ReadyEngine` (a compiled network run without PyTorch)."""
     from ..models.info import check_classifier
-    from ..ready import ReadyEngine
+    from ..ready import engine_of
 
     check_predict_options(frames=frames, test_views=test_views, batch_size=batch_size)
-    if isinstance(model, ReadyEngine):
-        engine = model
-    else:
-        from ..engine import engine_for
-
-        engine = engine_for(model)
+    engine = engine_of(model)
     info = engine.info
     frames = info.predict_frames if frames is None else frames
     views = info.test_views if test_views is None else test_views

@@ -25,17 +25,23 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import nn
 
-from ..engine import Engine, engine_for
 from ..defaults import DEFAULT_SMOOTH
 from ..errors import ActionrecError
 from ..models.info import check_classifier
+from ..ready import engine_of
 from .calibration import DEFAULT_THRESHOLD, resolve_labels, thresholds_for
 from .categories import Groups
 from .windows import WindowProbs, window_probabilities_iter
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..engine import Engine
+    from ..ready import ReadyEngine
 
 NONE = "none"
 # A timeline's files, by kind: `<video stem>.<suffix>` (the CLI's --out folder, the page's downloads)
@@ -387,7 +393,7 @@ def build_timeline(
 
 def timeline(
     video: str | os.PathLike,
-    model: nn.Module | Engine | str,
+    model: nn.Module | Engine | ReadyEngine | str,
     *,
     window: float | None = None,
     stride: float | None = None,
@@ -415,7 +421,7 @@ def timeline(
 
 def timeline_iter(
     videos: Iterable[str | os.PathLike],
-    model: nn.Module | Engine | str,
+    model: nn.Module | Engine | ReadyEngine | str,
     *,
     window: float | None = None,
     stride: float | None = None,
@@ -433,11 +439,11 @@ def timeline_iter(
     (:func:`~actionrec.apps.windows.window_probabilities_iter`: decode-ahead and batches cross video boundaries, a
     cached video runs no network); each is yielded as its last window ran. A video that cannot be read goes to
     ``on_error(video, message)`` (raised when None). An archive's stream (:data:`~actionrec.apps.archive.Stream`)."""
-    if not isinstance(model, (nn.Module, Engine)):
+    if isinstance(model, (str, os.PathLike)):
         from ..engine import load_model
 
         model = load_model(model)
-    engine = engine_for(model)
+    engine = engine_of(model)
     check_classifier(engine.info)
     chosen = resolve_labels(labels, groups.names if groups else engine.info.categories)
     thresholds, source = thresholds_for(None if groups else engine.info, chosen, threshold)

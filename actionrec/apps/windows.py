@@ -26,21 +26,24 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from ..data.transforms import preprocess
+from ..data.transforms import preprocess_array
 from ..data.video import content_key, iter_windows, probe, sliding_windows
-from ..engine import Engine, engine_for
 from ..errors import ActionrecError
 from ..files import atomic_write, home_dir
 from ..defaults import DEFAULT_MIN_STRIDE, FRAMES_PER_BATCH, STEP_FRAMES
-from ..models.network import has_step_logits
 from ..models.info import ModelInfo, check_classifier
 from ..checks import MIN_FRAMES
+from ..ready import engine_of, softmax
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..engine import Engine
+    from ..ready import ReadyEngine
 
 CACHE_VERSION = 3  # 2: windows may come from per-step logits; 3: the one WindowProbs file format
 
@@ -219,7 +222,7 @@ def shares_features(engine: Engine) -> bool:
             and getattr(engine.model, "temporal_head", None) is None)
 
 
-def _features_path(root: Path, video: str, engine: Engine, window: float, stride: float, frames: int) -> Path:
+def _features_path(root: Path, video: str, engine: Engine | ReadyEngine, window: float, stride: float, frames: int) -> Path:
     """Where the pooled features of a video's windows lie: keyed by what they depend on (the backbone's weights, the
     run's cut, the engine's precision and backend, the video's content, the windows, the preprocessing), not by run."""
     info, spec = engine.info, engine.info.spec
@@ -256,7 +259,7 @@ def _load_features(path: Path) -> WindowFeatures | None:
 
 def window_probabilities(
     video: str | os.PathLike,
-    model: nn.Module | Engine,
+    model: nn.Module | Engine | ReadyEngine,
     window: float | None = None,
     stride: float | None = None,
     *,
@@ -285,7 +288,7 @@ def window_probabilities(
 
 def window_probabilities_iter(
     videos: Iterable[str | os.PathLike],
-    model: nn.Module | Engine,
+    model: nn.Module | Engine | ReadyEngine,
     window: float | None = None,
     stride: float | None = None,
     *,
@@ -299,7 +302,7 @@ def window_probabilities_iter(
     cross video boundaries; each video's result is yielded as soon as its last window ran. A cached video runs no
     network. A video that cannot be read goes to ``on_error(video, message)`` (raised when None); ``videos`` is
     pulled lazily (by the decode thread). ``progress(done, total)``: windows of the current video."""
-    engine = engine_for(model)
+    engine = engine_of(model)
     check_classifier(engine.info)
     stream = _Stream(engine, window, stride, per_step, batch_size, cache)
     if engine.info.spec.fps is None and window is not None:  # windows of other frame counts never share a batch
@@ -332,7 +335,7 @@ class _Job:
 class _Stream:
     """The settings of one pass over videos (see :func:`window_probabilities_iter`)."""
 
-    def __init__(self, engine: Engine, window: float | None, stride: float | None, per_step: bool | None,
+    def __init__(self, engine: Engine | ReadyEngine, window: float | None, stride: float | None, per_step: bool | None,
                  batch_size: int | None, cache: str | os.PathLike | bool | None):
         self.engine, self.info = engine, engine.info
         self.window, self.stride = window, stride
@@ -341,7 +344,7 @@ class _Stream:
         if stride is not None and not (math.isfinite(stride) and stride > 0):
             raise ActionrecError(f"--stride must be a positive number of seconds, not {stride!r}")
         # per-step logits are the linear head's: a run with a temporal head classifies whole windows
-        linear = has_step_logits(engine.model)
+        linear = engine.has_step_logits
         if per_step and not linear:
             raise ActionrecError(f"{self.info.name}: per-step logits need I3D with its linear head; this model "
                                  "classifies whole windows")
@@ -393,7 +396,7 @@ class _Stream:
             yield from finished()
         yield from finished()
 
-    def _clips(self, job: _Job) -> Iterator[tuple[Any, torch.Tensor]]:
+    def _clips(self, job: _Job) -> Iterator[tuple[Any, np.ndarray]]:
         """The decode thread's part of a job: plan it, look it up in the caches, else decode its clips."""
         try:
             self._plan(job)
@@ -477,6 +480,8 @@ class _Stream:
 
     def _from_features(self, job: _Job, wf: WindowFeatures, from_cache: bool) -> WindowProbs:
         """The run's probabilities from its frozen part's pooled features: its head (Engine.top)."""
+        import torch  # (a run's head: this engine is the PyTorch-built one)
+
         probs = self.engine.top(torch.from_numpy(np.ascontiguousarray(wf.features)), "probs", pooled=True)
         return WindowProbs(job.video, self.info.name, tuple(self.info.categories), wf.starts, wf.ends,
                            probs.numpy().astype(np.float32), wf.duration, wf.fps, job.window, job.stride, job.frames,
@@ -492,11 +497,11 @@ def _save_quietly(save: Callable, path: Path | None, value: Any) -> None:
         pass  # a read-only cache only costs the next run its time
 
 
-def _window_clips(job: _Job, spec) -> Iterator[tuple[tuple[float, float], torch.Tensor]]:
+def _window_clips(job: _Job, spec) -> Iterator[tuple[tuple[float, float], np.ndarray]]:
     """Each window a clip of its own: ((start, end), input); `job.seen["info"]` is the video as decoded."""
     stream = iter_windows(job.video, job.window, job.stride, n=job.frames, short_side=spec.resize)
     for clip in stream:
-        yield (clip.span.start_sec, clip.span.end_sec), preprocess(clip.frames, spec)
+        yield (clip.span.start_sec, clip.span.end_sec), preprocess_array(clip.frames, spec)
     job.seen["info"] = stream.info
 
 
@@ -506,23 +511,23 @@ CHUNK_STEPS = 16  # new steps per pass (128 frames)
 CONTEXT_STEPS = 4  # steps of real frames on each side of a chunk (32 frames), so its borders see real context
 
 
-def _step_chunks(video: str, spec, fps: float, seen: dict) -> Iterator[tuple[tuple[int, list], torch.Tensor]]:
+def _step_chunks(video: str, spec, fps: float, seen: dict) -> Iterator[tuple[tuple[int, list], np.ndarray]]:
     """The video at the model's frame rate in chunks of CHUNK_STEPS steps, each with up to CONTEXT_STEPS steps of the
     frames before and after it: ((steps of context before, [(start, end) of each own step]), input).
     `seen["info"]` is the video as decoded, once all is read."""
     step_sec = STEP_FRAMES / fps
     stream = iter_windows(video, step_sec, step_sec, n=STEP_FRAMES, short_side=spec.resize)
-    steps = ((c.span.start_sec, c.span.end_sec, preprocess(c.frames, spec)) for c in stream)
+    steps = ((c.span.start_sec, c.span.end_sec, preprocess_array(c.frames, spec)) for c in stream)
     left: list = []
     pending: list = []
     for step in steps:
         pending.append(step)
         if len(pending) == CHUNK_STEPS + CONTEXT_STEPS:
             core, right = pending[:CHUNK_STEPS], pending[CHUNK_STEPS:]
-            yield (len(left), [s[:2] for s in core]), torch.cat([s[2] for s in left + core + right], dim=1)
+            yield (len(left), [s[:2] for s in core]), np.concatenate([s[2] for s in left + core + right], axis=1)
             left, pending = core[-CONTEXT_STEPS:], right
     if pending:
-        yield (len(left), [s[:2] for s in pending]), torch.cat([s[2] for s in left + pending], dim=1)
+        yield (len(left), [s[:2] for s in pending]), np.concatenate([s[2] for s in left + pending], axis=1)
     seen["info"] = stream.info
 
 
@@ -535,7 +540,7 @@ def _steps_of(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.concatenate(logits).astype(np.float32))
 
 
-def step_logits(video: str, engine: Engine, progress: Callable[[int], None] | None = None
+def step_logits(video: str, engine: Engine | ReadyEngine, progress: Callable[[int], None] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The network once over the whole video: (starts, ends, logits) per step of STEP_FRAMES frames at the model's
     frame rate (0.32 s at 25 fps). Chunks of CHUNK_STEPS steps run with CONTEXT_STEPS steps of real frames on each
@@ -564,5 +569,5 @@ def _windows_from_steps(starts: np.ndarray, ends: np.ndarray, logits: np.ndarray
         inside = (centres >= span.start_sec) & (centres < span.end_sec)
         if not inside.any():
             inside[np.argmin(np.abs(centres - (span.start_sec + span.end_sec) / 2))] = True
-        probs[k] = torch.from_numpy(logits[inside].mean(0)).softmax(-1).numpy()
+        probs[k] = softmax(logits[inside].mean(0))
     return (np.array([s.start_sec for s in spans], np.float64), np.array([s.end_sec for s in spans], np.float64), probs)

@@ -48,7 +48,7 @@ from ..defaults import BACKEND_ENV, BACKENDS, PRECISION_ENV, PRECISIONS
 from ..errors import ActionrecError, warn_once
 from .network import EndpointNetwork, forward_output
 from ..files import home_dir
-from .compiled import IRRunner, compiled_dir
+from .compiled import IRRunner, compiled_dir, shape_class
 from .cpu import cpu_flags, cpu_model
 from .weights import tensors_sha256
 
@@ -221,21 +221,12 @@ class _Graph(nn.Module):
         return forward_output(self.model, x, self.graph)
 
 
-def shape_class(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Input shapes (C, T, H, W) whose exported graphs are identical up to the sizes, so one IR serves them all.
-
-    I3D: its SAME paddings depend only on the parity of each size at each stride-2 stage (T has 3 of them, H and W
-    5: T mod 8, H and W mod 32), and its final average pool on min(T/8, 2) and min(H/32, 7), min(W/32, 7) (see
-    tests/test_backends.py). Other networks, and I3D with a temporal head (its graph is traced for its number of time
-    steps): the exact shape.
-    """
+def shape_rule(model: nn.Module) -> str:
+    """How input shapes of `model` share exported graphs (:func:`actionrec.models.compiled.shape_class`): "i3d" for
+    I3D without a temporal head (its graph is traced for its number of time steps otherwise), else "exact"."""
     from .i3d import I3D
 
-    if not isinstance(model, I3D) or model.temporal_head is not None:
-        return tuple(shape)
-    c, t, h, w = shape
-    up = lambda n, d: -(-n // d)  # noqa: E731
-    return (c, t % 8, h % 32, w % 32, min(up(t, 8), 2), min(up(h, 32), 7), min(up(w, 32), 7))
+    return "i3d" if isinstance(model, I3D) and model.temporal_head is None else "exact"
 
 
 @functools.cache
@@ -315,7 +306,7 @@ class OpenVINONet:
         """The saved IR (model.xml) of `graph` for the shape class of `shape`, exported and converted if absent."""
         if self._digest is None:
             self._digest = network_digest(self.model)
-        key = hashlib.sha256(f"{self._digest}|{graph}|{shape_class(self.model, shape)}".encode()).hexdigest()[:32]
+        key = hashlib.sha256(f"{self._digest}|{graph}|{shape_class(shape_rule(self.model), shape)}".encode()).hexdigest()[:32]
         folder = compiled_dir() / "ir" / key
         if not (folder / "model.xml").is_file():
             self._export(graph, shape, folder)

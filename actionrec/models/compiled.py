@@ -31,7 +31,7 @@ from ..defaults import BACKEND_ENV, PRECISION_ENV
 from ..files import home_dir, sha256_file, write_json
 from .cpu import cpu_flags
 
-CARD_FORMAT = 1
+CARD_FORMAT = 2  # 2: IRs by shape class, the network's shape rule and capabilities
 _PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -75,6 +75,21 @@ class IRRunner:
             return compiled(np.ascontiguousarray(x, dtype=np.float32))[index]
 
 
+def shape_class(rule: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Input shapes (C, T, H, W) whose exported graphs are identical up to the sizes, so one IR serves them all
+    (`rule`: :func:`actionrec.models.backends.shape_rule` of the network).
+
+    "i3d": its SAME paddings depend only on the parity of each size at each stride-2 stage (T has 3 of them, H and W
+    5: T mod 8, H and W mod 32), and its final average pool on min(T/8, 2) and min(H/32, 7), min(W/32, 7) (see
+    tests/test_backends.py). "exact" (other networks, and I3D with a temporal head): the shape itself.
+    """
+    if rule != "i3d":
+        return tuple(shape)
+    c, t, h, w = shape
+    up = lambda n, d: -(-n // d)  # noqa: E731
+    return (c, t % 8, h % 32, w % 32, min(up(t, 8), 2), min(up(h, 32), 7), min(up(w, 32), 7))
+
+
 # ------------------------------------------------------------------------------------------ cards
 
 
@@ -108,24 +123,25 @@ def _card_path(key: str) -> Path:
     return compiled_dir() / "cards" / f"{key}.json"
 
 
-def ir_entry(graph: str, shape: tuple[int, ...]) -> str:
-    """A card's name for the IR of `graph` at input shape (C, T, H, W)."""
-    return f"{graph}|{'x'.join(str(n) for n in shape)}"
+def ir_entry(graph: str, rule: str, shape: tuple[int, ...]) -> str:
+    """A card's name for the IR of `graph` at input shape (C, T, H, W): by its :func:`shape_class` under `rule`."""
+    return f"{graph}|{'x'.join(str(n) for n in shape_class(rule, shape))}"
 
 
-def write_card(key: str, *, info: Mapping, precision: str, backend: str, config: Mapping[str, str], weights: Path,
-               irs: Mapping[str, Path]) -> None:
-    """Record (or extend) the card `key`: the network's ModelInfo as JSON, what the engine resolved, the checksum of
-    the weights file it loaded, and its IRs by :func:`ir_entry`. Written atomically; a card of other weights or
-    settings is replaced."""
+def write_card(key: str, *, info: Mapping, network: Mapping, precision: str, backend: str, config: Mapping[str, str],
+               weights: Path, irs: Mapping[str, Path]) -> None:
+    """Record (or extend) the card `key`: the network's ModelInfo as JSON, what it can do (`network`: its "shapes"
+    rule, "has_step_logits"), what the engine resolved, the checksum of the weights file it loaded, and its IRs by
+    :func:`ir_entry`. Written atomically; a card of other weights or settings is replaced."""
     stat = weights.stat()
-    info = json.loads(json.dumps(info))  # as read back (tuples become lists)
+    info, network = json.loads(json.dumps(info)), dict(network)  # as read back (tuples become lists)
     old = _read_json(_card_path(key)) or {}
     same = (old.get("weights", {}).get("stat") == [stat.st_size, stat.st_mtime_ns] and old.get("precision") == precision
-            and old.get("config") == dict(config) and old.get("info") == info)
+            and old.get("config") == dict(config) and old.get("info") == info and old.get("network") == network)
     if same and all(old.get("irs", {}).get(k) == str(v.relative_to(compiled_dir())) for k, v in irs.items()):
         return  # nothing new (every process that compiles the network again comes here)
-    card = {"format": CARD_FORMAT, "info": info, "precision": precision, "backend": backend, "config": dict(config),
+    card = {"format": CARD_FORMAT, "info": info, "network": network, "precision": precision, "backend": backend,
+            "config": dict(config),
             "weights": {"path": str(weights), "sha256": sha256_file(weights), "stat": [stat.st_size, stat.st_mtime_ns]},
             "irs": {**(old.get("irs", {}) if same else {}), **{k: str(v.relative_to(compiled_dir())) for k, v in irs.items()}}}
     write_json(_card_path(key), card)
