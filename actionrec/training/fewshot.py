@@ -60,6 +60,7 @@ class HeadFit:
     chosen_by: str  # "cross-validation over N groups in F folds", or "default (one group per class)"
     oof_probs: np.ndarray | None = field(default=None, repr=False)  # (N, K) out-of-fold probabilities, per row
     cv_loss: float = math.nan  # the mean out-of-fold log-loss of the chosen setting
+    none_logit: float | None = None  # open-set none (_fit_open_set): its constant logit (its bias); else None
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         return np.asarray(features, np.float32) @ self.weight.T + self.bias
@@ -67,8 +68,11 @@ class HeadFit:
     def describe(self) -> dict:
         """What metrics.json / config.json record of the head (no arrays)."""
         name = "temperature" if self.head == "prototype" else "penalty"
-        return {"head": self.head, name: self.setting, "chosen_by": self.chosen_by,
-                "cv_log_loss": None if math.isnan(self.cv_loss) else round(self.cv_loss, 4)}
+        out = {"head": self.head, name: self.setting, "chosen_by": self.chosen_by,
+               "cv_log_loss": None if math.isnan(self.cv_loss) else round(self.cv_loss, 4)}
+        if self.none_logit is not None:
+            out["none"] = {"open_set": True, "logit": round(self.none_logit, 4)}
+        return out
 
 
 def choose_head(examples_per_class: int) -> str:
@@ -232,11 +236,13 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def fit_head(features: np.ndarray, labels: np.ndarray, groups, n_classes: int, head: str = "logistic",
-             class_names: list[str] | None = None, setting: float | None = None) -> HeadFit:
+             class_names: list[str] | None = None, setting: float | None = None,
+             background: int | None = None, none_weight: float = 0.0, joint: bool = False) -> HeadFit:
     """A few-shot linear head on pooled `features` (N, D) with `labels` (N,) in 0..n_classes-1; `groups` (N,) names
     the video or source of each row (rows of one group are held out together). `head`: "logistic" (the measured
     choice) or "prototype". `setting`: the temperature or penalty, fixed
-    (default: chosen by cross-validation). Deterministic: the same data gives the same head."""
+    (default: chosen by cross-validation). `background`: the index of the ``none`` class, whose logit is then
+    open-set (:func:`_fit_open_set`; `none_weight` as there). Deterministic: the same data gives the same head."""
     x = np.asarray(features, np.float64)
     y = np.asarray(labels, np.int64)
     groups = np.asarray(groups)
@@ -247,6 +253,8 @@ def fit_head(features: np.ndarray, labels: np.ndarray, groups, n_classes: int, h
     if name not in FITTERS:
         raise ActionrecError(f"unknown few-shot head {name!r}; choose one of: {', '.join(HEADS)}")
     with _one_thread():
+        if background is not None and group_folds(y, groups):
+            return _fit_open_set(FITTERS[name], name, x, y, groups, n_classes, setting, int(background), none_weight, joint)
         return _fit(FITTERS[name], name, x, y, groups, n_classes, setting)
 
 
@@ -265,6 +273,71 @@ def _fit(fitter, name: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_
         chosen_by = f"cross-validation over {len(set(groups.tolist()))} groups in {len(folds)} folds"
     w = fitter(x, y, n_classes, setting).astype(np.float32)
     return HeadFit(name, w, np.zeros(n_classes, np.float32), float(setting), chosen_by, oof, loss)
+
+
+def _fit_open_set(fitter, name: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int,
+                  fixed: float | None, background: int, none_weight: float, joint: bool = False) -> HeadFit:
+    """The head with an open-set ``none`` (class `background`): the other classes' rows are fitted as a head of their
+    own (its setting by cross-validation over their groups); ``none``'s row is `none_weight` times the prototype row
+    of the ``none`` rows (0: no row, the default) and its bias the constant ``b`` at which, out of fold, the mean
+    ``none`` probability of the rows equals their share of ``none`` rows (the b of least out-of-fold log-loss): a
+    window whose every class logit is well under ``b`` is ``none`` whatever it looks like, so background unlike the
+    labelled gaps is still ``none``. Out of fold: every row scored by heads fitted without its group, so ``b`` is
+    calibrated on clips of videos the class head never saw (their ``none`` rows included)."""
+    known = y != background
+    order = [c for c in range(n_classes) if c != background]
+    inner = _fit(fitter, name, x[known], np.searchsorted(order, y[known]), groups[known], n_classes - 1, fixed)
+    folds = group_folds(y, groups)
+    grid = [inner.setting] if not joint or fixed is not None else (TEMPERATURES if name == "prototype" else PENALTIES)
+    trials = [_open_set_oof(fitter, x, y, known, order, background, s, folds, none_weight, name) for s in grid]
+    losses = [_log_loss(oof, y) for oof, _ in trials]
+    best = int(np.argmin(losses))
+    setting, (oof, bias) = grid[best], trials[best]
+    weight = np.zeros((n_classes, x.shape[1]), np.float32)
+    weight[order] = fitter(x[known], np.searchsorted(order, y[known]), n_classes - 1, setting)
+    weight[background] = _none_row(x, y, known, none_weight, setting, name)
+    b = np.zeros(n_classes, np.float32)
+    b[background] = bias
+    chosen_by = (f"{inner.chosen_by if not joint else 'cross-validation over all rows'}; none open-set: constant logit {bias:.3g} calibrated out of fold over "
+                 f"{len(set(groups.tolist()))} groups")
+    return HeadFit(name, weight, b, float(setting), chosen_by, oof, losses[best], none_logit=bias)
+
+
+def _none_row(x, y, rows, none_weight, setting, name):
+    if not none_weight:
+        return np.zeros(x.shape[1])
+    bg = ~rows
+    return none_weight * _prototype(x[bg], np.zeros(bg.sum(), np.int64), 1, setting if name == "prototype" else DEFAULT_TEMPERATURE)[0]
+
+
+def _open_set_oof(fitter, x, y, known, order, background, setting, folds, none_weight, name):
+    n_classes = len(order) + 1
+    logits = np.full((len(y), n_classes), np.nan)
+    for held in folds:
+        fold_known = ~held & known
+        w = fitter(x[fold_known], np.searchsorted(order, y[fold_known]), n_classes - 1, setting)
+        logits[np.ix_(held, order)] = x[held] @ w.T
+        train = ~held
+        logits[held, background] = x[held] @ _none_row(x[train], y[train], known[train], none_weight, setting, name)
+    seen = ~np.isnan(logits[:, 0])
+    bias = _none_bias(logits[seen], background, float((~known[seen]).mean()))
+    logits[:, background] += bias
+    oof = np.where(seen[:, None], _softmax(np.nan_to_num(logits)), np.nan)
+    return oof, bias
+
+
+def _none_bias(logits: np.ndarray, background: int, share: float) -> float:
+    """The constant added to column `background` of `logits` at which the mean softmax probability of that column is
+    `share` (bisection: the mean grows with the constant)."""
+    others = np.delete(logits, background, axis=1)
+    lo, hi = float(others.min() - logits[:, background].max() - 50), float(others.max() - logits[:, background].min() + 50)
+    share = min(max(share, 1e-6), 1 - 1e-6)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        shifted = logits.copy()
+        shifted[:, background] += mid
+        lo, hi = (mid, hi) if _softmax(shifted)[:, background].mean() < share else (lo, mid)
+    return (lo + hi) / 2
 
 
 def load_into(linear: torch.nn.Linear, fit: HeadFit) -> None:
