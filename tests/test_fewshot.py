@@ -117,6 +117,56 @@ def test_choose_head_follows_the_measured_threshold():
     assert "logistic head: 3 video(s) or source(s) per class" in line and "penalty" in line and "\n" not in line
 
 
+def with_background(per_class: int = 3, seed: int = 0):
+    """:func:`clusters` plus a ``none`` class (index K): each training group (video) has its own background, a cluster
+    of its own direction; and 60 test rows of a background no video had."""
+    rng = np.random.default_rng(seed)
+    x, y, g, tx, ty = clusters(per_class, seed=seed)
+    videos = np.unique(g)
+    backgrounds = 4.0 + rng.normal(size=(len(videos) + 1, D))
+    bx = np.concatenate([backgrounds[i] + rng.normal(size=(3, D)) for i in range(len(videos))])
+    x, y, g = np.concatenate([x, bx]), np.concatenate([y, np.full(len(bx), K)]), np.concatenate([g, np.repeat(videos, 3)])
+    unseen = backgrounds[-1] + rng.normal(size=(60, D))
+    return x, y, g, tx, ty, unseen
+
+
+def test_an_open_set_none_is_a_constant_logit_calibrated_out_of_fold():
+    x, y, g, tx, ty, unseen = with_background()
+    fit = fit_head(x, y, g, K + 1, background=K)
+    assert fit.head == fewshot.OPEN_SET_HEAD and "open-set none" in fit.chosen_by
+    assert not fit.weight[K].any() and fit.bias[K] == pytest.approx(fit.none_logit, rel=1e-6) and fit.none_logit > 0
+    assert not fit.bias[:K].any() and fit.describe()["none"] == {"open_set": True, "logit": round(fit.none_logit, 4)}
+    linear = torch.nn.Linear(D, K + 1)  # still the run's ordinary linear layer
+    load_into(linear, fit)
+    with torch.no_grad():
+        np.testing.assert_allclose(linear(torch.from_numpy(tx).float()).numpy(), fit.logits(tx), rtol=1e-4, atol=1e-3)
+    # out of fold: every row scored by a head that never saw its video; the none column's mean is the none share
+    assert fit.oof_probs.shape == (len(y), K + 1)
+    np.testing.assert_allclose(fit.oof_probs.sum(1), 1.0, atol=1e-9)
+    assert fit.oof_probs[:, K].mean() == pytest.approx((y == K).mean(), abs=1e-6)
+    assert (fit.logits(tx).argmax(1) == ty).mean() >= 0.9  # the classes are still the classes
+    assert (fit.logits(unseen).argmax(1) == K).mean() >= 0.9  # a background no video had is none
+
+
+def test_none_as_a_class_calls_an_unseen_background_something_else():
+    """What the open-set none is for: fitted as a class, none learns the labelled backgrounds, and one unlike them
+    goes to whichever class is nearest."""
+    x, y, g, _, _, unseen = with_background()
+    closed = fit_head(x, y, g, K + 1, head="prototype")
+    assert closed.none_logit is None and not closed.bias.any()
+    assert (closed.logits(unseen).argmax(1) == K).mean() < 0.5
+
+
+def test_without_folds_none_stays_a_class_and_without_none_nothing_changes():
+    x, y, g, _, _, _ = with_background(per_class=1)
+    g = np.where(y == K, g, g)  # one video per class: no fold to calibrate the none logit on
+    one = fit_head(x, y, g, K + 1, background=K)
+    assert one.head == "logistic" and one.none_logit is None and not one.bias.any() and one.oof_probs is None
+    x, y, g, _, _ = clusters(2)
+    default, logistic = fit_head(x, y, g, K), fit_head(x, y, g, K, head="logistic")
+    assert default.head == "logistic" and np.array_equal(default.weight, logistic.weight) and "none" not in default.describe()
+
+
 def test_refusals_are_one_line():
     x, y, g, _, _ = clusters(2)
     keep = y != 1

@@ -357,7 +357,8 @@ class _Training:
 
     def _fewshot_head(self, data: Datasets) -> None:
         """The few-shot head (fewshot.fit_head: logistic regression on the pooled training clips, its penalty chosen
-        by cross-validation over whole groups) loaded into the model's linear head; the same on every rank."""
+        by cross-validation over whole groups; with a ``none`` class, the prototype head with an open-set ``none``)
+        loaded into the model's linear head; the same on every rank."""
         model, train_set, classes = self.model, data.train, self.classes
         model.eval()
         x = pooled_by_all(model, self.cut, train_set, self.ranks).float().cpu().numpy()
