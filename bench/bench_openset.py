@@ -35,16 +35,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_label import CLASSES, TOLERANCE, experiment_videos, totals_of, write_manifest  # noqa: E402
 
 # (name, head, open-set none, its setting chosen on the class rows alone): open-set False: none is an ordinary class
-# (the head before). The default is the third from the end (fewshot.fit_head with head None and the none class).
-# Tried at commit 0eff6fe and rejected by the rule: none's row the prototype of the gaps plus the constant.
+# (the head before). The default is the last (fewshot.fit_head with head None and the none class). Tried and rejected
+# by the rule (README): none's row the prototype of the gaps plus the constant (commit 0eff6fe), and none's logit a
+# scale times the cosine to the class rows' mean direction instead of a constant (commit 1826ba8).
 VARIANTS = (
     ("logistic, none a class", "logistic", False, False),
     ("prototype, none a class", "prototype", False, False),
-    ("logistic, open-set none: constant", "logistic", True, False),
-    ("prototype, open-set none: constant, setting from the class rows", "prototype", True, True),
-    ("prototype, open-set none: constant", "prototype", True, False),
-    ("prototype, open-set none: cosine to the classes' mean", "prototype", True, "mean"),
-    ("logistic, open-set none: cosine to the classes' mean", "logistic", True, "mean"),
+    ("logistic, open-set none", "logistic", True, False),
+    ("prototype, open-set none, setting from the class rows", "prototype", True, True),
+    ("prototype, open-set none (the default)", None, True, False),
 )
 
 
@@ -130,14 +129,14 @@ def fit(rows: Rows, head: str | None, open_set: bool, class_rows_setting: bool, 
 
     groups = rows.ranges if by_range else rows.groups
     background = rows.classes.index("none") if open_set and "none" in rows.classes else None
-    setting, reference = None, class_rows_setting if isinstance(class_rows_setting, str) else "constant"
-    if class_rows_setting is True and background is not None:  # the setting the class rows alone choose by cross-validation
+    setting = None
+    if class_rows_setting and background is not None:  # the setting the class rows alone choose by cross-validation
         known = rows.labels != background
         order = [c for c in range(len(rows.classes)) if c != background]
         setting = fewshot.fit_head(rows.x[known], np.searchsorted(order, rows.labels[known]), groups[known],
                                    len(order), head=head).setting
     return fewshot.fit_head(rows.x, rows.labels, groups, len(rows.classes), head=head, class_names=rows.classes,
-                            setting=setting, background=background, reference=reference)
+                            setting=setting, background=background)
 
 
 def timeline_error(result, rows: Rows, wp, wf, truth: list) -> dict:

@@ -117,17 +117,25 @@ def test_choose_head_follows_the_measured_threshold():
     assert "logistic head: 3 video(s) or source(s) per class" in line and "penalty" in line and "\n" not in line
 
 
-def with_background(per_class: int = 3, seed: int = 0):
-    """:func:`clusters` plus a ``none`` class (index K): each training group (video) has its own background, a cluster
-    of its own direction; and 60 test rows of a background no video had."""
+def with_background(seed: int = 0, videos: int = 3):
+    """Rows of K classes and a ``none`` class (index K) from `videos` source videos, each with every class and a
+    background of one kind (as bench_label's videos have archery or arm wrestling between the actions): 3 clips per
+    video and class, grouped by video; 20 new videos of each class for testing, and 60 rows of a background of
+    another kind. Every row is 10 long (the open-set none is a level of cosine for rows of one length; the real
+    features' lengths vary, see fewshot._fit_open_set)."""
     rng = np.random.default_rng(seed)
-    x, y, g, tx, ty = clusters(per_class, seed=seed)
-    videos = np.unique(g)
-    backgrounds = 4.0 + rng.normal(size=(len(videos) + 1, D))
-    bx = np.concatenate([backgrounds[i] + rng.normal(size=(3, D)) for i in range(len(videos))])
-    x, y, g = np.concatenate([x, bx]), np.concatenate([y, np.full(len(bx), K)]), np.concatenate([g, np.repeat(videos, 3)])
-    unseen = backgrounds[-1] + rng.normal(size=(60, D))
-    return x, y, g, tx, ty, unseen
+    kinds = 1.0 + rng.normal(size=(K + 2, D))  # the classes, the labelled background, an unseen background
+
+    def rows(kind: int, n: int) -> np.ndarray:  # n videos of a kind: each its own centre, 3 clips near it
+        centres = kinds[kind] + 0.5 * rng.normal(size=(n, D))
+        out = np.repeat(centres, 3, axis=0) + 0.3 * rng.normal(size=(3 * n, D))
+        return 10 * out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    x = np.concatenate([rows(k, videos) for k in range(K + 1)])
+    y = np.repeat(np.arange(K + 1), 3 * videos)
+    g = np.tile(np.repeat(np.arange(videos), 3), K + 1)
+    tx, ty = np.concatenate([rows(k, 20) for k in range(K)]), np.repeat(np.arange(K), 60)
+    return x, y, g, tx, ty, rows(K + 1, 20)
 
 
 def test_an_open_set_none_is_a_constant_logit_calibrated_out_of_fold():
@@ -158,9 +166,8 @@ def test_none_as_a_class_calls_an_unseen_background_something_else():
 
 
 def test_without_folds_none_stays_a_class_and_without_none_nothing_changes():
-    x, y, g, _, _, _ = with_background(per_class=1)
-    g = np.where(y == K, g, g)  # one video per class: no fold to calibrate the none logit on
-    one = fit_head(x, y, g, K + 1, background=K)
+    x, y, g, _, _, _ = with_background(videos=1)
+    one = fit_head(x, y, g, K + 1, background=K)  # one video: no fold to calibrate the none logit on
     assert one.head == "logistic" and one.none_logit is None and not one.bias.any() and one.oof_probs is None
     x, y, g, _, _ = clusters(2)
     default, logistic = fit_head(x, y, g, K), fit_head(x, y, g, K, head="logistic")

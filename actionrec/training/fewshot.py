@@ -247,7 +247,7 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
 
 def fit_head(features: np.ndarray, labels: np.ndarray, groups, n_classes: int, head: str | None = None,
              class_names: list[str] | None = None, setting: float | None = None,
-             background: int | None = None, reference: str = "mean") -> HeadFit:
+             background: int | None = None) -> HeadFit:
     """A few-shot linear head on pooled `features` (N, D) with `labels` (N,) in 0..n_classes-1; `groups` (N,) names
     the video or source of each row (rows of one group are held out together). `head`: "logistic" or "prototype";
     None: the measured choice (logistic; :data:`OPEN_SET_HEAD` with an open-set ``none``). `setting`: the temperature
@@ -266,7 +266,7 @@ def fit_head(features: np.ndarray, labels: np.ndarray, groups, n_classes: int, h
         raise ActionrecError(f"unknown few-shot head {name!r}; choose one of: {', '.join(HEADS)}")
     with _one_thread():
         if open_set:
-            return _fit_open_set(FITTERS[name], name, x, y, groups, n_classes, setting, int(background), reference)
+            return _fit_open_set(FITTERS[name], name, x, y, groups, n_classes, setting, int(background))
         return _fit(FITTERS[name], name, x, y, groups, n_classes, setting)
 
 
@@ -287,77 +287,60 @@ def _fit(fitter, name: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_
     return HeadFit(name, w, np.zeros(n_classes, np.float32), float(setting), chosen_by, oof, loss)
 
 
-NONE_REFERENCES = ("mean", "constant")  # the open-set none's logit: k * cosine to the class rows' mean direction, or k
-
-
 def _fit_open_set(fitter, name: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int,
-                  fixed: float | None, background: int, reference: str = "mean") -> HeadFit:
+                  fixed: float | None, background: int) -> HeadFit:
     """The head with an open-set ``none`` (class `background`): the other classes' head is fitted on their rows
-    alone, and ``none``'s logit is ``k`` times a reference score (:func:`_reference_row`), so a clip is ``none`` when
-    every class logit is well under it (far from every class), whatever it looks like. Out of fold (each fold's class
-    head fitted on the other groups' class rows), ``k`` is where the rows' mean ``none`` probability equals their
-    share of ``none`` rows (:func:`_none_scale`: the k of least out-of-fold log-loss), so it is calibrated on
-    background and clips of videos the class head never saw; the setting is the one of least out-of-fold log-loss
-    over every row, ``none`` included (the temperature sets how sharply ``none`` takes over)."""
+    alone; ``none``'s weight row is zero and its bias a constant ``b``, so a clip is ``none`` when every class logit
+    is well under ``b`` (far from every class), whatever it looks like. Out of fold (each fold's class head fitted
+    on the other groups' class rows), ``b`` is where the rows' mean ``none`` probability equals their share of
+    ``none`` rows (:func:`_none_bias`: the b of least out-of-fold log-loss), so it is calibrated on background and
+    clips of videos the class head never saw; the setting is the one of least out-of-fold log-loss over every row,
+    ``none`` included (the temperature sets how sharply ``none`` takes over). The class logits are the unit-row
+    head's times the clip's length over the training rows' mean and ``b`` is not, so a longer clip needs a lower
+    cosine to be a class: measured against a length-free ``none`` (bench/bench_openset.py, README), this one won."""
     order = np.array([c for c in range(n_classes) if c != background])
     known = y != background
     folds = group_folds(y, groups)
     grid = (fixed,) if fixed is not None else TEMPERATURES if name == "prototype" else PENALTIES
-    trials = [_open_set_oof(fitter, x, y, order, background, s, folds, reference) for s in grid]
+    trials = [_open_set_oof(fitter, x, y, order, background, s, folds) for s in grid]
     losses = [_log_loss(oof, y) for oof, _ in trials]
     best = int(np.argmin(losses))
-    setting, (oof, scale) = float(grid[best]), trials[best]
+    setting, (oof, bias) = float(grid[best]), trials[best]
     weight = np.zeros((n_classes, x.shape[1]), np.float32)
     weight[order] = fitter(x[known], np.searchsorted(order, y[known]), n_classes - 1, setting)
     offsets = np.zeros(n_classes, np.float32)
-    row, offset = _reference_row(x[known], reference)
-    weight[background], offsets[background] = scale * row, scale * offset
+    offsets[background] = bias
     how = "the caller" if fixed is not None else f"cross-validation over {len(set(groups.tolist()))} groups in {len(folds)} folds"
-    return HeadFit(name, weight, offsets, setting, f"{how}, with an open-set none ({reference} x {scale:.3g}, "
-                   "calibrated out of fold)", oof, losses[best], none_logit=scale)
-
-
-def _reference_row(x: np.ndarray, reference: str) -> tuple[np.ndarray, float]:
-    """(weight row, bias) of the open-set none's score before its scale: "mean": the unit-length mean of the unit
-    rows `x`, divided by their mean length (like a prototype row: the cosine to their mean direction, times the
-    clip's length over theirs, so ``none`` against a class is decided by cosines alone, whatever the length);
-    "constant": no row, bias 1."""
-    if reference == "constant":
-        return np.zeros(x.shape[1]), 1.0
-    u, length = _unit(x)
-    return _unit(u.mean(0, keepdims=True))[0][0] / length, 0.0
+    return HeadFit(name, weight, offsets, setting, f"{how}, with an open-set none (constant logit {bias:.3g}, "
+                   "calibrated out of fold)", oof, losses[best], none_logit=bias)
 
 
 def _open_set_oof(fitter, x: np.ndarray, y: np.ndarray, order: np.ndarray, background: int, setting: float,
-                  folds: list[np.ndarray], reference: str) -> tuple[np.ndarray, float]:
-    """The out-of-fold probabilities of every row (NaN where no fold held it) with the open-set ``none``, and the
-    scale of its reference score."""
+                  folds: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """The out-of-fold probabilities of every row (NaN where no fold held it) with the open-set ``none``, and its
+    constant logit."""
     logits = np.full((len(y), len(order) + 1), np.nan)
-    score = np.full(len(y), np.nan)
     for held in folds:
         train = ~held & (y != background)
         w = fitter(x[train], np.searchsorted(order, y[train]), len(order), setting)
         logits[np.ix_(held, order)] = x[held] @ w.T
-        row, offset = _reference_row(x[train], reference)
-        score[held] = x[held] @ row + offset
+        logits[held, background] = 0.0
     seen = ~np.isnan(logits[:, 0])
-    scale = _none_scale(np.delete(logits[seen], background, axis=1), score[seen], float((y[seen] == background).mean()))
-    logits[:, background] = scale * score
+    bias = _none_bias(np.delete(logits[seen], background, axis=1), float((y[seen] == background).mean()))
+    logits[:, background] = bias
     probs = np.full_like(logits, np.nan)
     probs[seen] = _softmax(logits[seen])
-    return probs, scale
+    return probs, bias
 
 
-def _none_scale(others: np.ndarray, score: np.ndarray, share: float) -> float:
-    """The k at which the mean softmax probability of a ``none`` logit ``k * score`` beside the logits `others` is
-    `share` (bisection: the mean grows with k, the scores being positive: pooled ReLU features have positive cosines)."""
-    if not (score > 0).all():
-        raise ActionrecError("the open-set none needs positive reference scores (pooled features of a ReLU network)")
-    lo, hi = float((others.min() - 50) / score.max()), float((others.max() + 50) / score.min())
+def _none_bias(others: np.ndarray, share: float) -> float:
+    """The constant ``none`` logit beside the logits `others` at which the mean softmax probability of ``none`` is
+    `share` (bisection: the mean grows with the constant)."""
+    lo, hi = float(others.min() - 50), float(others.max() + 50)
     share = min(max(share, 1e-6), 1 - 1e-6)
     for _ in range(100):
         mid = (lo + hi) / 2
-        p = _softmax(np.concatenate([others, mid * score[:, None]], axis=1))[:, -1]
+        p = _softmax(np.concatenate([others, np.full((len(others), 1), mid)], axis=1))[:, -1]
         lo, hi = (mid, hi) if p.mean() < share else (lo, mid)
     return (lo + hi) / 2
 
