@@ -332,7 +332,7 @@ def fewshot_run(demo_data, cache_dir, tmp_path_factory) -> Path:
 def test_a_none_class_is_open_set_in_the_saved_linear_head(demo_data, cache_dir, tmp_path):
     """A class named none (a fully labelled video's background; here a folder of it) makes the few-shot head's none
     open-set: the prototype head for the classes and none a constant logit, all in the run's ordinary linear head."""
-    from actionrec.engine import load_model
+    from actionrec.models.runs import load_run
 
     data = tmp_path / "data"
     data.mkdir()
@@ -345,7 +345,7 @@ def test_a_none_class_is_open_set_in_the_saved_linear_head(demo_data, cache_dir,
     assert metrics["classes"] == ["Bouncing", "Sliding", "Spinning", "none"]
     assert fit["head"] == "prototype" and fit["none"]["open_set"] and "open-set none" in fit["chosen_by"]
     assert "with an open-set none" in fit["reason"]
-    head = load_model(out).head
+    head = load_run(out).head  # what the engine, predict, the timeline and export load
     assert not head.weight[3].any() and head.bias[3].item() == pytest.approx(fit["none"]["logit"], abs=1e-3)
     assert not head.bias[:3].any() and head.weight[:3].abs().sum() > 0
     probs = np.array(metrics["val_probs"])  # out of fold, the none column included: the timeline calibrates on them
