@@ -310,7 +310,8 @@ def _fit_open_set(fitter, name: str, x: np.ndarray, y: np.ndarray, groups: np.nd
     weight[order] = fitter(x[known], np.searchsorted(order, y[known]), n_classes - 1, setting)
     offsets = np.zeros(n_classes, np.float32)
     offsets[background] = bias
-    how = "the caller" if fixed is not None else f"cross-validation over {len(set(groups.tolist()))} groups in {len(folds)} folds"
+    how = ("the caller" if fixed is not None
+           else f"cross-validation over {len(set(groups.tolist()))} groups in {len(folds)} folds")
     return HeadFit(name, weight, offsets, setting, f"{how}, with an open-set none (constant logit {bias:.3g}, "
                    "calibrated out of fold)", oof, losses[best], none_logit=bias)
 
