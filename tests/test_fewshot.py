@@ -154,6 +154,9 @@ def test_an_open_set_none_is_a_constant_logit_calibrated_out_of_fold():
     assert fit.oof_probs[:, K].mean() == pytest.approx((y == K).mean(), abs=1e-6)
     assert (fit.logits(tx).argmax(1) == ty).mean() >= 0.9  # the classes are still the classes
     assert (fit.logits(unseen).argmax(1) == K).mean() >= 0.9  # a background no video had is none
+    fixed = fit_head(x, y, g, K + 1, background=K, setting=8.0)  # a given temperature: the constant still calibrated
+    assert fixed.setting == 8.0 and fixed.chosen_by.startswith("the caller, with an open-set none")
+    assert fixed.oof_probs[:, K].mean() == pytest.approx((y == K).mean(), abs=1e-6)
 
 
 def test_none_as_a_class_calls_an_unseen_background_something_else():
