@@ -222,7 +222,8 @@ def experiment(work: Path) -> dict:
         results["settings"][setting] = {"train_seconds": round(t_train, 1), "classes": metrics["classes"],
                                         "thresholds": {k: round(v, 3) for k, v in thresholds.items()},
                                         "threshold_source": source, "split_policy": metrics["splits"]["policy"],
-                                        "head": metrics.get("head"), "variants": variants}
+                                        "head": metrics.get("head"), "head_fit": metrics.get("head_fit"),
+                                        "variants": variants}
         print(f"experiment {setting}: {json.dumps(results['settings'][setting]['variants']['defaults'])}", flush=True)
     return results
 
@@ -253,7 +254,9 @@ def experiment_table(e: dict) -> str:
             cells = " | ".join(f"{v['totals'][c]:.1f} ({v['errors'][c]:+.1f})" for c in classes)
             lines.append(f"| {setting} | {variant} | {cells} | {v['worst_class_error']:.1f} | {'yes' if v['within_3s'] else 'no'} |")
     for setting, r in e["settings"].items():
-        lines.append(f"\n{setting}: head {r['head']}, thresholds {r['threshold_source']}, train {r['train_seconds']} s")
+        fit = r.get("head_fit") or {}
+        how = f"{fit.get('head')} ({fit.get('chosen_by')})" if fit else r["head"]
+        lines.append(f"\n{setting}: head {how}, thresholds {r['threshold_source']}, train {r['train_seconds']} s")
     return "\n".join(lines)
 
 

@@ -117,6 +117,66 @@ def test_choose_head_follows_the_measured_threshold():
     assert "logistic head: 3 video(s) or source(s) per class" in line and "penalty" in line and "\n" not in line
 
 
+def with_background(seed: int = 0, videos: int = 3):
+    """Rows of K classes and a ``none`` class (index K) from `videos` source videos, each with every class and a
+    background of one kind (as bench_label's videos have archery or arm wrestling between the actions): 3 clips per
+    video and class, grouped by video; 20 new videos of each class for testing, and 60 rows of a background of
+    another kind. Every row is 10 long (the open-set none is a level of cosine for rows of one length; the real
+    features' lengths vary, see fewshot._fit_open_set)."""
+    rng = np.random.default_rng(seed)
+    kinds = 1.0 + rng.normal(size=(K + 2, D))  # the classes, the labelled background, an unseen background
+
+    def rows(kind: int, n: int) -> np.ndarray:  # n videos of a kind: each its own centre, 3 clips near it
+        centres = kinds[kind] + 0.5 * rng.normal(size=(n, D))
+        out = np.repeat(centres, 3, axis=0) + 0.3 * rng.normal(size=(3 * n, D))
+        return 10 * out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    x = np.concatenate([rows(k, videos) for k in range(K + 1)])
+    y = np.repeat(np.arange(K + 1), 3 * videos)
+    g = np.tile(np.repeat(np.arange(videos), 3), K + 1)
+    tx, ty = np.concatenate([rows(k, 20) for k in range(K)]), np.repeat(np.arange(K), 60)
+    return x, y, g, tx, ty, rows(K + 1, 20)
+
+
+def test_an_open_set_none_is_a_constant_logit_calibrated_out_of_fold():
+    x, y, g, tx, ty, unseen = with_background()
+    fit = fit_head(x, y, g, K + 1, background=K)
+    assert fit.head == fewshot.OPEN_SET_HEAD and "open-set none" in fit.chosen_by
+    assert not fit.weight[K].any() and fit.bias[K] == pytest.approx(fit.none_logit, rel=1e-6) and fit.none_logit > 0
+    assert not fit.bias[:K].any() and fit.describe()["none"] == {"open_set": True, "logit": round(fit.none_logit, 4)}
+    linear = torch.nn.Linear(D, K + 1)  # still the run's ordinary linear layer
+    load_into(linear, fit)
+    with torch.no_grad():
+        np.testing.assert_allclose(linear(torch.from_numpy(tx).float()).numpy(), fit.logits(tx), rtol=1e-4, atol=1e-3)
+    # out of fold: every row scored by a head that never saw its video; the none column's mean is the none share
+    assert fit.oof_probs.shape == (len(y), K + 1)
+    np.testing.assert_allclose(fit.oof_probs.sum(1), 1.0, atol=1e-9)
+    assert fit.oof_probs[:, K].mean() == pytest.approx((y == K).mean(), abs=1e-6)
+    assert (fit.logits(tx).argmax(1) == ty).mean() >= 0.9  # the classes are still the classes
+    assert (fit.logits(unseen).argmax(1) == K).mean() >= 0.9  # a background no video had is none
+    fixed = fit_head(x, y, g, K + 1, background=K, setting=8.0)  # a given temperature: the constant still calibrated
+    assert fixed.setting == 8.0 and fixed.chosen_by.startswith("the caller, with an open-set none")
+    assert fixed.oof_probs[:, K].mean() == pytest.approx((y == K).mean(), abs=1e-6)
+
+
+def test_none_as_a_class_calls_an_unseen_background_something_else():
+    """What the open-set none is for: fitted as a class, none learns the labelled backgrounds, and one unlike them
+    goes to whichever class is nearest."""
+    x, y, g, _, _, unseen = with_background()
+    closed = fit_head(x, y, g, K + 1, head="prototype")
+    assert closed.none_logit is None and not closed.bias.any()
+    assert (closed.logits(unseen).argmax(1) == K).mean() < 0.5
+
+
+def test_without_folds_none_stays_a_class_and_without_none_nothing_changes():
+    x, y, g, _, _, _ = with_background(videos=1)
+    one = fit_head(x, y, g, K + 1, background=K)  # one video: no fold to calibrate the none logit on
+    assert one.head == "logistic" and one.none_logit is None and not one.bias.any() and one.oof_probs is None
+    x, y, g, _, _ = clusters(2)
+    default, logistic = fit_head(x, y, g, K), fit_head(x, y, g, K, head="logistic")
+    assert default.head == "logistic" and np.array_equal(default.weight, logistic.weight) and "none" not in default.describe()
+
+
 def test_refusals_are_one_line():
     x, y, g, _, _ = clusters(2)
     keep = y != 1

@@ -329,6 +329,30 @@ def fewshot_run(demo_data, cache_dir, tmp_path_factory) -> Path:
     return out
 
 
+def test_a_none_class_is_open_set_in_the_saved_linear_head(demo_data, cache_dir, tmp_path):
+    """A class named none (a fully labelled video's background; here a folder of it) makes the few-shot head's none
+    open-set: the prototype head for the classes and none a constant logit, all in the run's ordinary linear head."""
+    from actionrec.models.runs import load_run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, source in (("Bouncing", "Bouncing"), ("Sliding", "Sliding"), ("Spinning", "Spinning"), ("none", "Zooming")):
+        (data / name).symlink_to(demo_data / source, target_is_directory=True)
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(out), "--cache", str(cache_dir), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    fit = metrics["head_fit"]
+    assert metrics["classes"] == ["Bouncing", "Sliding", "Spinning", "none"]
+    assert fit["head"] == "prototype" and fit["none"]["open_set"] and "open-set none" in fit["chosen_by"]
+    assert "with an open-set none" in fit["reason"]
+    head = load_run(out).head  # what the engine, predict, the timeline and export load
+    assert not head.weight[3].any() and head.bias[3].item() == pytest.approx(fit["none"]["logit"], abs=1e-3)
+    assert not head.bias[:3].any() and head.weight[:3].abs().sum() > 0
+    probs = np.array(metrics["val_probs"])  # out of fold, the none column included: the timeline calibrates on them
+    assert probs.shape[1] == 4 and sorted(set(metrics["val_labels"])) == [0, 1, 2, 3]
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
+
+
 def test_few_sources_per_class_train_the_few_shot_head_without_validation(fewshot_run):
     metrics = json.loads((fewshot_run / "metrics.json").read_text())
     fit, splits = metrics["head_fit"], metrics["splits"]

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..console import Skipped, progress_bar, stderr_line
-from ..data.samples import Sample
+from ..data.samples import NONE_LABEL, Sample
 from ..data.splits import Splits
 from ..distributed import (SINGLE, Ranks, all_gather, barrier, from_main, main_decides, process_group, ranks_from_env,
                            resolve_device, threads_per_rank)
@@ -358,12 +358,14 @@ class _Training:
 
     def _fewshot_head(self, data: Datasets) -> None:
         """The few-shot head (fewshot.fit_head: logistic regression on the pooled training clips, its penalty chosen
-        by cross-validation over whole groups) loaded into the model's linear head; the same on every rank."""
+        by cross-validation over whole groups; with a ``none`` class, the prototype head with an open-set ``none``)
+        loaded into the model's linear head; the same on every rank."""
         model, train_set, classes = self.model, data.train, self.classes
         model.eval()
         x = pooled_by_all(model, self.cut, train_set, self.ranks).float().cpu().numpy()
         labels = train_set.labels.numpy()
-        result = fewshot.fit_head(x, labels, train_set.groups, len(classes), class_names=classes)
+        background = classes.index(NONE_LABEL) if NONE_LABEL in classes else None
+        result = fewshot.fit_head(x, labels, train_set.groups, len(classes), class_names=classes, background=background)
         fewshot.load_into(model.head, result)
         fewest = fewshot.fewest_examples(labels, train_set.groups, len(classes))
         clips = round(len(train_set) / max(train_set.videos, 1))
