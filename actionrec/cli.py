@@ -204,18 +204,23 @@ def cmd_weights_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from .apps.windows import default_cache_root
+    from .models.compiled import compiled_dir
     from .training import caches
     from .training.features import cache_root
 
     roots = {"features": cache_root(args.features), "timelines": Path(args.timelines) if args.timelines else default_cache_root()}
+    compiled = compiled_dir()
     if args.unused:
         print(f"features: removed {caches.prune_unused(roots['features'], args.runs)} of recipes no run under "
               f"{', '.join(args.runs)} uses")
     if args.older_than is not None:
         for name, root in roots.items():
             print(f"{name}: removed {caches.prune_older(root, args.older_than)} unused for {args.older_than:g} days")
+        print(f"compiled networks: removed {caches.prune_compiled(compiled, args.older_than)} unused for "
+              f"{args.older_than:g} days")
     for name, root in roots.items():
         print(f"{name}: {root}: {caches.usage(root)}")
+    print(f"compiled networks: {compiled}: {caches.compiled_usage(compiled)}")
     return 0
 
 
@@ -681,11 +686,13 @@ def _add_weights_cache(sub) -> None:
     wc.add_argument("--out", default=None, help="where to write the ranges (default: the cache, where int8 finds them)")
     wc.set_defaults(func=cmd_weights_calibrate)
 
-    c = sub.add_parser("cache", help="size of the feature and timeline caches; prune them by age or use",
-                       description="Shows what the feature cache and the timeline cache hold; --older-than and --unused "
-                                   "remove entries first (only the caches' own files).")
+    c = sub.add_parser("cache", help="size of the feature, timeline and compiled-network caches; prune them by age or use",
+                       description="Shows what the feature cache, the timeline cache and the compiled networks "
+                                   "($ACTIONREC_HOME/compiled) hold; --older-than and --unused remove entries first "
+                                   "(only the caches' own files).")
     c.add_argument("--older-than", type=float, default=None, metavar="DAYS",
-                   help="remove feature entries not used, and timeline entries not written, for this many days")
+                   help="remove feature entries and compiled networks not used, and timeline entries not written, "
+                        "for this many days")
     c.add_argument("--unused", action="store_true", help="remove the feature recipes that no run under --runs uses")
     c.add_argument("--runs", nargs="+", default=["runs"], metavar="DIR", help="folders holding your run directories, for --unused (default: runs)")
     c.add_argument("--features", default=None, metavar="DIR", help="feature cache folder (default: $ACTIONREC_HOME/features)")

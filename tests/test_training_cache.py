@@ -228,3 +228,34 @@ def test_cache_command_uses_actionrec_home(home, capsys):
     assert main(["cache"]) == 0
     out = capsys.readouterr().out
     assert f"features: {home / 'features'}: 0 files" in out and f"timelines: {home / 'timelines'}: 0 files" in out
+
+
+def test_cache_command_shows_and_prunes_compiled_networks_by_last_use(home, capsys):
+    from actionrec.models.compiled import IRRunner, card_key, ir_entry, read_card, write_card
+
+    import numpy as np
+    import openvino
+    import openvino.opset13 as ops
+
+    compiled = home / "compiled"
+    old_ir, used_ir = compiled / "ir" / "old", compiled / "ir" / "used"
+    x = ops.parameter([-1, 3, 8, 8, 8], np.float32)
+    for folder in (old_ir, used_ir):  # a real IR (a ReLU), as the engine saves them
+        openvino.save_model(openvino.Model([ops.multiply(ops.relu(x), np.float32(2))], [x]), folder / "model.xml")
+    weights = home / "weights" / "w.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"w")
+    key = card_key("tiny", "auto", "auto")
+    write_card(key, info={"name": "tiny"}, network={"shapes": "exact", "has_step_logits": False}, precision="fp32",
+               backend="openvino", config={}, weights=weights, irs={ir_entry("head", "exact", (3, 8, 8, 8)): used_ir / "model.xml"})
+    week_ago = time.time() - 8 * 86400
+    for path in (*old_ir.iterdir(), *used_ir.iterdir(), compiled / "cards" / f"{key}.json"):
+        os.utime(path, (week_ago, week_ago))
+    assert read_card(key) is not None  # a read is a use of the card, and compiling an IR a use of the IR
+    assert IRRunner({}).run(used_ir / "model.xml", -np.ones((1, 3, 8, 8, 8), np.float32), 0).max() == 0
+
+    assert main(["cache"]) == 0
+    assert f"compiled networks: {compiled}: 5 files" in capsys.readouterr().out
+    assert main(["cache", "--older-than", "7"]) == 0
+    assert "compiled networks: removed 2 files" in capsys.readouterr().out
+    assert not old_ir.exists() and (used_ir / "model.bin").exists() and read_card(key) is not None

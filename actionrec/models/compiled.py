@@ -61,6 +61,7 @@ class IRRunner:
         """The compiled model of the IR at `ir` for inputs (B, *shape), made on first use."""
         key = (str(ir), tuple(shape))
         if key not in self._compiled:
+            _touch(ir)  # its last use (`actionrec cache --older-than`)
             start = time.perf_counter()
             model = self._core.read_model(ir)
             model.reshape([-1, *shape])
@@ -162,7 +163,16 @@ def read_card(key: str) -> dict | None:
             return None
     except (KeyError, TypeError, AttributeError, OSError):
         return None
+    _touch(_card_path(key))
     return {**card, "irs": irs}
+
+
+def _touch(path: Path) -> None:
+    """Mark `path` used now (its modification time: `actionrec cache --older-than` prunes by it)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass  # a read-only cache is still read
 
 
 def _read_json(path: Path) -> dict | None:

@@ -5,6 +5,11 @@ preprocessing; see features.py), and each run records its recipe in ``metrics.js
 The timeline cache (``$ACTIONREC_HOME/timelines``) holds one ``.npz`` per video and model. A feature entry's time is
 the last time it was used (a hit touches it); a timeline entry's, when it was written. Only files of the caches'
 own kinds are removed, never anything else that may lie in those folders.
+
+The compiled networks (``$ACTIONREC_HOME/compiled``, :mod:`actionrec.models.compiled`) are one folder per exported IR
+(``ir/<key>/model.xml`` + ``.bin``; its time is the last time a process compiled it: each use touches model.xml) and
+one card per pretrained network and settings (``cards/<key>.json``; touched when read). An IR is removed whole; a card
+whose IR is gone is ignored, and the next run exports and records again.
 """
 
 from __future__ import annotations
@@ -92,6 +97,38 @@ def prune_older(root: Path, days: float, now: float | None = None) -> Usage:
         raise ActionrecError(f"--older-than must be a number of days >= 0, not {days!r}")
     cutoff = (time.time() if now is None else now) - days * _DAY
     removed = _remove(p for p in cache_files(root) if p.stat().st_mtime < cutoff)
+    _remove_empty_dirs(root)
+    return removed
+
+
+def compiled_entries(root: Path) -> Iterator[tuple[float, list[Path]]]:
+    """(time of last use, files) of each entry of the compiled networks under `root`: an IR folder (a killed
+    writer's temporary folder included) or a card."""
+    ir, cards = root / "ir", root / "cards"
+    for folder in sorted(ir.iterdir()) if ir.is_dir() else []:
+        files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        if files:
+            xml = folder / "model.xml"
+            yield (xml.stat().st_mtime if xml.is_file() else max(p.stat().st_mtime for p in files)), files
+    for card in sorted(cards.glob("*.json")) if cards.is_dir() else []:
+        yield card.stat().st_mtime, [card]
+
+
+def compiled_usage(root: Path) -> Usage:
+    total = Usage()
+    for _, files in compiled_entries(root):
+        for path in files:
+            total.add(path)
+    return total
+
+
+def prune_compiled(root: Path, days: float, now: float | None = None) -> Usage:
+    """Remove the compiled networks' entries under `root` (whole IR folders, cards) not used for `days` days."""
+    if not days >= 0:
+        raise ActionrecError(f"--older-than must be a number of days >= 0, not {days!r}")
+    cutoff = (time.time() if now is None else now) - days * _DAY
+    old = [files for when, files in compiled_entries(root) if when < cutoff]
+    removed = _remove(path for files in old for path in files)
     _remove_empty_dirs(root)
     return removed
 
