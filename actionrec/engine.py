@@ -30,7 +30,7 @@ import copy
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,34 +187,11 @@ class Engine:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             return forward_output(net, x.to(self.device), output).float()
 
-    def map(
-        self,
-        jobs: Iterable,
-        clips: Clips,
-        *,
-        output: str = "probs",
-        batch_size: int = 4,
-        per_clip: bool = False,
-        on_error: Callable[[Any, str], None] | None = None,
-        progress: Callable[[int], None] | None = None,
-        live: bool = False,
-        ahead: int | None = None,
-        on_drop: Callable[[int], None] | None = None,
-        stale: Callable[[Any], bool] | None = None,
-        on_take: Callable[[Any], None] | None = None,
-        stop: threading.Event | None = None,
-    ) -> Iterator[JobResult] | Iterator[ClipResult]:
-        """Run the clips of every job through the network (see the module doc).
-
-        Yields a :class:`JobResult` per job in order, or with ``per_clip`` a :class:`ClipResult` per clip as soon as
-        its batch ran. A job whose ``clips`` raise ActionrecError goes to ``on_error(job, message)`` (raised when
-        None). ``progress(n)``: n more jobs (or clips, per clip) done. ``live``: drop the oldest waiting clip rather
-        than wait (``on_drop(n)`` hears of it), and drop waiting clips for which ``stale(meta)`` holds (the newest is kept);
-        at most ``ahead`` clips wait (default 2 batches). ``on_take(meta)``: a clip leaves the queue for a batch.
-        ``stop`` ends it.
-        """
-        return map_clips(self, jobs, clips, output=output, batch_size=batch_size, per_clip=per_clip, on_error=on_error,
-                         progress=progress, live=live, ahead=ahead, on_drop=on_drop, stale=stale, on_take=on_take, stop=stop)
+    def map(self, jobs: Iterable, clips: Clips, **options: Any) -> Iterator[JobResult] | Iterator[ClipResult]:
+        """Run the clips of every job through the network (see the module doc): :func:`actionrec.pipeline.map_clips`
+        with this engine (its options: output, batch_size, per_clip, on_error, progress, live, ahead, on_drop, stale,
+        on_take, stop)."""
+        return map_clips(self, jobs, clips, **options)
 
     def run_batch(self, clips: list, output: str) -> np.ndarray:
         """One batch of preprocessed clips (tensors or arrays (3, T, H, W)) -> float32 outputs (see forward)."""

@@ -54,7 +54,15 @@ def map_clips(
     on_take: Callable[[Any], None] | None = None,
     stop: threading.Event | None = None,
 ) -> Iterator[JobResult] | Iterator[ClipResult]:
-    """`engine`'s outputs for the clips of every job: see :meth:`actionrec.engine.Engine.map`."""
+    """Run the clips of every job through `engine` (see the module doc).
+
+    Yields a :class:`JobResult` per job in order, or with ``per_clip`` a :class:`ClipResult` per clip as soon as
+    its batch ran. A job whose ``clips`` raise ActionrecError goes to ``on_error(job, message)`` (raised when
+    None). ``progress(n)``: n more jobs (or clips, per clip) done. ``live``: drop the oldest waiting clip rather
+    than wait (``on_drop(n)`` hears of it), and drop waiting clips for which ``stale(meta)`` holds (the newest is kept);
+    at most ``ahead`` clips wait (default 2 batches). ``on_take(meta)``: a clip leaves the queue for a batch.
+    ``stop`` ends it.
+    """
     if batch_size < 1:
         raise ActionrecError(f"--batch-size must be at least 1, not {batch_size}")
     feed = _Feed(jobs, clips, ahead or 2 * batch_size, live, stale, stop)
