@@ -553,10 +553,10 @@ def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     t.add_argument("--frames", type=int, default=C.frames, help="frames per clip (default: 16, the study's; 64 with --head temporal)")
     t.add_argument("--head", default=C.head, choices=HEADS, help="linear: softmax on the pooled features (the study's); temporal: "
                    "a 1D convolution over I3D's per-step features, one per 8 frames (default: %(default)s)")
-    t.add_argument("--head-fit", default=C.head_fit, choices=HEAD_FITS, help="logistic: the few-shot head (no validation "
-                   "hold-out, its penalty by cross-validation over whole groups, 4 clips per training video (3 spread, the "
-                   "central one mirrored), no "
-                   "fine-tuning); softmax: SGD with validation, then fine-tuning; auto: logistic when a class has at most "
+    t.add_argument("--head-fit", default=C.head_fit, choices=HEAD_FITS, help="logistic: the few-shot head (logistic "
+                   "regression; with a 'none' class from 2 or more sources, the prototype head beside an open-set none; no "
+                   "validation hold-out, its setting by cross-validation over whole groups, 4 clips per training video (3 "
+                   "spread, the central one mirrored), no fine-tuning); softmax: SGD with validation, then fine-tuning; auto: logistic when a class has at most "
                    f"{FEWSHOT_UP_TO} groups (videos, sources) for training, else softmax (default: %(default)s)")
     t.add_argument("--views", type=int, default=C.views, help="clips per training video, 1 central + augmented (default: %(default)s)")
     t.add_argument("--epochs", type=int, default=C.epochs, help="head epochs; the best on validation is kept (default: %(default)s)")
