@@ -69,6 +69,8 @@ def test_label_train_and_review_a_long_real_video(browser, tmp_path, i3d_kinetic
     try:
         browser.get(site.url + "/")
         browser.find_element(By.ID, "tab-label").click()
+        wait(browser, lambda d: d.find_element(By.ID, "lb-create").is_displayed())
+        assert not browser.find_element(By.ID, "lb-sources").is_displayed()  # no upload before a dataset is open
         browser.find_element(By.ID, "lb-new").send_keys("mine")
         browser.find_element(By.ID, "lb-create").click()
         wait(browser, lambda d: d.find_element(By.ID, "lb-sources").is_displayed())

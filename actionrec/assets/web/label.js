@@ -84,6 +84,7 @@ function openVideo(video) {
 }
 
 async function addVideo(source) {
+  if (!label.dataset) { say("choose or create a dataset first: its videos and labels are kept in its folder"); return; }
   try {
     const { video } = await post(dsPath("/videos"), source);
     await refreshDataset();
@@ -92,6 +93,7 @@ async function addVideo(source) {
 }
 
 function uploadVideo(file) {
+  if (!label.dataset) { say("choose or create a dataset first: its videos and labels are kept in its folder"); return; }
   say(`uploading ${file.name} ...`, "info");
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/api/uploads?filename=" + encodeURIComponent(file.name));
