@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from .errors import warn_once
-from .models.compiled import IRRunner, card_key, ir_entry, read_card
+from .models.compiled import IRRunner, card_key, graph_of, ir_entry, output_index, read_card
 from .models.info import ModelInfo, info_from_json
 from .pipeline import ClipResult, Clips, JobResult, map_clips
 
-HEAD, HEAD_OUTPUTS = "head", {"features": 0, "logits": 1, "probs": 1}  # outputs of the HEAD graph (pooled features, logits)
 GPU_NODES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # a GPU PyTorch could take under --device auto
 
 
@@ -49,11 +48,11 @@ class ReadyEngine:
     def run_batch(self, clips: list, output: str) -> np.ndarray:
         """One batch of preprocessed clips (arrays (3, T, H, W)) -> float32 outputs, as Engine.run_batch."""
         x = np.stack([np.asarray(c, dtype=np.float32) for c in clips])
-        graph = HEAD if output in HEAD_OUTPUTS else output  # as backends.graph_for, for a network without a cut
+        graph = graph_of(output, uncut=True)  # a card's network is pretrained weights: no cut
         ir = self._irs.get(ir_entry(graph, self._rule, x.shape[1:]))
         if ir is not None and not self._failed:
             try:
-                y = self._runner.run(ir, x, HEAD_OUTPUTS.get(output, 0)).astype(np.float32)
+                y = self._runner.run(ir, x, output_index(graph, output)).astype(np.float32)
             except Exception as err:  # whatever OpenVINO met, the full engine can run the network
                 self._failed = True
                 warn_once(f"the compiled {self.info.name} could not run ({type(err).__name__}: {str(err).strip()[:300]});"

@@ -37,8 +37,8 @@ import tempfile
 import threading
 import warnings
 from importlib import resources
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,8 +47,7 @@ from torch import nn
 from ..defaults import BACKEND_ENV, BACKENDS, PRECISION_ENV, PRECISIONS
 from ..errors import ActionrecError, warn_once
 from .network import EndpointNetwork, forward_output
-from ..files import home_dir
-from .compiled import IRRunner, compiled_dir, shape_class
+from .compiled import HEAD, IRRunner, compiled_dir, graph_of, output_index, shape_class
 from .cpu import cpu_flags, cpu_model
 from .weights import tensors_sha256
 
@@ -198,14 +197,11 @@ def describe(backend: str, precision: str, threads: int | None = None) -> dict:
 # ------------------------------------------------------------------------------------------ OpenVINO
 
 
-HEAD = "head"  # the graph of "probs", "logits" and "features": outputs (pooled features, logits)
 
 
 def graph_for(model: nn.Module, output: str) -> str:
-    """Which exported graph serves engine `output`: HEAD for probs, logits and features of an uncut network (one
-    graph, one IR on disk for the three), else the output itself."""
-    uncut = model.final_endpoint == model.ENDPOINTS[-1]
-    return HEAD if output in ("probs", "logits", "features") and uncut else output
+    """Which exported graph of `model` serves engine `output` (:func:`actionrec.models.compiled.graph_of`)."""
+    return graph_of(output, uncut=model.final_endpoint == model.ENDPOINTS[-1])
 
 
 class _Graph(nn.Module):
@@ -284,7 +280,7 @@ class OpenVINONet:
         graph = graph_for(self.model, output)
         shape = tuple(x.shape[1:])
         ir = self._ir(graph, shape)
-        y = self._runner.run(ir, x.detach().float().contiguous().numpy(), int(graph == HEAD and output != "features"))
+        y = self._runner.run(ir, x.detach().float().contiguous().numpy(), output_index(graph, output))
         return torch.from_numpy(y)
 
     def compiled(self, graph: str, shape: tuple[int, ...]):

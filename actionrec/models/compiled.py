@@ -76,6 +76,21 @@ class IRRunner:
             return compiled(np.ascontiguousarray(x, dtype=np.float32))[index]
 
 
+HEAD = "head"  # the graph of "probs", "logits" and "features" of an uncut network: outputs (pooled features, logits)
+HEAD_OUTPUTS = ("features", "logits", "probs")  # in HEAD's output order: features 0, logits (and probs from them) 1
+
+
+def graph_of(output: str, uncut: bool) -> str:
+    """Which exported graph serves engine `output`: HEAD for probs, logits and features of an uncut network (one
+    graph, one IR on disk for the three), else the output itself."""
+    return HEAD if output in HEAD_OUTPUTS and uncut else output
+
+
+def output_index(graph: str, output: str) -> int:
+    """Which of `graph`'s outputs is engine `output` (HEAD gives pooled features then logits; the others one)."""
+    return int(graph == HEAD and output != "features")
+
+
 def shape_class(rule: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Input shapes (C, T, H, W) whose exported graphs are identical up to the sizes, so one IR serves them all
     (`rule`: :func:`actionrec.models.backends.shape_rule` of the network).
@@ -139,12 +154,13 @@ def write_card(key: str, *, info: Mapping, network: Mapping, precision: str, bac
     old = _read_json(_card_path(key)) or {}
     same = (old.get("weights", {}).get("stat") == [stat.st_size, stat.st_mtime_ns] and old.get("precision") == precision
             and old.get("config") == dict(config) and old.get("info") == info and old.get("network") == network)
-    if same and all(old.get("irs", {}).get(k) == str(v.relative_to(compiled_dir())) for k, v in irs.items()):
+    new = {k: str(v.relative_to(compiled_dir())) for k, v in irs.items()}
+    if same and all(old.get("irs", {}).get(k) == v for k, v in new.items()):
         return  # nothing new (every process that compiles the network again comes here)
     card = {"format": CARD_FORMAT, "info": info, "network": network, "precision": precision, "backend": backend,
             "config": dict(config),
             "weights": {"path": str(weights), "sha256": sha256_file(weights), "stat": [stat.st_size, stat.st_mtime_ns]},
-            "irs": {**(old.get("irs", {}) if same else {}), **{k: str(v.relative_to(compiled_dir())) for k, v in irs.items()}}}
+            "irs": {**(old.get("irs", {}) if same else {}), **new}}
     write_json(_card_path(key), card)
 
 

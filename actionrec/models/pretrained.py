@@ -8,7 +8,6 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +20,7 @@ from .c3d import SPECS as C3D_SPECS
 from .c3d_checkpoints import convert_c3d
 from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
-from .info import RANDOM_WEIGHTS, ModelInfo
+from .info import ModelInfo
 from .weights import (
     atomic_save_safetensors,
     check_key_sets,
