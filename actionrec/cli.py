@@ -59,7 +59,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .ready import ready_engine
 
     check_predict_options(frames=args.frames, test_views=args.test_views, batch_size=args.batch_size, top=args.top)
-    model = ready_engine(args.model, device=args.device, **_engine_options(args)) or _load_model(args)
+    model = ready_engine(args.model, device=args.device, **_engine_options(args)) or _classifier(args.model, args)
     groups = _groups(args, model)
     regroup = groups.apply if groups else (lambda p: p)
     failed = 0
@@ -430,13 +430,6 @@ def _engine_parent() -> argparse.ArgumentParser:
 def _engine_options(args: argparse.Namespace) -> dict[str, str]:
     """--precision and --backend, passed by name to what builds the engine (load_model, TrainConfig, evaluate_run)."""
     return {"precision": getattr(args, "precision", "auto"), "backend": getattr(args, "backend", "auto")}
-
-
-def _load_model(args: argparse.Namespace):
-    """`load_model` of --model (or --run) on the command's device, precision and backend."""
-    from . import load_model
-
-    return load_model(args.model, device=_device(args), **_engine_options(args))
 
 
 def _device(args: argparse.Namespace) -> str:
