@@ -544,6 +544,9 @@ def _add_train(sub, parents: list[argparse.ArgumentParser]) -> None:
     t.add_argument("--weights", default=None, help=f"pretrained weights name (default: {_per_backbone('weights')}); "
                                                    "none = random initialisation (not transfer learning)")
     t.add_argument("--frames", type=int, default=C.frames, help="frames per clip (default: 16, the study's; 64 with --head temporal)")
+    t.add_argument("--crop", type=int, default=C.crop, help="side of the square the backbone sees, cut from frames resized "
+                   "to the weights' short side (default: the weights', 224 for I3D; 256 with the few-shot head on I3D: the "
+                   "whole height of the frame, measured better with few examples)")
     t.add_argument("--head", default=C.head, choices=HEADS, help="linear: softmax on the pooled features (the study's); temporal: "
                    "a 1D convolution over I3D's per-step features, one per 8 frames (default: %(default)s)")
     t.add_argument("--head-fit", default=C.head_fit, choices=HEAD_FITS, help="logistic: the few-shot head (logistic "

@@ -371,6 +371,10 @@ def test_few_sources_per_class_train_the_few_shot_head_without_validation(fewsho
     config = json.loads((fewshot_run / "config.json").read_text())
     assert config["train_config"]["head_fit"] == "logistic" and config["train_config"]["finetune_epochs"] == 0
     assert config["train_config"]["train_views"] == [0, "u0of2", "u1of2", "0m"] and config["trained_modules"] == ["head"]
+    assert config["train_config"]["crop"] == config["preprocessing"]["crop"] == 256  # fewshot.crop_for("i3d")
+    from actionrec.models.runs import load_run
+
+    assert load_run(fewshot_run).info.spec.crop == 256  # what predict and the timeline of the run feed it
 
 
 def test_the_few_shot_run_predicts_its_own_test_numbers_and_reports_why(fewshot_run, run, demo_data, capsys):
@@ -418,8 +422,10 @@ def test_head_fit_flag_and_its_choice():
     assert (choice.fit, choice.fewest, choice.forced, cfg.head_fit, cfg.finetune_epochs) == ("logistic", 3, False, "logistic", 0)
     assert moved.val == [] and sorted(s.path for s in moved.train) == sorted(s.path for s in few.train + few.val)
     assert moved.policy.startswith("policy; few-shot head (3 group(s) in the smallest class)")
+    assert cfg.crop == 256 and choose_head_fit(few, TrainConfig(crop=224))[1].crop == 224  # the few-shot crop; --crop wins
+    assert choose_head_fit(few, TrainConfig(backbone="c3d"))[1].crop is None  # C3D keeps its 112
     same, cfg, choice = choose_head_fit(many, TrainConfig())
-    assert same is many and (cfg.head_fit, cfg.finetune_epochs, choice.forced) == ("softmax", 5, False)
+    assert same is many and (cfg.head_fit, cfg.finetune_epochs, choice.forced, cfg.crop) == ("softmax", 5, False, None)
     assert "(> 10)" in choice.reason(cfg.resolved())
     assert choose_head_fit(many, TrainConfig(head_fit="logistic"))[2] == HeadChoice("logistic", FEWSHOT_UP_TO + 1, True)
     assert choose_head_fit(few, TrainConfig(head_fit="softmax"))[0] is few
@@ -428,6 +434,22 @@ def test_head_fit_flag_and_its_choice():
         TrainConfig(head_fit="bayes")
     with pytest.raises(ActionrecError, match="with --head temporal use --head-fit auto or softmax"):
         replace(TrainConfig(), head="temporal", head_fit="logistic")
+
+
+def test_crop_refusals_are_one_line():
+    from actionrec.errors import ActionrecError
+    from actionrec.models.pretrained import get_spec, with_crop
+    from actionrec.training.config import TrainConfig
+
+    spec = get_spec("i3d-kinetics400")
+    assert with_crop(spec, None) is spec and with_crop(spec, 256).crop == 256 and with_crop(spec, 256).resize == 256
+    with pytest.raises(ActionrecError, match="--crop 300: i3d-kinetics400 resizes frames to a short side of 256 pixels; "
+                                             "pass --crop 256 or less"):
+        with_crop(spec, 300)
+    with pytest.raises(ActionrecError, match="--crop 128: C3D takes crops of exactly 112 pixels"):
+        TrainConfig(backbone="c3d", crop=128)
+    with pytest.raises(ActionrecError, match="--crop must be a whole number >= 32"):
+        TrainConfig(crop=8)
 
 
 def test_head_fit_flag_refusal_is_one_line(capsys):

@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from .c3d import SPECS as C3D_SPECS
 from .c3d_checkpoints import convert_c3d
 from .i3d import I3D, I3D_KINETICS400
 from .i3d import checkpoint_filter_fn as i3d_checkpoint_filter_fn
-from .info import ModelInfo
+from .info import ModelInfo, WeightsSpec
 from .weights import (
     atomic_save_safetensors,
     check_key_sets,
@@ -40,6 +41,16 @@ def get_spec(name: str) -> WeightsSpec:
     if name not in PRETRAINED:
         raise ActionrecError(f"unknown weights {name!r}; choose one of: {', '.join(PRETRAINED)} (see `actionrec weights list`)")
     return PRETRAINED[name]
+
+
+def with_crop(spec: WeightsSpec, crop: int | None) -> WeightsSpec:
+    """`spec` seeing squares of `crop` pixels (None: its own); one line when the resized frames are too small for it."""
+    if crop is None or crop == spec.crop:
+        return spec
+    if crop > spec.resize:
+        raise ActionrecError(f"--crop {crop}: {spec.name} resizes frames to a short side of {spec.resize} pixels; "
+                             f"pass --crop {spec.resize} or less")
+    return replace(spec, crop=int(crop))
 
 
 def create_model(spec: WeightsSpec, num_classes: int | None = None, **kwargs) -> nn.Module:
@@ -234,9 +245,10 @@ def build_model(info: ModelInfo, state: Mapping[str, torch.Tensor] | None, devic
     return model.eval().to(device)
 
 
-def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
-    """The pretrained model `name` in eval mode, fetched and converted on first use; `model.info` describes it."""
-    spec = get_spec(name)
+def load_pretrained(name: str, device: str | torch.device = "cpu", crop: int | None = None) -> nn.Module:
+    """The pretrained model `name` in eval mode, fetched and converted on first use; `model.info` describes it.
+    `crop` replaces the spec's crop (the side of the square cut from frames resized to `spec.resize`)."""
+    spec = with_crop(get_spec(name), crop)
     state, digest = load_state(name)
     info = ModelInfo(name=spec.name, spec=spec, categories=spec.categories, weights_sha256=digest,
                      predict_frames=spec.predict_frames, identity=f"weights:{spec.name}:{digest[:24]}")

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ActionrecError
 from ..files import write_json
 from .info import ModelInfo
-from .pretrained import DEFAULT_WEIGHTS, build_model, get_spec, load_state
+from .pretrained import DEFAULT_WEIGHTS, build_model, get_spec, load_state, with_crop
 from .weights import atomic_save_safetensors, tensors_sha256
 
 RUN_FORMAT = "actionrec-run"
@@ -113,6 +113,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
                 raise ActionrecError(f"{run_dir}: trained on other {config['weights']} weights than the cached ones; fetch the right ones or retrain")
             trained = tuple(f"{name}." for name in config["trained_modules"])
             full = {**{k: v for k, v in backbone.items() if not k.startswith(trained)}, **state}
+        spec = with_crop(spec, int(config["preprocessing"]["crop"]))  # what the run was trained on
         info = ModelInfo(name=str(run_dir), spec=spec, categories=classes, weights_sha256=weights_sha256,
                          predict_frames=int(config["frames"]), identity=_identity(run_dir, config), run=config)
     except (KeyError, TypeError, ValueError) as err:

@@ -18,6 +18,7 @@ BACKBONE_DEFAULTS = {
 NO_WEIGHTS = "none"  # --weights none: the backbone from random initialisation (not transfer learning)
 HEADS = ("linear", "temporal")
 HEAD_FITS = ("auto", "logistic", "softmax")  # how the linear head is fitted (see TrainConfig.head_fit)
+MIN_CROP = 32  # pixels: I3D halves the picture five times before Mixed_5c
 AUTO_LR = "auto"  # --lr auto: the head's learning rate from a range test on the cached features (lr_range.py)
 
 
@@ -28,6 +29,9 @@ class TrainConfig:
     backbone: str = "i3d"  # architecture: i3d or c3d
     weights: str | None = None  # pretrained weights name (default: the backbone's; "none": random initialisation)
     frames: int | None = None  # frames per clip (default: 16, the study's; 64 with the temporal head: 8 time steps)
+    # side of the square the backbone sees, cut from frames resized to the weights' short side (default: the weights'
+    # crop, 224 for I3D; with the few-shot head on I3D, FEWSHOT_CROP: see fewshot.crop_for)
+    crop: int | None = None
     head: str = "linear"  # "linear": softmax on pooled features (the study's); "temporal": over I3D's per-step features
     # "logistic": the few-shot head (training/fewshot.py: no validation hold-out, its penalty by cross-validation over
     # whole groups, no fine-tuning); "softmax": SGD with validation, then fine-tuning; "auto": logistic when the class
@@ -63,6 +67,10 @@ class TrainConfig:
             whole(self.frames, "--frames", MIN_FRAMES)
         if self.backbone == "c3d" and self.frames not in (None, 16):
             raise ActionrecError(f"--frames {self.frames}: C3D takes clips of exactly 16 frames (its fc6 is sized for them)")
+        if self.crop is not None:
+            whole(self.crop, "--crop", MIN_CROP)
+        if self.backbone == "c3d" and self.crop not in (None, 112):
+            raise ActionrecError(f"--crop {self.crop}: C3D takes crops of exactly 112 pixels (its fc6 is sized for them)")
         if self.head not in HEADS:
             raise ActionrecError(f"--head {self.head}: choose one of: {', '.join(HEADS)}")
         if self.head == "temporal" and self.backbone != "i3d":

@@ -108,21 +108,21 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
     from dataclasses import replace as replace_spec
 
     from ..models.info import RANDOM_WEIGHTS, ModelInfo
-    from ..models.pretrained import build_model, get_spec, load_pretrained
+    from ..models.pretrained import build_model, get_spec, load_pretrained, with_crop
 
     if cfg.weights != NO_WEIGHTS:
         spec = get_spec(cfg.weights)
         if spec.arch != cfg.backbone:
             raise ActionrecError(f"--weights {cfg.weights} are {spec.arch} weights, not {cfg.backbone}; see `actionrec weights list`")
         try:
-            model = load_pretrained(cfg.weights)
+            model = load_pretrained(cfg.weights, crop=cfg.crop)
             say(f"backbone: {cfg.backbone} with pretrained weights {spec.name} ({spec.description})")
             return model
         except ActionrecError as err:
             if explicit:
                 raise
             say(f"warning: no {spec.name} weights ({err}); fetch them with `actionrec weights fetch {spec.name} --from FILE`")
-    spec = get_spec(BACKBONE_DEFAULTS[cfg.backbone]["weights"])
+    spec = with_crop(get_spec(BACKBONE_DEFAULTS[cfg.backbone]["weights"]), cfg.crop)
     say(f"warning: training {cfg.backbone} from random initialisation (seed {cfg.seed}): this is NOT transfer learning, "
         "expect far lower accuracy than with pretrained weights")
     torch.manual_seed(cfg.seed)
@@ -188,8 +188,8 @@ class HeadChoice:
 def choose_head_fit(splits: Splits, config: TrainConfig) -> tuple[Splits, TrainConfig, HeadChoice]:
     """The head fit for these splits (`config.head_fit`; auto: fewshot.choose_head of the fewest distinct groups of any
     class in training and validation, the softmax head with --head temporal), and the splits and configuration it
-    trains with: the few-shot head holds nothing out for validation (it moves into training) and is not fine-tuned
-    (no validation set would keep fine-tuning honest)."""
+    trains with: the few-shot head holds nothing out for validation (it moves into training), is not fine-tuned
+    (no validation set would keep fine-tuning honest) and sees fewshot.crop_for's crop unless --crop names one."""
     samples = splits.train + splits.val
     groups: dict[str, set[str]] = {c: set() for c in splits.classes}
     for s in samples:
@@ -203,8 +203,9 @@ def choose_head_fit(splits: Splits, config: TrainConfig) -> tuple[Splits, TrainC
         return splits, replace(config, head_fit=fit), choice
     policy = (f"{splits.policy}; few-shot head ({fewest} group(s) in the smallest class): no validation hold-out "
               "(validation moved into training), settings by cross-validation over whole groups, no fine-tuning")
-    return (replace(splits, train=samples, val=[], policy=policy), replace(config, head_fit=fit, finetune_epochs=0),
-            choice)
+    crop = config.crop or fewshot.crop_for(config.backbone)
+    return (replace(splits, train=samples, val=[], policy=policy),
+            replace(config, head_fit=fit, finetune_epochs=0, crop=crop), choice)
 
 
 class _Training:
