@@ -424,6 +424,8 @@ def test_head_fit_flag_and_its_choice():
     assert moved.policy.startswith("policy; few-shot head (3 group(s) in the smallest class)")
     assert cfg.crop == 256 and choose_head_fit(few, TrainConfig(crop=224))[1].crop == 224  # the few-shot crop; --crop wins
     assert choose_head_fit(few, TrainConfig(backbone="c3d"))[1].crop is None  # C3D keeps its 112
+    segments = Splits(few.train + [Sample("/v/long.mp4#t=3,9", "a", "long")], few.val, [], ["a", "b"], "policy")
+    assert choose_head_fit(segments, TrainConfig())[1].crop is None  # a segment of a long video: the weights' 224
     same, cfg, choice = choose_head_fit(many, TrainConfig())
     assert same is many and (cfg.head_fit, cfg.finetune_epochs, choice.forced, cfg.crop) == ("softmax", 5, False, None)
     assert "(> 10)" in choice.reason(cfg.resolved())

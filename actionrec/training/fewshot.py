@@ -93,13 +93,17 @@ def choose_head(examples_per_class: int) -> str:
     return "logistic" if examples_per_class <= FEWSHOT_UP_TO else SOFTMAX
 
 
-def crop_for(backbone: str) -> int | None:
-    """The crop the few-shot head's clips are seen at: :data:`FEWSHOT_CROP` for I3D, the weights' own for C3D (its
-    fc6 takes 112). Measured (bench/bench_fewshot_input.py, real UCF101, 60 draws per size over splits 1-3, the same
-    draws, the 4 training clips of :func:`training_views`): the whole 256-pixel height of the resized frame instead of
-    its 224 centre, +2.5 / +1.5 / +1.0 / +0.3 / +0.8 points at 1 / 2 / 3 / 5 / 10 videos per class, no split worse at
-    any size, for 1.3x the backbone's work per clip (README: few examples per class)."""
-    return FEWSHOT_CROP if backbone == "i3d" else None
+def crop_for(backbone: str, segments: bool) -> int | None:
+    """The crop the few-shot head's clips are seen at: :data:`FEWSHOT_CROP` for I3D trained on whole videos; the
+    weights' own (224) when any training sample is a segment of a longer video, and for C3D (its fc6 takes 112).
+
+    Whole videos (bench/bench_fewshot_input.py, real UCF101, 60 draws per size over splits 1-3, the same draws, the 4
+    clips of :func:`training_views`): the whole 256-pixel height of the resized frame instead of its 224 centre scored
+    +2.5 / +1.5 / +1.0 / +0.3 / +0.8 points at 1 / 2 / 3 / 5 / 10 videos per class, no split worse at any size, for
+    1.3x the backbone's work per clip. Segments of stitched real videos (bench/bench_openset.py's rule, a model of
+    each training video labelling the other): 224 was the better in both settings, 11.6 s against 12.4 s with the
+    background labelled and 18.2 s against 19.4 s without (README: few examples per class)."""
+    return FEWSHOT_CROP if backbone == "i3d" and not segments else None
 
 
 def training_views() -> list[View]:

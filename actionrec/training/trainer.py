@@ -203,7 +203,7 @@ def choose_head_fit(splits: Splits, config: TrainConfig) -> tuple[Splits, TrainC
         return splits, replace(config, head_fit=fit), choice
     policy = (f"{splits.policy}; few-shot head ({fewest} group(s) in the smallest class): no validation hold-out "
               "(validation moved into training), settings by cross-validation over whole groups, no fine-tuning")
-    crop = config.crop or fewshot.crop_for(config.backbone)
+    crop = config.crop or fewshot.crop_for(config.backbone, any(s.start is not None for s in samples))
     return (replace(splits, train=samples, val=[], policy=policy),
             replace(config, head_fit=fit, finetune_epochs=0, crop=crop), choice)
 
