@@ -454,6 +454,15 @@ def test_crop_refusals_are_one_line():
         TrainConfig(crop=8)
 
 
+def test_a_crop_the_weights_cannot_take_is_one_line_not_missing_weights(demo_data, tmp_path, capsys):
+    assert main(["train", str(demo_data), "--crop", "300", "--out", str(tmp_path / "run")]) == 2
+    out = capsys.readouterr()
+    lines = (out.out + out.err).strip().splitlines()
+    assert lines[-1] == ("actionrec: error: --crop 300: i3d-kinetics400 resizes frames to a short side of 256 pixels; "
+                         "pass --crop 256 or less")
+    assert not any("warning" in line for line in lines), lines  # not taken for missing weights, no random initialisation
+
+
 def test_head_fit_flag_refusal_is_one_line(capsys):
     assert main(["train", "nowhere", "--head", "temporal", "--head-fit", "logistic"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -114,6 +114,7 @@ def backbone_for(cfg: TrainConfig, say: Callable[[str], None], explicit: bool = 
         spec = get_spec(cfg.weights)
         if spec.arch != cfg.backbone:
             raise ActionrecError(f"--weights {cfg.weights} are {spec.arch} weights, not {cfg.backbone}; see `actionrec weights list`")
+        with_crop(spec, cfg.crop)  # a crop the weights cannot take is refused here, not taken for missing weights
         try:
             model = load_pretrained(cfg.weights, crop=cfg.crop)
             say(f"backbone: {cfg.backbone} with pretrained weights {spec.name} ({spec.description})")
