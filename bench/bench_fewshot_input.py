@@ -13,7 +13,7 @@ video scored from its 2 test views. Only the input changes from one policy to th
     fps12.5-full224, frames64 (crop224, 64 frames: 2.56 s)
 
 Each policy's pooled features (the engine's ``forward_features``: Mixed_5c averaged, at this machine's --precision
-auto) are computed once and kept in bench/out/fewshot_input/POLICY.npz (2-20 min each on 2 cores).
+auto) are computed once and kept in bench/out/fewshot_input/POLICY/pooled.npz (2-20 min each on 2 cores).
 
     python bench/bench_fewshot_input.py extract --inputs crop224,crop256
     python bench/bench_fewshot_input.py run --inputs crop224,crop256,full256 --splits 1,2,3 --draws 20
@@ -38,8 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_fewshot as bf  # noqa: E402  (the draws, the data and the scoring are bench_fewshot's)
 
 OUT = bf.ROOT / "bench" / "out" / "fewshot_input"
-TRAIN_VIEWS = ("0", "u0of2", "u1of2", "0m")  # fewshot.training_views(), named as stored here
-TEST_VIEWS = ("u0of2", "u1of2")
+TRAIN_VIEWS = (0, "u0of2", "u1of2", "0m")  # fewshot.training_views(): central, the 2 test views, central mirrored
 
 
 class Policy(NamedTuple):
@@ -59,14 +58,20 @@ POLICIES = {
 
 
 def network_input(frames: np.ndarray, policy: Policy, flip: bool = False) -> np.ndarray:
-    """uint8 (T, H, W, 3) frames already at `policy.short_side` -> (3, T, h, w) in [-1, 1], I3D's range."""
-    t, h, w, _ = frames.shape
+    """uint8 (T, H, W, 3) frames already at `policy.short_side` -> the network input (3, T, h, w): a crop through the
+    trainer's own preprocess_array; the whole frame (crop None) with the same scaling, the spec's mean and std."""
+    from dataclasses import replace
+
+    from actionrec.data.transforms import preprocess_array
+    from actionrec.models.i3d import I3D_KINETICS400 as SPEC
+
     if policy.crop is not None:
-        top, left = round((h - policy.crop) / 2), round((w - policy.crop) / 2)
-        frames = frames[:, top : top + policy.crop, left : left + policy.crop]
-    if flip:
-        frames = frames[:, :, ::-1]
-    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
+        return preprocess_array(frames, replace(SPEC, resize=policy.short_side, crop=policy.crop), flip=flip)
+    x = np.ascontiguousarray((frames[:, :, ::-1] if flip else frames).transpose(3, 0, 1, 2), dtype=np.float32)
+    x /= np.float32(255.0)
+    x -= np.asarray(SPEC.mean, np.float32).reshape(3, 1, 1, 1)
+    x /= np.asarray(SPEC.std, np.float32).reshape(3, 1, 1, 1)
+    return x
 
 
 def extract(name: str) -> None:
@@ -89,43 +94,28 @@ def extract(name: str) -> None:
         with torch.no_grad():
             feats = model.forward_features(torch.from_numpy(x)).numpy()
         key = content_key(video)
-        store.update({f"{key}|{view}": f for view, f in zip(("0", "u0of2", "u1of2", "0m"), feats)})
+        store.update({f"{key}|{view}": f for view, f in zip(TRAIN_VIEWS, feats)})
         if i % 50 == 0:
             bf.say(f"{name}: {i}/{len(videos)} videos, {time.perf_counter() - t0:.0f} s")
-    OUT.mkdir(parents=True, exist_ok=True)
-    np.savez(OUT / f"{name}.npz", keys=np.array(list(store)), feats=np.stack(list(store.values())))
-    bf.say(f"{name}: {len(videos)} videos in {time.perf_counter() - t0:.0f} s -> {OUT / f'{name}.npz'}")
+    (OUT / name).mkdir(parents=True, exist_ok=True)
+    np.savez(OUT / name / "pooled.npz", keys=np.array(list(store)), feats=np.stack(list(store.values())))
+    bf.say(f"{name}: {len(videos)} videos in {time.perf_counter() - t0:.0f} s -> {OUT / name / 'pooled.npz'}")
 
 
 def accuracies(names: Sequence[str], splits: Sequence[int], ns: Sequence[int], count: int) -> dict:
-    """{policy: {n: [accuracy of each draw]}}, every policy on the same draws."""
-    from actionrec.data.video import content_key
+    """{policy: {n: [accuracy of each draw]}}, every policy on the same draws, scored as bench_fewshot scores."""
     from actionrec.training.fewshot import fit_head
 
-    stores = {}
-    for name in names:
-        with np.load(OUT / f"{name}.npz") as z:
-            stores[name] = dict(zip(z["keys"].tolist(), z["feats"]))
-    keys: dict[str, str] = {}
-
-    def feat(name: str, video: str, view: str) -> np.ndarray:
-        keys.setdefault(video, content_key(video))
-        return stores[name][f"{keys[video]}|{view}"]
-
+    feats = {name: bf.Features(OUT / name) for name in names}
     out: dict = {name: {n: [] for n in ns} for name in names}
     for split in splits:
         for n in ns:
             for draw in bf.draws(bf.DATA, split, n, count):
                 classes = sorted({s.label for s in draw.train})
-                y = np.array([classes.index(s.label) for s in draw.train for _ in TRAIN_VIEWS])
-                groups = np.repeat(np.arange(len(draw.train)), len(TRAIN_VIEWS))
-                truth = np.array([classes.index(s.label) for s in draw.test])
                 for name in names:
-                    x = np.stack([feat(name, s.path, v) for s in draw.train for v in TRAIN_VIEWS])
+                    x, y, groups = bf.rows(feats[name], draw.train, classes, TRAIN_VIEWS)
                     fit = fit_head(x, y, groups, len(classes), head="logistic")
-                    test = np.stack([[feat(name, s.path, v) for v in TEST_VIEWS] for s in draw.test])
-                    logits = fit.logits(test.reshape(-1, test.shape[-1])).reshape(len(draw.test), len(TEST_VIEWS), -1)
-                    out[name][n].append(float((bf.softmax(logits).mean(1).argmax(1) == truth).mean()))
+                    out[name][n].append(bf.test_accuracy(fit.logits, feats[name], draw, classes))
             bf.say(f"split {split}, {n} per class: " + ", ".join(f"{m} {100 * np.mean(out[m][n][-count:]):.1f}" for m in names))
     return out
 
@@ -168,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in names:
             extract(name)
         return
+    from actionrec.training.fewshot import training_views
+
+    assert list(TRAIN_VIEWS) == training_views(), "extract computes today's training clips: update TRAIN_VIEWS with them"
     ns, splits = [int(n) for n in args.n.split(",")], [int(s) for s in args.splits.split(",")]
     results = accuracies(names, splits, ns, args.draws)
     (OUT / f"results-{'_'.join(names)}-{'_'.join(map(str, splits))}.json").write_text(json.dumps(results))

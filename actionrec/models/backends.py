@@ -197,8 +197,6 @@ def describe(backend: str, precision: str, threads: int | None = None) -> dict:
 # ------------------------------------------------------------------------------------------ OpenVINO
 
 
-
-
 def graph_for(model: nn.Module, output: str) -> str:
     """Which exported graph of `model` serves engine `output` (:func:`actionrec.models.compiled.graph_of`)."""
     return graph_of(output, uncut=model.final_endpoint == model.ENDPOINTS[-1])
